@@ -1,0 +1,46 @@
+"""edgeseg: real-time image segmentation for the edge.
+
+``import edgeseg`` never imports torch; running an exported model needs only numpy, OpenCV,
+ONNX Runtime and the C++ core (``edgeseg._C``).
+"""
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+from .errors import (  # noqa: E402
+    ArrayError,
+    BackendError,
+    DataError,
+    EdgesegError,
+    ExportError,
+    InputFileError,
+    ModelError,
+    SourceError,
+)
+from .meta import ModelMeta  # noqa: E402
+
+
+def load(path=None, backend: str = "auto", **kwargs):
+    """Load a deployable model (.onnx, or a checkpoint directory) and return a predictor.
+
+    ``path=None`` loads the semantic model shipped with the package. See
+    :func:`edgeseg.runtime.load` for the keyword options.
+    """
+    from .runtime import load as _load
+
+    return _load(path, backend=backend, **kwargs)
+
+
+__all__ = [
+    "__version__",
+    "load",
+    "ModelMeta",
+    "EdgesegError",
+    "ArrayError",
+    "BackendError",
+    "DataError",
+    "ExportError",
+    "InputFileError",
+    "ModelError",
+    "SourceError",
+]

@@ -1,0 +1,24 @@
+"""The single source of truth for edgeseg's defaults. Everything else reads from here."""
+from __future__ import annotations
+
+#: ImageNet statistics in RGB order on the 0..255 scale; (x - mean) / std is applied per channel.
+MEAN_RGB: tuple[float, float, float] = (123.675, 116.28, 103.53)
+STD_RGB: tuple[float, float, float] = (58.395, 57.12, 57.375)
+#: Grey used to pad letterboxed frames (pixel units, before normalisation); training pads with it too.
+PAD_VALUE: int = 114
+#: Label value ignored by losses and metrics (VOC boundaries, Cityscapes void).
+IGNORE_INDEX: int = 255
+#: Network input size (height, width) of semantic models unless told otherwise.
+SEMANTIC_INPUT_SIZE: tuple[int, int] = (256, 256)
+#: ONNX opset used by export.
+ONNX_OPSET: int = 17
+#: Minimum PyTorch-vs-exported label agreement; export fails below this.
+PARITY_MIN_AGREEMENT: float = 0.999
+#: Overlay blend weight of the class colour.
+OVERLAY_ALPHA: float = 0.5
+#: Environment variable that sets the C++ core's thread count (default: all cores).
+NUM_THREADS_ENV: str = "EDGESEG_NUM_THREADS"
+#: Metadata key under which ModelMeta JSON is stored in ONNX metadata_props.
+META_KEY: str = "edgeseg.meta"
+#: The default semantic model shipped inside the package (a path relative to edgeseg/assets/).
+DEFAULT_SEMANTIC_MODEL: str = "semantic_default.onnx"
