@@ -1,0 +1,287 @@
+"""The ``edgeseg`` command line: train, export, predict, eval, demo, info.
+
+Every subcommand imports what it needs lazily, so ``edgeseg predict model.onnx ...`` never
+imports torch. Errors a user can cause print one clear line (no traceback) and exit with 2.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Callable, Sequence
+
+from . import __version__, defaults
+from .errors import EdgesegError
+
+EPILOG = """\
+examples:
+  edgeseg demo                                       # shipped model on a synthetic video
+  edgeseg train --data synthetic --model liteseg_s --epochs 10 --out runs/s
+  edgeseg export runs/s/best --format onnx --out model.onnx
+  edgeseg predict model.onnx images/ --out preds/
+  edgeseg eval model.onnx --data voc:VOCdevkit/VOC2012 --split val
+"""
+
+
+def _size(text: str) -> tuple[int, int]:
+    """Parse '256' or '256x512' (height x width)."""
+    try:
+        parts = [int(p) for p in text.lower().replace(",", "x").split("x")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"size must be N or HxW (e.g. 256 or 256x512), got {text!r}") from None
+    if len(parts) == 1:
+        parts = parts * 2
+    if len(parts) != 2 or min(parts) <= 0:
+        raise argparse.ArgumentTypeError(f"size must be N or HxW with positive numbers, got {text!r}")
+    return parts[0], parts[1]
+
+
+def _triple(text: str) -> tuple[float, float, float]:
+    try:
+        vals = tuple(float(p) for p in text.split(","))
+    except ValueError:
+        vals = ()
+    if len(vals) != 3:
+        raise argparse.ArgumentTypeError(f"expected three comma-separated numbers R,G,B, got {text!r}")
+    return vals  # type: ignore[return-value]
+
+
+def _add_model_facts(p: argparse.ArgumentParser) -> None:
+    """Options that describe an ONNX model exported without edgeseg's metadata."""
+    g = p.add_argument_group("model facts (only for models exported without edgeseg metadata)")
+    g.add_argument("--backend", default="auto", help="inference backend: auto, onnxruntime, torch (default: auto)")
+    g.add_argument("--num-classes", type=int, help="number of classes the model predicts")
+    g.add_argument("--classes", help="comma-separated class names (implies --num-classes)")
+    g.add_argument("--imgsz", type=_size, help="network input size N or HxW")
+    g.add_argument("--mean", type=_triple, help="RGB mean on the 0..255 scale, e.g. 123.675,116.28,103.53")
+    g.add_argument("--std", type=_triple, help="RGB std on the 0..255 scale, e.g. 58.395,57.12,57.375")
+    g.add_argument("--output-stride", type=int, help="input size / logits size of the model")
+
+
+def _load_predictor(args: argparse.Namespace):
+    from .runtime import load
+
+    classes = args.classes.split(",") if getattr(args, "classes", None) else None
+    return load(args.model, backend=args.backend, num_classes=args.num_classes, classes=classes,
+                input_size=args.imgsz, mean=args.mean, std=args.std, output_stride=args.output_stride)
+
+
+# ----------------------------------------------------------------------------------------- train
+def cmd_train(args: argparse.Namespace) -> int:
+    if args.task != "semantic":
+        raise EdgesegError(f"--task {args.task} is not available yet; use --task semantic")
+    try:
+        from .train.trainer import TrainConfig, train
+    except ImportError as e:
+        raise EdgesegError(f"training needs PyTorch ({e}); install with: pip install 'edgeseg[train]'") from None
+    cfg = TrainConfig(
+        model=args.model, data=args.data, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+        optimizer=args.optimizer, loss=args.loss, input_size=args.imgsz, out=args.out, seed=args.seed,
+        device=args.device, resume=args.resume, workers=args.workers,
+        max_iters_per_epoch=args.iters_per_epoch,
+    )
+    best = train(cfg)
+    print(f"best checkpoint: {best}")
+    print(f"training curve:  {Path(args.out) / 'curve.png'}")
+    return 0
+
+
+# ---------------------------------------------------------------------------------------- export
+def cmd_export(args: argparse.Namespace) -> int:
+    if args.format != "onnx":
+        raise EdgesegError(f"--format {args.format} is not available yet; use --format onnx")
+    try:
+        from .export.onnx import export_onnx
+    except ImportError as e:
+        raise EdgesegError(f"export needs PyTorch and onnx ({e}); install with: pip install 'edgeseg[train]'") from None
+    out = args.out or str(Path(args.checkpoint).with_suffix(".onnx"))
+    report = export_onnx(args.checkpoint, out, dynamic=args.dynamic, opset=args.opset, input_size=args.imgsz,
+                         min_agreement=args.min_agreement)
+    print(f"exported: {out}")
+    summary = getattr(report, "summary", None)
+    if callable(summary):
+        print(summary())
+    return 0
+
+
+# --------------------------------------------------------------------------------------- predict
+def cmd_predict(args: argparse.Namespace) -> int:
+    from ._io import write_image
+    from ._progress import Progress
+    from .pipeline.sources import open_source
+
+    predictor = _load_predictor(args)
+    out = Path(args.out)
+    n = 0
+    with open_source(args.source) as source:
+        for frame in Progress(source, desc="predict", enabled=not args.quiet):
+            result = predictor(frame.image)
+            write_image(out / f"{frame.name}_overlay.jpg", result.overlay(alpha=args.alpha))
+            labels = result.labels
+            if labels.dtype != "uint8":
+                write_image(out / f"{frame.name}_labels.png", labels.astype("uint16"))
+            else:
+                write_image(out / f"{frame.name}_labels.png", labels)
+            n += 1
+    print(f"wrote {n} overlays and label maps to {out}/")
+    return 0
+
+
+# ------------------------------------------------------------------------------------------ eval
+def cmd_eval(args: argparse.Namespace) -> int:
+    from ._io import write_json
+    from ._progress import Progress
+    from .data import open_dataset
+    from .train.metrics import ConfusionMatrix
+
+    predictor = _load_predictor(args)
+    dataset = open_dataset(args.data, args.split)
+    if len(dataset.classes) != predictor.meta.num_classes:
+        raise EdgesegError(
+            f"the model predicts {predictor.meta.num_classes} classes but {args.data} has "
+            f"{len(dataset.classes)}; evaluate on the dataset the model was trained for"
+        )
+    cm = ConfusionMatrix(predictor.meta.num_classes, ignore_index=defaults.IGNORE_INDEX)
+    n = len(dataset) if args.limit is None else min(args.limit, len(dataset))
+    for i in Progress(range(n), desc="eval", enabled=not args.quiet):
+        image, label = dataset[i]
+        cm.update(predictor(image).labels, label)
+    ious = cm.per_class_iou()
+    report = {
+        "model": str(args.model), "data": args.data, "split": args.split, "images": n,
+        "miou": float(cm.miou()), "pixel_accuracy": float(cm.pixel_accuracy()),
+        "per_class_iou": {c: (None if iou != iou else round(float(iou), 4)) for c, iou in zip(dataset.classes, ious)},
+    }
+    print(f"mIoU {report['miou']:.4f}  pixel accuracy {report['pixel_accuracy']:.4f}  ({n} images)")
+    for c, iou in report["per_class_iou"].items():
+        print(f"  {c:<16} {'n/a' if iou is None else f'{iou:.4f}'}")
+    if args.json:
+        write_json(args.json, report)
+        print(f"report: {args.json}")
+    return 0
+
+
+# ------------------------------------------------------------------------------------------ demo
+def cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+
+    res = run_demo(args.out, frames=args.frames, size=args.size, model=args.model, backend=args.backend,
+                   progress=not args.quiet)
+    print(res["table"])
+    print(f"input video:   {res['input']}")
+    print(f"overlay video: {res['overlay']}")
+    print(f"latency JSON:  {res['latency']}")
+    return 0
+
+
+# ------------------------------------------------------------------------------------------ info
+def cmd_info(args: argparse.Namespace) -> int:
+    from . import ops
+    from .runtime.backends import available_backends
+
+    info = {"edgeseg": __version__, "cpp_threads": ops.get_num_threads(), "backends": available_backends()}
+    if args.model is not None or not args.no_model:
+        from .runtime import load
+
+        p = load(args.model)
+        info["model"] = {"path": str(getattr(p, "path", "")), "backend": getattr(p, "backend_name", ""),
+                         "meta": p.meta.to_dict()}
+    print(json.dumps(info, indent=2))
+    return 0
+
+
+# ---------------------------------------------------------------------------------------- parser
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="edgeseg", description="Real-time image segmentation for the edge: train, export, run.",
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"edgeseg {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    fmt = argparse.ArgumentDefaultsHelpFormatter
+
+    p = sub.add_parser("train", help="train a segmentation model from scratch", formatter_class=fmt,
+                       description="Train a model; writes best/ and last/ checkpoints, history.json and curve.png to --out.")
+    p.add_argument("--task", default="semantic", choices=["semantic", "instance"])
+    p.add_argument("--model", default="liteseg_s", help="model name (see `edgeseg info`; an unknown name lists valid ones)")
+    p.add_argument("--data", default="synthetic", help="synthetic | synthetic:N | voc:PATH | cityscapes:PATH")
+    p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--lr", type=float, default=None, help="learning rate (default: per optimizer)")
+    p.add_argument("--optimizer", default="adamw", choices=["adamw", "sgd"])
+    p.add_argument("--loss", default="ce+lovasz", help="ce | ce+jaccard | ce+lovasz | lovasz ...")
+    p.add_argument("--imgsz", type=_size, default=defaults.SEMANTIC_INPUT_SIZE, help="training crop N or HxW")
+    p.add_argument("--iters-per-epoch", type=int, default=None, help="cap iterations per epoch")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda")
+    p.add_argument("--workers", type=int, default=0, help="data loader worker processes")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--resume", action="store_true", help="continue from --out/last")
+    p.add_argument("--out", default="runs/train", help="output directory")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("export", help="export a checkpoint to a deployable model", formatter_class=fmt,
+                       description="Export a checkpoint; checks parity against PyTorch and fails if labels disagree.")
+    p.add_argument("checkpoint", help="checkpoint directory (contains model.safetensors + config.json)")
+    p.add_argument("--format", default="onnx", choices=["onnx"])
+    p.add_argument("--out", help="output path (default: CHECKPOINT.onnx)")
+    p.add_argument("--dynamic", action="store_true", help="dynamic batch and input size")
+    p.add_argument("--opset", type=int, default=defaults.ONNX_OPSET)
+    p.add_argument("--imgsz", type=_size, default=None, help="input size (default: the training size)")
+    p.add_argument("--min-agreement", type=float, default=defaults.PARITY_MIN_AGREEMENT,
+                   help="minimum label agreement with PyTorch; below it the export fails")
+    p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("predict", help="segment images and write overlays + label PNGs", formatter_class=fmt)
+    p.add_argument("model", help="model path (.onnx or checkpoint dir); 'default' for the shipped model")
+    p.add_argument("source", help="an image, a folder of images, a glob (quote it) or a video file")
+    p.add_argument("--out", default="predictions", help="output directory")
+    p.add_argument("--alpha", type=float, default=defaults.OVERLAY_ALPHA, help="overlay colour weight")
+    p.add_argument("--quiet", action="store_true")
+    _add_model_facts(p)
+    p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("eval", help="mIoU and pixel accuracy of a model on a dataset", formatter_class=fmt)
+    p.add_argument("model", help="model path (.onnx or checkpoint dir); 'default' for the shipped model")
+    p.add_argument("--data", default="synthetic", help="synthetic | synthetic:N | voc:PATH | cityscapes:PATH")
+    p.add_argument("--split", default="val")
+    p.add_argument("--limit", type=int, default=None, help="evaluate at most N images")
+    p.add_argument("--json", help="also write the report to this JSON file")
+    p.add_argument("--quiet", action="store_true")
+    _add_model_facts(p)
+    p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("demo", help="run the shipped model on a synthetic video (no torch needed)", formatter_class=fmt)
+    p.add_argument("--out", default="edgeseg_demo", help="output directory")
+    p.add_argument("--frames", type=int, default=300)
+    p.add_argument("--size", type=_size, default=(360, 640), help="video frame size HxW")
+    p.add_argument("--model", default=None, help="model to use instead of the shipped one")
+    p.add_argument("--backend", default="auto")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("info", help="version, backends, threads, and a model's metadata", formatter_class=fmt)
+    p.add_argument("model", nargs="?", default=None, help="model to describe (default: the shipped one)")
+    p.add_argument("--no-model", action="store_true", help="do not load any model")
+    p.set_defaults(func=cmd_info)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``edgeseg`` command."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "model", None) == "default":
+        args.model = None
+    func: Callable[[argparse.Namespace], int] = args.func
+    try:
+        return func(args)
+    except EdgesegError as e:
+        print(f"edgeseg {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"edgeseg {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Video sources, sinks and latency statistics for running models on streams."""
