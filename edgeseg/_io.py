@@ -6,7 +6,7 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 
@@ -42,28 +42,37 @@ def write_json(path: str | os.PathLike, obj: Any) -> Path:
     return Path(path)
 
 
-def write_image(path: str | os.PathLike, image: np.ndarray) -> Path:
-    """Write an image with OpenCV, atomically; the format follows the suffix."""
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
+    """Write ``data`` to ``path`` atomically."""
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+    return Path(path)
+
+
+def write_image(path: str | os.PathLike, image: np.ndarray, params: Sequence[int] = ()) -> Path:
+    """Encode with OpenCV (format from the suffix) and write atomically."""
     import cv2
 
     path = Path(path)
-    ok, buf = cv2.imencode(path.suffix or ".png", image)
+    ok, buf = cv2.imencode(path.suffix or ".png", image, list(params))
     if not ok:
-        raise InputFileError(f"cannot encode an image as {path.suffix!r}; use .png or .jpg")
-    with atomic_path(path) as tmp:
-        tmp.write_bytes(buf.tobytes())
-    return path
+        raise InputFileError(f"OpenCV cannot encode an image as {path.suffix!r} for {path}; use .png or .jpg")
+    return atomic_write_bytes(path, buf.tobytes())
 
 
 def read_image(path: str | os.PathLike) -> np.ndarray:
-    """Read a BGR uint8 image; InputFileError if it is missing or not a readable image."""
+    """Read a colour image as BGR uint8 HxWx3; InputFileError if missing or undecodable."""
     import cv2
 
     path = Path(path)
     if not path.is_file():
         raise InputFileError(f"image not found: {path}; check the path")
-    data = np.fromfile(str(path), dtype=np.uint8)
+    try:
+        data = np.fromfile(str(path), dtype=np.uint8)
+    except OSError as e:
+        raise InputFileError(f"cannot read {path}: {e.strerror or e}") from None
     image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
     if image is None:
-        raise InputFileError(f"{path} is not a readable image (corrupt, or not an image format OpenCV reads)")
+        raise InputFileError(f"cannot decode image {path}: the file is empty, truncated or not an "
+                             "image format OpenCV reads; re-create it or remove it")
     return image

@@ -35,7 +35,7 @@ def test_read_image_errors(tmp_path):
         read_image(tmp_path / "missing.png")
     bad = tmp_path / "bad.jpg"
     bad.write_bytes(b"this is not a jpeg")
-    with pytest.raises(InputFileError, match="not a readable image"):
+    with pytest.raises(InputFileError, match="cannot decode image"):
         read_image(bad)
 
 

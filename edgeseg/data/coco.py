@@ -1,0 +1,217 @@
+"""COCO instance annotations: RLE encode/decode (numpy, pycocotools-compatible), polygons, and
+a small dataset reader.
+
+RLE follows pycocotools: the mask is flattened in column-major (Fortran) order and ``counts``
+alternate runs of 0s and 1s, starting with 0s. The compressed form is the LEB128-like string of
+``maskApi.c`` (5 bits per char, offset 48, counts after the second delta-coded against the
+count two places back).
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any, Union
+
+import cv2
+import numpy as np
+
+from ..errors import DataError
+from ..meta import default_palette
+from ._io import read_image
+from .synthetic import Sample
+
+PathLike = Union[str, "os.PathLike[str]"]
+
+
+# ----------------------------------------------------------------------------------- RLE
+def rle_counts(mask: np.ndarray) -> list[int]:
+    """Run lengths (starting with zeros) of a 2-D mask in column-major order."""
+    flat = np.asarray(mask, bool).ravel(order="F")
+    if flat.size == 0:
+        return [0]
+    change = np.flatnonzero(flat[1:] != flat[:-1]) + 1
+    edges = np.concatenate([[0], change, [flat.size]])
+    runs = np.diff(edges).tolist()
+    if flat[0]:
+        runs = [0] + runs
+    return [int(r) for r in runs]
+
+
+def counts_to_string(counts: list[int]) -> str:
+    """pycocotools' compressed RLE string for a list of counts (``rleToString``)."""
+    out = bytearray()
+    for i, x in enumerate(counts):
+        x = int(x)
+        if i > 2:
+            x -= int(counts[i - 2])
+        more = True
+        while more:
+            c = x & 0x1F
+            x >>= 5  # arithmetic shift, like the C code on a signed long
+            more = (x != -1) if (c & 0x10) else (x != 0)
+            if more:
+                c |= 0x20
+            out.append(c + 48)
+    return out.decode("ascii")
+
+
+def string_to_counts(s: Union[str, bytes]) -> list[int]:
+    """Inverse of :func:`counts_to_string` (``rleFrString``)."""
+    data = s.encode("ascii") if isinstance(s, str) else bytes(s)
+    counts: list[int] = []
+    p = 0
+    while p < len(data):
+        x = k = 0
+        more = True
+        while more:
+            if p >= len(data):
+                raise DataError("compressed RLE string is truncated")
+            c = data[p] - 48
+            x |= (c & 0x1F) << (5 * k)
+            more = bool(c & 0x20)
+            p += 1
+            k += 1
+            if not more and (c & 0x10):
+                x |= -1 << (5 * k)
+        if len(counts) > 2:
+            x += counts[-2]
+        counts.append(x)
+    return counts
+
+
+def rle_encode(mask: np.ndarray, compressed: bool = True) -> dict[str, Any]:
+    """Encode a 2-D bool mask as COCO RLE: {"size": [h, w], "counts": str | list[int]}."""
+    m = np.asarray(mask)
+    if m.ndim != 2:
+        raise ValueError(f"mask must be HxW, got shape {m.shape}")
+    counts = rle_counts(m)
+    return {"size": [int(m.shape[0]), int(m.shape[1])],
+            "counts": counts_to_string(counts) if compressed else counts}
+
+
+def rle_decode(rle: dict[str, Any]) -> np.ndarray:
+    """Decode COCO RLE (compressed string or uncompressed list counts) to a bool HxW mask."""
+    try:
+        h, w = (int(v) for v in rle["size"])
+        counts = rle["counts"]
+    except (KeyError, TypeError, ValueError):
+        raise DataError(f"bad RLE: need {{'size': [h, w], 'counts': ...}}, got {rle!r:.80}"
+                        ) from None
+    if isinstance(counts, (str, bytes)):
+        counts = string_to_counts(counts)
+    counts = np.asarray(counts, np.int64)
+    if counts.sum() != h * w or (counts < 0).any():
+        raise DataError(f"bad RLE: counts sum to {int(counts.sum())}, expected h*w = {h * w}")
+    vals = np.zeros(len(counts), bool)
+    vals[1::2] = True
+    flat = np.repeat(vals, counts)
+    return flat.reshape((w, h)).T.copy()
+
+
+# ------------------------------------------------------------------------------- polygons
+def polygons_to_mask(polygons: list[list[float]], h: int, w: int) -> np.ndarray:
+    """Rasterise COCO polygons ([[x0, y0, x1, y1, ...], ...]) into a bool HxW mask.
+
+    COCO coordinates are continuous (pixel i spans [i, i+1)); pixels on the outline are
+    included, so :func:`mask_to_polygons` followed by this gives back the mask (without holes).
+    """
+    m = np.zeros((h, w), np.uint8)
+    pts = [np.round((np.asarray(p, np.float64).reshape(-1, 2) - 0.5) * 16).astype(np.int32)
+           for p in polygons if len(p) >= 6]
+    if pts:
+        cv2.fillPoly(m, pts, 1, lineType=cv2.LINE_8, shift=4)
+    return m.astype(bool)
+
+
+def mask_to_polygons(mask: np.ndarray, min_points: int = 3) -> list[list[float]]:
+    """Outer contours of a mask as COCO polygons (holes are not representable; lossy)."""
+    contours, _ = cv2.findContours(np.asarray(mask, np.uint8), cv2.RETR_EXTERNAL,
+                                   cv2.CHAIN_APPROX_SIMPLE)
+    out = []
+    for c in contours:
+        if len(c) >= min_points:
+            # pixel centres -> COCO's continuous coordinates (pixel i spans [i, i+1])
+            out.append([float(v) + 0.5 for v in c.reshape(-1)])
+    return out
+
+
+def annotation_to_mask(ann: dict[str, Any], h: int, w: int) -> np.ndarray:
+    """The bool HxW mask of one COCO annotation (polygon list, RLE or uncompressed RLE)."""
+    seg = ann.get("segmentation")
+    if isinstance(seg, list):
+        return polygons_to_mask(seg, h, w)
+    if isinstance(seg, dict):
+        m = rle_decode(seg)
+        if m.shape != (h, w):
+            raise DataError(f"annotation {ann.get('id')}: RLE size {m.shape} != image {(h, w)}")
+        return m
+    raise DataError(f"annotation {ann.get('id')} has no usable 'segmentation'")
+
+
+# -------------------------------------------------------------------------------- dataset
+class CocoInstances:
+    """COCO-format instance dataset.
+
+    ``ds.sample(i)`` -> Sample (image, semantic, instance masks, classes, xyxy boxes);
+    ``ds[i]`` -> (image, semantic label) so it also serves semantic training. Class ids are
+    contiguous: 0 = background, then the categories sorted by id; crowd regions are 255.
+    """
+
+    def __init__(self, image_dir: PathLike, json_path: PathLike) -> None:
+        self.image_dir, self.json_path = Path(image_dir), Path(json_path)
+        if not self.json_path.is_file():
+            raise DataError(f"COCO annotation file {self.json_path} not found")
+        if not self.image_dir.is_dir():
+            raise DataError(f"COCO image folder {self.image_dir} not found")
+        try:
+            doc = json.loads(self.json_path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise DataError(f"{self.json_path} is not valid JSON ({e})") from None
+        for key in ("images", "annotations", "categories"):
+            if key not in doc:
+                raise DataError(f"{self.json_path} is not a COCO instances file: no {key!r}")
+        cats = sorted(doc["categories"], key=lambda c: c["id"])
+        self.cat_to_label = {int(c["id"]): k + 1 for k, c in enumerate(cats)}
+        self.classes: tuple[str, ...] = ("background",) + tuple(str(c["name"]) for c in cats)
+        self.palette = default_palette(len(self.classes))
+        self.images = list(doc["images"])
+        self._anns: dict[int, list[dict[str, Any]]] = {int(im["id"]): [] for im in self.images}
+        for a in doc["annotations"]:
+            self._anns.setdefault(int(a["image_id"]), []).append(a)
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def sample(self, idx: int) -> Sample:
+        info = self.images[idx]
+        image = read_image(self.image_dir / info["file_name"])
+        h, w = image.shape[:2]
+        semantic = np.zeros((h, w), np.uint8)
+        masks, classes, crowd = [], [], []
+        for a in self._anns.get(int(info["id"]), []):
+            m = annotation_to_mask(a, h, w)
+            if a.get("iscrowd", 0):
+                crowd.append(m)
+                continue
+            label = self.cat_to_label.get(int(a["category_id"]))
+            if label is None:
+                raise DataError(f"annotation {a.get('id')} has unknown category {a['category_id']}")
+            masks.append(m)
+            classes.append(label)
+        order = np.argsort([-m.sum() for m in masks], kind="stable")  # small objects win overlaps
+        for j in order:
+            semantic[masks[j]] = classes[j]
+        for m in crowd:
+            semantic[m] = 255
+        mk = np.stack(masks) if masks else np.zeros((0, h, w), bool)
+        boxes = np.zeros((len(masks), 4), np.float32)
+        for j, m in enumerate(mk):
+            if m.any():
+                ys, xs = np.nonzero(m.any(1))[0], np.nonzero(m.any(0))[0]
+                boxes[j] = (xs[0], ys[0], xs[-1] + 1, ys[-1] + 1)
+        return Sample(image, semantic, mk, np.asarray(classes, np.int64), boxes)
+
+    def __getitem__(self, idx: int) -> tuple[np.ndarray, np.ndarray]:
+        s = self.sample(idx)
+        return s.image, s.semantic
