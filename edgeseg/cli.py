@@ -96,12 +96,8 @@ def cmd_export(args: argparse.Namespace) -> int:
     except ImportError as e:
         raise EdgesegError(f"export needs PyTorch and onnx ({e}); install with: pip install 'edgeseg[train]'") from None
     out = args.out or str(Path(args.checkpoint).with_suffix(".onnx"))
-    report = export_onnx(args.checkpoint, out, dynamic=args.dynamic, opset=args.opset, input_size=args.imgsz,
-                         min_agreement=args.min_agreement)
-    print(f"exported: {out}")
-    summary = getattr(report, "summary", None)
-    if callable(summary):
-        print(summary())
+    export_onnx(args.checkpoint, out, dynamic=args.dynamic, opset=args.opset, input_size=args.imgsz,
+                min_agreement=args.min_agreement, verbose=True)
     return 0
 
 

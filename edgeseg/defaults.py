@@ -22,3 +22,5 @@ NUM_THREADS_ENV: str = "EDGESEG_NUM_THREADS"
 META_KEY: str = "edgeseg.meta"
 #: The default semantic model shipped inside the package (a path relative to edgeseg/assets/).
 DEFAULT_SEMANTIC_MODEL: str = "semantic_default.onnx"
+#: Synthetic frames compared between PyTorch and the exported model after every export.
+PARITY_IMAGES: int = 4

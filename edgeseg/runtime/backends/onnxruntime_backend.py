@@ -1,0 +1,183 @@
+"""ONNX Runtime backend: runs .onnx files; the deployment path (no torch)."""
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from ... import defaults
+from ...errors import BackendError, ModelError
+from ...meta import ModelMeta
+from . import register_backend
+from .base import Backend, TensorSpec
+
+CPU = "CPUExecutionProvider"
+CUDA = "CUDAExecutionProvider"
+
+# ONNX Runtime's type strings -> numpy dtypes (the ones a segmentation model plausibly uses).
+_ORT_DTYPES = {
+    "tensor(float)": np.float32,
+    "tensor(float16)": np.float16,
+    "tensor(double)": np.float64,
+    "tensor(uint8)": np.uint8,
+    "tensor(int8)": np.int8,
+    "tensor(int32)": np.int32,
+    "tensor(int64)": np.int64,
+    "tensor(bool)": np.bool_,
+}
+
+
+def _dtype(ort_type: str) -> np.dtype:
+    if ort_type not in _ORT_DTYPES:
+        raise ModelError(f"model tensor type {ort_type} is not supported by edgeseg")
+    return np.dtype(_ORT_DTYPES[ort_type])
+
+
+def _dim(d: Any) -> int | str | None:
+    return d if isinstance(d, (int, str)) else None
+
+
+@register_backend
+class OnnxRuntimeBackend(Backend):
+    """Runs an ONNX model with ONNX Runtime.
+
+    Options:
+        providers: execution providers in priority order (names or (name, options) pairs).
+            Default: CUDA first when this onnxruntime build has it, then CPU.
+        device: "cpu", "cuda" or "cuda:N" instead of ``providers``; "cuda" fails loudly when the
+            CUDA provider does not actually run the model.
+        threads: ``intra_op_num_threads`` of the session (default: ONNX Runtime's choice).
+    The provider actually in use (ONNX Runtime silently falls back to CPU when CUDA cannot be
+    initialised) is read back from the session and exposed as :attr:`provider`.
+    """
+
+    name = "onnxruntime"
+    suffixes = (".onnx",)
+    options = ("providers", "device", "threads")
+    install_hint = "pip install onnxruntime (or onnxruntime-gpu for CUDA)"
+
+    @classmethod
+    def is_available(cls) -> bool:
+        return importlib.util.find_spec("onnxruntime") is not None
+
+    def __init__(
+        self,
+        path: str | Path,
+        providers: Sequence[str | tuple[str, dict]] | None = None,
+        device: str | None = None,
+        threads: int | None = None,
+    ) -> None:
+        super().__init__(path, providers=providers, device=device, threads=threads)
+        import onnxruntime as ort
+
+        if self.path.is_file() and self.path.stat().st_size == 0:
+            raise ModelError(f"{str(self.path)!r} is empty (0 bytes), not a valid ONNX model; re-export it")
+        requested = self._providers(ort, providers, device)
+        so = ort.SessionOptions()
+        so.log_severity_level = 3  # errors only; fallbacks are reported through .provider
+        if threads is not None:
+            if int(threads) < 1:
+                raise BackendError(f"threads must be >= 1, got {threads}")
+            so.intra_op_num_threads = int(threads)
+        try:
+            self.session = ort.InferenceSession(str(self.path), sess_options=so, providers=requested)
+        except Exception as e:  # ORT raises its own (non-public) exception types
+            msg = str(e)
+            if any(k in msg for k in ("INVALID_PROTOBUF", "Protobuf parsing failed", "No graph was found")):
+                raise ModelError(
+                    f"{str(self.path)!r} is not a valid ONNX model (it could not be parsed); "
+                    "check that it is an .onnx export and that the file is not truncated"
+                ) from None
+            raise ModelError(f"ONNX Runtime could not load {str(self.path)!r}: {msg}") from None
+        self._active = list(self.session.get_providers())
+        if device is not None and device.startswith("cuda") and CUDA not in self._active:
+            raise BackendError(
+                f"device={device!r} was asked for but ONNX Runtime runs {self.path.name} on "
+                f"{self._active}; install onnxruntime-gpu with a matching CUDA, or use device='cpu'"
+            )
+        self._inputs = [TensorSpec(i.name, tuple(_dim(d) for d in i.shape), _dtype(i.type))
+                        for i in self.session.get_inputs()]
+        self._outputs = [TensorSpec(o.name, tuple(_dim(d) for d in o.shape), _dtype(o.type))
+                         for o in self.session.get_outputs()]
+        self._output_names = [o.name for o in self._outputs]
+        self._meta = self._read_meta()
+
+    @staticmethod
+    def _providers(ort: Any, providers: Sequence[Any] | None, device: str | None) -> list[Any]:
+        available = ort.get_available_providers()
+        if providers is not None and device is not None:
+            raise BackendError("give either providers or device, not both")
+        if providers is not None:
+            names = [p[0] if isinstance(p, (tuple, list)) else p for p in providers]
+            missing = [n for n in names if n not in available]
+            if missing:
+                raise BackendError(
+                    f"execution provider(s) {missing} are not in this onnxruntime build; "
+                    f"available: {available}"
+                )
+            return list(providers)
+        if device is None:
+            return [CUDA, CPU] if CUDA in available else [CPU]
+        if device == "cpu":
+            return [CPU]
+        if device.startswith("cuda"):
+            if CUDA not in available:
+                raise BackendError(
+                    f"device={device!r}: this onnxruntime build has no CUDA provider "
+                    f"(available: {available}); pip install onnxruntime-gpu, or use device='cpu'"
+                )
+            idx = int(device.split(":", 1)[1]) if ":" in device else 0
+            return [(CUDA, {"device_id": idx}), CPU]
+        raise BackendError(f"device must be 'cpu', 'cuda' or 'cuda:N', got {device!r}")
+
+    def _read_meta(self) -> ModelMeta | None:
+        props = self.session.get_modelmeta().custom_metadata_map
+        text = props.get(defaults.META_KEY)
+        if text is None:
+            return None
+        try:
+            return ModelMeta.from_json(text)
+        except ModelError as e:
+            raise ModelError(f"{self.path}: {e}") from None
+
+    @property
+    def input_specs(self) -> list[TensorSpec]:
+        return list(self._inputs)
+
+    @property
+    def output_specs(self) -> list[TensorSpec]:
+        return list(self._outputs)
+
+    @property
+    def meta(self) -> ModelMeta | None:
+        return self._meta
+
+    @property
+    def provider(self) -> str:
+        return self._active[0]
+
+    @property
+    def providers(self) -> list[str]:
+        """All providers of the session, in priority order, as ONNX Runtime reports them."""
+        return list(self._active)
+
+    @property
+    def device(self) -> str:
+        if self._active[0] == CUDA:
+            opts = self.session.get_provider_options().get(CUDA, {})
+            return f"cuda:{opts.get('device_id', 0)}"
+        return "cpu"
+
+    def infer(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        try:
+            outs = self.session.run(self._output_names, dict(inputs))
+        except Exception as e:
+            got = {k: (tuple(v.shape), str(v.dtype)) for k, v in inputs.items()}
+            want = {s.name: (s.shape, str(s.dtype)) for s in self._inputs}
+            raise BackendError(
+                f"ONNX Runtime failed to run {self.path.name} on inputs {got} "
+                f"(model expects {want}): {e}"
+            ) from None
+        return dict(zip(self._output_names, outs))
