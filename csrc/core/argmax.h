@@ -1,0 +1,21 @@
+// argmax over the channel axis.
+//
+//   logits: N x C x H x W (C-contiguous), float32 or float16   (N = 1 for a CHW input)
+//   labels: N x H x W (C-contiguous), uint8 (C <= 255) or int32
+//   labels[n, y, x] = argmax_c logits[n, c, y, x]; the first index wins on ties and the first NaN
+//   wins over any number, exactly as numpy.argmax(axis=-3).
+//
+// Pixels are processed in tiles of a few thousand so the running max/index stay in L1 while the
+// channel planes stream through; tiles are spread over the thread pool.
+#pragma once
+
+#include <cstdint>
+
+#include "common.h"
+
+namespace edgeseg {
+
+void argmax(const void* logits, FloatType dtype, int64_t N, int64_t C, int64_t HW, void* labels,
+            LabelType label_type);
+
+}  // namespace edgeseg

@@ -1,0 +1,115 @@
+#include "letterbox.h"
+
+#include <algorithm>
+#include <vector>
+
+#include "half.h"
+#include "resample.h"
+#include "simd.h"
+#include "threadpool.h"
+
+namespace edgeseg {
+namespace {
+
+template <typename T>
+inline void fill_value(T* dst, int64_t n, T v) {
+  std::fill(dst, dst + n, v);
+}
+
+}  // namespace
+
+void letterbox(const uint8_t* image, int64_t H, int64_t W, void* out, FloatType out_dtype,
+               int64_t oh, int64_t ow, int64_t rh, int64_t rw, int64_t pad_top, int64_t pad_left,
+               const float scale[3], const float bias[3], const float pad[3]) {
+  if (oh <= 0 || ow <= 0) return;
+  const double ay = static_cast<double>(H) / rh, ax = static_cast<double>(W) / rw;
+  const AxisTaps ty = make_axis_taps(rh, H, ay, 0.5 * ay - 0.5);
+  const AxisTaps tx = make_axis_taps(rw, W, ax, 0.5 * ax - 0.5);
+  const int64_t plane = oh * ow;
+  const int64_t pad_right = ow - pad_left - rw;
+  uint16_t pad_h[3];
+  for (int c = 0; c < 3; ++c) pad_h[c] = float_to_half(pad[c]);
+  // Byte offsets of the horizontal taps in a BGR row.
+  std::vector<int32_t> xo0(rw), xo1(rw);
+  for (int64_t x = 0; x < rw; ++x) {
+    xo0[x] = tx.i0[x] * 3;
+    xo1[x] = tx.i1[x] * 3;
+  }
+
+  parallel_for(
+      oh,
+      [&](int64_t y0, int64_t y1) {
+        // slot s holds source row slot_row[s] resized horizontally, as 3 planes R, G, B.
+        std::vector<float> buf(2 * 3 * rw);
+        float* slot[2] = {buf.data(), buf.data() + 3 * rw};
+        int64_t slot_row[2] = {-1, -1};
+        auto fill = [&](int s, int64_t r) {
+          const uint8_t* src = image + r * W * 3;
+          float* R = slot[s];
+          float* G = R + rw;
+          float* B = G + rw;
+          for (int64_t x = 0; x < rw; ++x) {
+            const uint8_t* p0 = src + xo0[x];
+            const uint8_t* p1 = src + xo1[x];
+            const float w0 = tx.w0[x], w1 = tx.w1[x];
+            B[x] = static_cast<float>(p0[0]) * w0 + static_cast<float>(p1[0]) * w1;
+            G[x] = static_cast<float>(p0[1]) * w0 + static_cast<float>(p1[1]) * w1;
+            R[x] = static_cast<float>(p0[2]) * w0 + static_cast<float>(p1[2]) * w1;
+          }
+          slot_row[s] = r;
+        };
+
+        for (int64_t y = y0; y < y1; ++y) {
+          const int64_t ry = y - pad_top;
+          const bool inside = ry >= 0 && ry < rh;
+          int s0 = 0, s1 = 0;
+          float wa = 1.0f, wb = 0.0f;
+          if (inside) {
+            const int64_t r0 = ty.i0[ry], r1 = ty.i1[ry];
+            s0 = slot_row[0] == r0 ? 0 : (slot_row[1] == r0 ? 1 : -1);
+            if (s0 < 0) {
+              s0 = (slot_row[0] == r1 && r1 != r0) ? 1 : 0;
+              fill(s0, r0);
+            }
+            if (r1 == r0) {
+              s1 = s0;
+            } else {
+              s1 = slot_row[1 - s0] == r1 ? 1 - s0 : -1;
+              if (s1 < 0) {
+                s1 = 1 - s0;
+                fill(s1, r1);
+              }
+            }
+            wa = ty.w0[ry];
+            wb = ty.w1[ry];
+          }
+          for (int c = 0; c < 3; ++c) {
+            const int64_t row_off = c * plane + y * ow;
+            if (out_dtype == FloatType::F32) {
+              float* o = static_cast<float*>(out) + row_off;
+              if (!inside) {
+                fill_value(o, ow, pad[c]);
+                continue;
+              }
+              fill_value(o, pad_left, pad[c]);
+              rows::lerp_affine(slot[s0] + c * rw, slot[s1] + c * rw, wa, wb, scale[c], bias[c],
+                                o + pad_left, rw);
+              fill_value(o + pad_left + rw, pad_right, pad[c]);
+            } else {
+              uint16_t* o = static_cast<uint16_t*>(out) + row_off;
+              if (!inside) {
+                fill_value(o, ow, pad_h[c]);
+                continue;
+              }
+              fill_value(o, pad_left, pad_h[c]);
+              rows::lerp_affine(slot[s0] + c * rw, slot[s1] + c * rw, wa, wb, scale[c], bias[c],
+                                o + pad_left, rw);
+              fill_value(o + pad_left + rw, pad_right, pad_h[c]);
+            }
+          }
+        }
+      },
+      8);
+}
+
+}  // namespace edgeseg

@@ -1,0 +1,45 @@
+// Bilinear sampling taps along one axis, shared by letterbox and upsample_argmax.
+//
+// Output coordinate d in [0, n_out) samples the input at continuous position s = d * a + b
+// (pixel-centre convention: s = 0 is the centre of input pixel 0). Half-pixel resize
+// (cv2.INTER_LINEAR, torch align_corners=False) is a = n_in / n_out, b = a / 2 - 1/2.
+// Positions are clamped to the border like both libraries: s < 0 reads pixel 0 only, s >= n_in-1
+// reads pixel n_in-1 only. value = in[i0] * w0 + in[i1] * w1.
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <vector>
+
+namespace edgeseg {
+
+struct AxisTaps {
+  std::vector<int32_t> i0, i1;
+  std::vector<float> w0, w1;
+};
+
+inline AxisTaps make_axis_taps(int64_t n_out, int64_t n_in, double a, double b) {
+  AxisTaps t;
+  t.i0.resize(n_out);
+  t.i1.resize(n_out);
+  t.w0.resize(n_out);
+  t.w1.resize(n_out);
+  for (int64_t d = 0; d < n_out; ++d) {
+    double s = static_cast<double>(d) * a + b;
+    if (!(s > 0.0)) s = 0.0;  // also maps NaN to 0
+    int64_t i = static_cast<int64_t>(std::floor(s));
+    float f = static_cast<float>(s - static_cast<double>(i));
+    if (i >= n_in - 1) {
+      i = n_in - 1;
+      f = 0.0f;
+    }
+    t.i0[d] = static_cast<int32_t>(i);
+    t.i1[d] = static_cast<int32_t>(std::min<int64_t>(i + 1, n_in - 1));
+    t.w1[d] = f;
+    t.w0[d] = 1.0f - f;
+  }
+  return t;
+}
+
+}  // namespace edgeseg
