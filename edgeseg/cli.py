@@ -75,12 +75,13 @@ def cmd_train(args: argparse.Namespace) -> int:
         from .train.trainer import TrainConfig, train
     except ImportError as e:
         raise EdgesegError(f"training needs PyTorch ({e}); install with: pip install 'edgeseg[train]'") from None
-    cfg = TrainConfig(
+    given = dict(
         model=args.model, data=args.data, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-        optimizer=args.optimizer, loss=args.loss, input_size=args.imgsz, out=args.out, seed=args.seed,
+        optimizer=args.optimizer, loss=args.loss, input_size=args.imgsz, out_dir=args.out, seed=args.seed,
         device=args.device, resume=args.resume, workers=args.workers,
-        max_iters_per_epoch=args.iters_per_epoch,
+        max_iters_per_epoch=args.iters_per_epoch, max_val_samples=args.val_limit,
     )
+    cfg = TrainConfig(**{k: v for k, v in given.items() if v is not None})
     best = train(cfg)
     print(f"best checkpoint: {best}")
     print(f"training curve:  {Path(args.out) / 'curve.png'}")
@@ -132,7 +133,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from .train.metrics import ConfusionMatrix
 
     predictor = _load_predictor(args)
-    dataset = open_dataset(args.data, args.split)
+    extra = {"seed": args.seed} if args.seed is not None else {}
+    dataset = open_dataset(args.data, args.split, **extra)
     if len(dataset.classes) != predictor.meta.num_classes:
         raise EdgesegError(
             f"the model predicts {predictor.meta.num_classes} classes but {args.data} has "
@@ -143,13 +145,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
     for i in Progress(range(n), desc="eval", enabled=not args.quiet):
         image, label = dataset[i]
         cm.update(predictor(image).labels, label)
-    ious = cm.per_class_iou()
-    report = {
-        "model": str(args.model), "data": args.data, "split": args.split, "images": n,
-        "miou": float(cm.miou()), "pixel_accuracy": float(cm.pixel_accuracy()),
-        "per_class_iou": {c: (None if iou != iou else round(float(iou), 4)) for c, iou in zip(dataset.classes, ious)},
-    }
-    print(f"mIoU {report['miou']:.4f}  pixel accuracy {report['pixel_accuracy']:.4f}  ({n} images)")
+    report = {"model": str(args.model or "shipped default"), "data": args.data, "split": args.split, "images": n,
+              **cm.summary(list(dataset.classes))}
+    print(f"mIoU {report['miou']:.4f}  pixel accuracy {report['pixel_acc']:.4f}  ({n} images)")
     for c, iou in report["per_class_iou"].items():
         print(f"  {c:<16} {'n/a' if iou is None else f'{iou:.4f}'}")
     if args.json:
@@ -199,17 +197,18 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train a segmentation model from scratch", formatter_class=fmt,
                        description="Train a model; writes best/ and last/ checkpoints, history.json and curve.png to --out.")
     p.add_argument("--task", default="semantic", choices=["semantic", "instance"])
-    p.add_argument("--model", default="liteseg_s", help="model name (see `edgeseg info`; an unknown name lists valid ones)")
+    p.add_argument("--model", default="liteseg_t", help="model name: fcn, liteseg_t, liteseg_s, liteseg_m")
     p.add_argument("--data", default="synthetic", help="synthetic | synthetic:N | voc:PATH | cityscapes:PATH")
     p.add_argument("--epochs", type=int, default=10)
-    p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--lr", type=float, default=None, help="learning rate (default: per optimizer)")
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--lr", type=float, default=None, help="peak learning rate (default: 4e-3 for adamw)")
     p.add_argument("--optimizer", default="adamw", choices=["adamw", "sgd"])
     p.add_argument("--loss", default="ce+lovasz", help="ce | ce+jaccard | ce+lovasz | lovasz ...")
     p.add_argument("--imgsz", type=_size, default=defaults.SEMANTIC_INPUT_SIZE, help="training crop N or HxW")
     p.add_argument("--iters-per-epoch", type=int, default=None, help="cap iterations per epoch")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda")
-    p.add_argument("--workers", type=int, default=0, help="data loader worker processes")
+    p.add_argument("--workers", type=int, default=None, help="data loader processes (default: min(4, cores-1))")
+    p.add_argument("--val-limit", type=int, default=None, help="validate on at most N images")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--resume", action="store_true", help="continue from --out/last")
     p.add_argument("--out", default="runs/train", help="output directory")
@@ -241,6 +240,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", default="synthetic", help="synthetic | synthetic:N | voc:PATH | cityscapes:PATH")
     p.add_argument("--split", default="val")
     p.add_argument("--limit", type=int, default=None, help="evaluate at most N images")
+    p.add_argument("--seed", type=int, default=None, help="synthetic data only: generate a fresh set with this seed")
     p.add_argument("--json", help="also write the report to this JSON file")
     p.add_argument("--quiet", action="store_true")
     _add_model_facts(p)

@@ -1,0 +1,88 @@
+#!/usr/bin/env python
+"""Reproduce the semantic model shipped in edgeseg/assets/.
+
+Trains on the synthetic data with this project's own trainer, exports to ONNX (with the parity
+gate), evaluates the exported model through the deployed runtime on a synthetic split never used
+in training or model selection, and installs:
+
+    edgeseg/assets/semantic_default.onnx           the model (metadata inside)
+    tools/zoo/semantic_default/history.json        per-epoch loss / mIoU / lr / time
+    tools/zoo/semantic_default/curve.png           training curve
+    tools/zoo/semantic_default/eval.json           mIoU on the held-out synthetic split
+    tools/zoo/semantic_default/recipe.json         the exact TrainConfig used
+
+Usage: python tools/train_default_model.py [--epochs N] [--out runs/default]
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import shutil
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", default="liteseg_t")
+    ap.add_argument("--epochs", type=int, default=12)
+    ap.add_argument("--batch-size", type=int, default=8)
+    ap.add_argument("--lr", type=float, default=4e-3)
+    ap.add_argument("--loss", default="ce+lovasz")
+    ap.add_argument("--train-images", type=int, default=2000)
+    ap.add_argument("--out", default="runs/default", help="training run directory")
+    ap.add_argument("--eval-split", default="test", help="synthetic split for the final figure")
+    ap.add_argument("--eval-images", type=int, default=200)
+    ap.add_argument("--resume", action="store_true")
+    ap.add_argument("--no-install", action="store_true", help="do not copy into edgeseg/assets")
+    args = ap.parse_args(argv)
+
+    from edgeseg import load
+    from edgeseg.data import open_dataset
+    from edgeseg.export.onnx import export_onnx
+    from edgeseg.train.metrics import ConfusionMatrix
+    from edgeseg.train.trainer import TrainConfig, train
+
+    cfg = TrainConfig(model=args.model, data=f"synthetic:{args.train_images}", val_data="synthetic",
+                      epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, loss=args.loss,
+                      out_dir=args.out, resume=args.resume, seed=0)
+    t0 = time.time()
+    best = train(cfg)
+    train_s = time.time() - t0
+
+    out = Path(args.out)
+    onnx_path = out / "semantic_default.onnx"
+    export_onnx(best, onnx_path, verbose=True)
+
+    predictor = load(onnx_path)
+    dataset = open_dataset("synthetic", args.eval_split)
+    cm = ConfusionMatrix(predictor.meta.num_classes)
+    n = min(args.eval_images, len(dataset))
+    for i in range(n):
+        image, label = dataset[i]
+        cm.update(predictor(image).labels, label)
+    report = {"split": f"synthetic/{args.eval_split}", "images": n, **cm.summary(predictor.meta.classes),
+              "train_seconds": round(train_s), "model": args.model,
+              "onnx_bytes": onnx_path.stat().st_size}
+    print(json.dumps(report, indent=2))
+
+    if not args.no_install:
+        zoo = ROOT / "tools" / "zoo" / "semantic_default"
+        zoo.mkdir(parents=True, exist_ok=True)
+        for name in ("history.json", "curve.png"):
+            if (out / name).exists():
+                shutil.copy2(out / name, zoo / name)
+        (zoo / "eval.json").write_text(json.dumps(report, indent=2) + "\n")
+        (zoo / "recipe.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=2, default=str) + "\n")
+        dst = ROOT / "edgeseg" / "assets" / "semantic_default.onnx"
+        shutil.copy2(onnx_path, dst)
+        print(f"installed {dst} ({dst.stat().st_size / 1e6:.2f} MB) and {zoo}/")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
