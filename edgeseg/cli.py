@@ -105,14 +105,14 @@ def cmd_export(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------------------- predict
 def cmd_predict(args: argparse.Namespace) -> int:
     from ._io import write_image
-    from ._progress import Progress
+    from ._progress import track
     from .pipeline.sources import open_source
 
     predictor = _load_predictor(args)
     out = Path(args.out)
     n = 0
     with open_source(args.source) as source:
-        for frame in Progress(source, desc="predict", enabled=not args.quiet):
+        for frame in track(source, desc="predict", enabled=not args.quiet):
             result = predictor(frame.image)
             write_image(out / f"{frame.name}_overlay.jpg", result.overlay(alpha=args.alpha))
             labels = result.labels
@@ -128,7 +128,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 # ------------------------------------------------------------------------------------------ eval
 def cmd_eval(args: argparse.Namespace) -> int:
     from ._io import write_json
-    from ._progress import Progress
+    from ._progress import track
     from .data import open_dataset
     from .train.metrics import ConfusionMatrix
 
@@ -142,7 +142,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         )
     cm = ConfusionMatrix(predictor.meta.num_classes, ignore_index=defaults.IGNORE_INDEX)
     n = len(dataset) if args.limit is None else min(args.limit, len(dataset))
-    for i in Progress(range(n), desc="eval", enabled=not args.quiet):
+    for i in track(range(n), desc="eval", enabled=not args.quiet):
         image, label = dataset[i]
         cm.update(predictor(image).labels, label)
     report = {"model": str(args.model or "shipped default"), "data": args.data, "split": args.split, "images": n,

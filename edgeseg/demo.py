@@ -7,7 +7,7 @@ from typing import Any
 
 from . import defaults
 from ._io import write_json
-from ._progress import Progress
+from ._progress import track
 from .pipeline.sinks import VideoSink
 from .pipeline.sources import VideoFileSource
 from .pipeline.stats import LatencyStats
@@ -29,7 +29,7 @@ def run_demo(out_dir: str | Path = "edgeseg_demo", frames: int = 300, size: tupl
     predictor = load(model, backend=backend)
     stats = LatencyStats()
     with VideoFileSource(video) as source, VideoSink(out / "overlay.mp4", fps=source.fps or 30.0) as sink:
-        bar = Progress(source, total=getattr(source, "frame_count", None), desc="demo", enabled=progress)
+        bar = track(source, total=getattr(source, "frame_count", None), desc="demo", enabled=progress)
         for frame in bar:
             result = predictor(frame.image)
             t0 = time.perf_counter()

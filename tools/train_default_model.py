@@ -29,11 +29,16 @@ ROOT = Path(__file__).resolve().parents[1]
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default="liteseg_t")
-    ap.add_argument("--epochs", type=int, default=12)
-    ap.add_argument("--batch-size", type=int, default=8)
+    ap.add_argument("--epochs", type=int, default=40)
+    ap.add_argument("--batch-size", type=int, default=12)
     ap.add_argument("--lr", type=float, default=4e-3)
-    ap.add_argument("--loss", default="ce+lovasz")
-    ap.add_argument("--train-images", type=int, default=2000)
+    ap.add_argument("--loss", default="ce")
+    ap.add_argument("--train-images", type=int, default=6000)
+    ap.add_argument("--iters-per-epoch", type=int, default=250)
+    ap.add_argument("--val-images", type=int, default=64, help="validation images per epoch (model selection)")
+    ap.add_argument("--scale-range", type=float, nargs=2, default=(0.75, 1.25))
+    ap.add_argument("--crop", type=int, default=160, help="training crop (the model is deployed at 256x256)")
+    ap.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
     ap.add_argument("--out", default="runs/default", help="training run directory")
     ap.add_argument("--eval-split", default="test", help="synthetic split for the final figure")
     ap.add_argument("--eval-images", type=int, default=200)
@@ -49,7 +54,9 @@ def main(argv: list[str] | None = None) -> int:
 
     cfg = TrainConfig(model=args.model, data=f"synthetic:{args.train_images}", val_data="synthetic",
                       epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, loss=args.loss,
-                      out_dir=args.out, resume=args.resume, seed=0)
+                      out_dir=args.out, resume=args.resume, seed=0, max_iters_per_epoch=args.iters_per_epoch,
+                      max_val_samples=args.val_images, crop_size=args.crop, scale_range=tuple(args.scale_range),
+                      num_threads=args.threads, workers=0)
     t0 = time.time()
     best = train(cfg)
     train_s = time.time() - t0
