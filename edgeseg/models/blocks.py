@@ -66,3 +66,21 @@ def check_channels(chs: Sequence[int], div: int, what: str) -> None:
     bad = [c for c in chs if c <= 0 or c % div]
     if bad:
         raise ValueError(f"{what}: channel counts must be positive multiples of {div}, got {list(chs)}")
+
+
+class StagedEncoder(nn.Module):
+    """Encoder base: ``stem`` then ``stages`` (an nn.ModuleList); forward returns every stage's output.
+
+    Subclasses set ``self.stem``, ``self.stages`` and ``self.channels`` (output width per stage).
+    """
+
+    stem: nn.Module
+    stages: nn.ModuleList
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        x = self.stem(x)
+        feats = []
+        for stage in self.stages:
+            x = stage(x)
+            feats.append(x)
+        return feats

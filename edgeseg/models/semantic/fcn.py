@@ -12,11 +12,11 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from ..blocks import BasicBlock, ConvBNReLU, resize_to
+from ..blocks import StagedEncoder, BasicBlock, ConvBNReLU, resize_to
 from ..registry import register_model
 
 
-class ResNetEncoder(nn.Module):
+class ResNetEncoder(StagedEncoder):
     """Stem (two stride-2 convs -> 1/4) + four stages of basic blocks at 1/4, 1/8, 1/16, 1/32.
 
     ``forward`` returns the stage outputs ``[c2, c3, c4, c5]``; ``channels`` lists their widths.
@@ -35,14 +35,6 @@ class ResNetEncoder(nn.Module):
             cin = w
         self.stages = nn.ModuleList(stages)
         self.channels = list(widths)
-
-    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        x = self.stem(x)
-        feats = []
-        for stage in self.stages:
-            x = stage(x)
-            feats.append(x)
-        return feats
 
 
 class FCN8sDecoder(nn.Module):

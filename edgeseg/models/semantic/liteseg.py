@@ -23,7 +23,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from ..blocks import ConvBNReLU, channel_mean, check_channels, global_avg_pool, resize_to
+from ..blocks import StagedEncoder, ConvBNReLU, channel_mean, check_channels, global_avg_pool, resize_to
 from ..registry import register_model
 
 
@@ -60,7 +60,7 @@ class STDCModule(nn.Module):
         return torch.cat(outs, dim=1)
 
 
-class STDCEncoder(nn.Module):
+class STDCEncoder(StagedEncoder):
     """Stem (3x3 s2 + 3x3 s2 -> 1/4) and three STDC stages -> features at 1/8, 1/16, 1/32."""
 
     def __init__(self, stem: Sequence[int], widths: Sequence[int], depths: Sequence[int]) -> None:
@@ -74,14 +74,6 @@ class STDCEncoder(nn.Module):
             cin = w
         self.stages = nn.ModuleList(stages)
         self.channels = list(widths)
-
-    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        x = self.stem(x)
-        feats = []
-        for stage in self.stages:
-            x = stage(x)
-            feats.append(x)
-        return feats
 
 
 class PyramidPool(nn.Module):
