@@ -226,33 +226,39 @@ def build_parser() -> argparse.ArgumentParser:
                    help="minimum label agreement with PyTorch; below it the export fails")
     p.set_defaults(func=cmd_export)
 
-    p = sub.add_parser("predict", help="segment images and write overlays + label PNGs", formatter_class=fmt)
+    p = sub.add_parser("predict", help="segment images and write overlays + label PNGs", formatter_class=fmt,
+                       description="Segment an image, a folder, a glob or a video; writes NAME_overlay.jpg and "
+                                   "NAME_labels.png (class id per pixel) to --out.")
     p.add_argument("model", help="model path (.onnx or checkpoint dir); 'default' for the shipped model")
     p.add_argument("source", help="an image, a folder of images, a glob (quote it) or a video file")
     p.add_argument("--out", default="predictions", help="output directory")
     p.add_argument("--alpha", type=float, default=defaults.OVERLAY_ALPHA, help="overlay colour weight")
-    p.add_argument("--quiet", action="store_true")
+    p.add_argument("--quiet", action="store_true", help="no progress line")
     _add_model_facts(p)
     p.set_defaults(func=cmd_predict)
 
-    p = sub.add_parser("eval", help="mIoU and pixel accuracy of a model on a dataset", formatter_class=fmt)
+    p = sub.add_parser("eval", help="mIoU and pixel accuracy of a model on a dataset", formatter_class=fmt,
+                       description="Evaluate a deployed model (ONNX or checkpoint) through the same runtime path "
+                                   "as predict: letterbox, inference, fused upsample+argmax at frame size.")
     p.add_argument("model", help="model path (.onnx or checkpoint dir); 'default' for the shipped model")
     p.add_argument("--data", default="synthetic", help="synthetic | synthetic:N | voc:PATH | cityscapes:PATH")
     p.add_argument("--split", default="val")
     p.add_argument("--limit", type=int, default=None, help="evaluate at most N images")
     p.add_argument("--seed", type=int, default=None, help="synthetic data only: generate a fresh set with this seed")
     p.add_argument("--json", help="also write the report to this JSON file")
-    p.add_argument("--quiet", action="store_true")
+    p.add_argument("--quiet", action="store_true", help="no progress line")
     _add_model_facts(p)
     p.set_defaults(func=cmd_eval)
 
-    p = sub.add_parser("demo", help="run the shipped model on a synthetic video (no torch needed)", formatter_class=fmt)
+    p = sub.add_parser("demo", help="run the shipped model on a synthetic video (no torch needed)", formatter_class=fmt,
+                       description="Generate a synthetic video, segment every frame with the shipped model (or "
+                                   "--model), write OUT/overlay.mp4 and OUT/latency.json (p50/p90/p99 per stage).")
     p.add_argument("--out", default="edgeseg_demo", help="output directory")
-    p.add_argument("--frames", type=int, default=300)
+    p.add_argument("--frames", type=int, default=300, help="length of the generated video")
     p.add_argument("--size", type=_size, default=(360, 640), help="video frame size HxW")
     p.add_argument("--model", default=None, help="model to use instead of the shipped one")
-    p.add_argument("--backend", default="auto")
-    p.add_argument("--quiet", action="store_true")
+    p.add_argument("--backend", default="auto", help="inference backend: auto, onnxruntime, torch")
+    p.add_argument("--quiet", action="store_true", help="no progress line")
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("info", help="version, backends, threads, and a model's metadata", formatter_class=fmt)

@@ -332,7 +332,6 @@ def _train(cfg: TrainConfig, on_epoch_end: Optional[Callable[[Dict[str, Any]], A
     from ..data import open_dataset
 
     out = Path(cfg.out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     seed_everything(cfg.seed)
     device = resolve_device(cfg.device)
     use_amp = device.type == "cuda" and cfg.amp is not False
@@ -352,6 +351,7 @@ def _train(cfg: TrainConfig, on_epoch_end: Optional[Callable[[Dict[str, Any]], A
                            f"{classes}; give one weight per class")
 
     model = create_model(cfg.model, len(classes), **cfg.model_kwargs).to(device)
+    out.mkdir(parents=True, exist_ok=True)  # only once data and model are known to be good
     loss_fn = build_loss(cfg.loss, cfg.class_weights).to(device)
     optimizer = make_optimizer(model, cfg)
     scaler = torch.amp.GradScaler("cuda") if use_amp else None
