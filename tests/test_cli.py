@@ -7,7 +7,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from edgeseg._io import write_image
@@ -25,23 +24,15 @@ def run_cli(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory) -> Path:
-    """A tiny training run through the CLI (seconds): returns the run directory."""
-    pytest.importorskip("torch")
-    out = tmp_path_factory.mktemp("run")
-    rc = main(["train", "--model", "liteseg_t", "--data", "synthetic:16", "--imgsz", "64", "--epochs", "1",
-               "--batch-size", "4", "--iters-per-epoch", "3", "--val-limit", "4", "--workers", "0",
-               "--loss", "ce", "--out", str(out)])
-    assert rc == 0
-    return out
+def trained(tiny_checkpoint) -> Path:
+    """A tiny training run through the CLI (tests/conftest.py): the run directory."""
+    return tiny_checkpoint
 
 
 @pytest.fixture(scope="module")
-def exported(trained) -> Path:
-    out = trained / "model.onnx"
-    assert main(["export", str(trained / "best"), "--format", "onnx", "--out", str(out),
-                 "--min-agreement", "0.99"]) == 0
-    return out
+def exported(tiny_onnx) -> Path:
+    """That run exported through the CLI."""
+    return tiny_onnx
 
 
 def test_help_teaches():

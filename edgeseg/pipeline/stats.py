@@ -1,8 +1,9 @@
 """Latency statistics that tell the truth: per-stage and end-to-end percentiles, throughput."""
 from __future__ import annotations
 
+import threading
 import time
-from collections import defaultdict
+from collections import defaultdict, deque
 from typing import Any, Mapping
 
 import numpy as np
@@ -13,58 +14,87 @@ PERCENTILES = (50, 90, 99)
 class LatencyStats:
     """Collects per-frame stage times (ms) and end-to-end latency; summarises as p50/p90/p99.
 
-    Memory grows by a few floats per frame; use ``max_frames`` to keep a rolling window on long runs.
+    Percentiles are computed over the last ``max_frames`` frames (a rolling window, so memory
+    stays flat on long runs; None keeps every frame). Frame counts, drops and events are totals.
+    Thread-safe: the pipeline's sink thread adds while other threads read the summary.
     """
 
     def __init__(self, max_frames: int | None = None) -> None:
         self.max_frames = max_frames
-        self._stages: dict[str, list[float]] = defaultdict(list)
+        self._stages: dict[str, deque[float]] = {}
         self._frames = 0
         self._dropped: dict[str, int] = defaultdict(int)
+        self._events: dict[str, int] = defaultdict(int)
         self._t0: float | None = None
         self._t1: float | None = None
+        self._lock = threading.Lock()
 
     def add(self, stages_ms: Mapping[str, float], end_to_end_ms: float | None = None) -> None:
         """Record one frame's stage times; ``end_to_end_ms`` defaults to their sum."""
         now = time.perf_counter()
-        if self._t0 is None:
-            self._t0 = now - (end_to_end_ms or sum(stages_ms.values())) / 1e3
-        self._t1 = now
-        self._frames += 1
-        for k, v in stages_ms.items():
-            self._append(k, float(v))
-        self._append("end_to_end", float(end_to_end_ms if end_to_end_ms is not None else sum(stages_ms.values())))
+        e2e = float(end_to_end_ms if end_to_end_ms is not None else sum(stages_ms.values()))
+        with self._lock:
+            if self._t0 is None:
+                self._t0 = now - e2e / 1e3
+            self._t1 = now
+            self._frames += 1
+            for k, v in stages_ms.items():
+                self._append(k, float(v))
+            self._append("end_to_end", e2e)
 
     def drop(self, reason: str, n: int = 1) -> None:
         """Count frames dropped (at the source or elsewhere) and why."""
-        self._dropped[reason] += n
+        if n:
+            with self._lock:
+                self._dropped[reason] += n
+
+    def event(self, name: str, n: int = 1) -> None:
+        """Count something that happened that is not a frame (e.g. "reconnect", "read_timeout")."""
+        with self._lock:
+            self._events[name] += n
 
     def _append(self, key: str, value: float) -> None:
-        values = self._stages[key]
+        values = self._stages.get(key)
+        if values is None:
+            values = self._stages[key] = deque(maxlen=self.max_frames or None)
         values.append(value)
-        if self.max_frames and len(values) > self.max_frames:
-            del values[: len(values) - self.max_frames]
 
     @property
     def frames(self) -> int:
         return self._frames
 
+    @property
+    def dropped(self) -> dict[str, int]:
+        with self._lock:
+            return dict(self._dropped)
+
+    def window_len(self) -> int:
+        """Values held per stage (bounded by ``max_frames``)."""
+        with self._lock:
+            return max((len(v) for v in self._stages.values()), default=0)
+
     def summary(self) -> dict[str, Any]:
-        """JSON-able summary: frames, wall time, FPS, per-stage mean and percentiles (ms), drops."""
-        wall = (self._t1 - self._t0) if (self._t0 is not None and self._t1 is not None) else 0.0
+        """JSON-able summary: frames, wall time, FPS, per-stage mean and percentiles (ms), drops
+        (``dropped``: frames lost and why) and ``events`` (reconnects, timeouts, ...)."""
+        with self._lock:
+            wall = (self._t1 - self._t0) if (self._t0 is not None and self._t1 is not None) else 0.0
+            snapshot = {k: np.asarray(v, dtype=np.float64) for k, v in self._stages.items()}
+            frames, dropped, events = self._frames, dict(self._dropped), dict(self._events)
         stages = {}
-        for k, values in self._stages.items():
-            a = np.asarray(values, dtype=np.float64)
+        for k, a in snapshot.items():
             stages[k] = {"mean": round(float(a.mean()), 3)} | {
                 f"p{p}": round(float(np.percentile(a, p)), 3) for p in PERCENTILES
             }
-        return {
-            "frames": self._frames,
+        out: dict[str, Any] = {
+            "frames": frames,
             "wall_s": round(wall, 3),
-            "fps": round(self._frames / wall, 2) if wall > 0 else None,
+            "fps": round(frames / wall, 2) if wall > 0 else None,
             "stages_ms": stages,
-            "dropped": dict(self._dropped),
+            "dropped": dropped,
         }
+        if events:
+            out["events"] = events
+        return out
 
     def table(self) -> str:
         """A small fixed-width text table of the summary, for terminals."""
@@ -76,4 +106,6 @@ class LatencyStats:
         lines.append(f"frames {s['frames']}, wall {s['wall_s']:.2f} s, throughput {fps} FPS")
         if s["dropped"]:
             lines.append("dropped: " + ", ".join(f"{k}={v}" for k, v in s["dropped"].items()))
+        if s.get("events"):
+            lines.append("events: " + ", ".join(f"{k}={v}" for k, v in s["events"].items()))
         return "\n".join(lines)

@@ -167,10 +167,19 @@ class SemanticPredictor:
             results.append(SemanticResult(labels, f, self.meta, timings))
         return results
 
-    def stream(self, frames: Iterable[np.ndarray]) -> Iterator[SemanticResult]:
-        """Segment frames lazily, one by one (for generators / video readers)."""
-        for f in frames:
-            yield self(f)
+    def stream(self, frames: Iterable[np.ndarray] | Any, **options: Any) -> Iterator[SemanticResult]:
+        """Segment a stream in the threaded pipeline (pre/infer/post overlap), yielding results
+        in order as they are ready.
+
+        ``frames`` is an iterable of BGR frames (every frame, in order), or a source spec: a
+        video/image path, folder, glob, URL, camera index or "synthetic" (live sources yield the
+        newest frame). The results are :class:`edgeseg.pipeline.StreamResult` (a SemanticResult
+        with ``index``, ``t_capture``, ``age_ms``, ``stats`` ...). ``options`` go to
+        :func:`edgeseg.pipeline.stream` (``max_frames``, ``sinks``, ``smooth``, ``on_result``...).
+        """
+        from ..pipeline.stream import stream
+
+        yield from stream(self, frames, **options)
 
     def warmup(self, n: int = 1) -> None:
         """Run ``n`` grey frames through the model (first-call allocations, CUDA init)."""

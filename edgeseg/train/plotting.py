@@ -2,9 +2,10 @@
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 from typing import Sequence, Union
+
+from .._io import atomic_path
 
 
 def plot_history(history: Sequence[dict], path: Union[str, "os.PathLike[str]"]) -> Path:
@@ -30,13 +31,6 @@ def plot_history(history: Sequence[dict], path: Union[str, "os.PathLike[str]"]) 
     ax_iou.set(xlabel="epoch", title="validation", ylim=(0, 1))
     ax_iou.grid(alpha=0.3)
     fig.tight_layout()
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".png", dir=path.parent)
-    os.chmod(tmp, 0o644)  # mkstemp makes 0600
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png")
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
     return path
