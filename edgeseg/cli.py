@@ -381,7 +381,8 @@ def build_parser() -> argparse.ArgumentParser:
                                    "--model), write OUT/overlay.mp4 and OUT/latency.json (p50/p90/p99 per stage).")
     p.add_argument("--out", default="edgeseg_demo", help="output directory")
     p.add_argument("--frames", type=int, default=300, help="length of the generated video")
-    p.add_argument("--size", type=_size, default=(360, 640), help="video frame size HxW")
+    p.add_argument("--size", type=_size, default=(480, 480),
+                   help="video frame size HxW (the shipped model was trained on square scenes)")
     p.add_argument("--model", default=None, help="model to use instead of the shipped one")
     p.add_argument("--backend", default="auto", help="inference backend: auto, onnxruntime, torch")
     p.add_argument("--quiet", action="store_true", help="no progress line")

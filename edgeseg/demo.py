@@ -13,7 +13,7 @@ from .pipeline.sources import VideoFileSource
 from .pipeline.stats import LatencyStats
 
 
-def run_demo(out_dir: str | Path = "edgeseg_demo", frames: int = 300, size: tuple[int, int] = (360, 640),
+def run_demo(out_dir: str | Path = "edgeseg_demo", frames: int = 300, size: tuple[int, int] = (480, 480),
              model: str | Path | None = None, backend: str = "auto", seed: int = 0,
              alpha: float = defaults.OVERLAY_ALPHA, progress: bool = True) -> dict[str, Any]:
     """Generate a synthetic video, segment every frame, write the overlay video and a latency summary.
