@@ -271,7 +271,21 @@ def _quiet_opencv() -> Any:
         return lambda: None
 
 
-class CameraSource(LiveSource):
+class VideoCaptureSource(LiveSource):
+    """A live source read through a ``cv2.VideoCapture`` that ``_open`` stores in ``self._cap``."""
+
+    _cap: Any = None
+
+    def _read(self) -> np.ndarray | None:
+        ok, image = self._cap.read()
+        return image if ok else None
+
+    def _release(self) -> None:
+        if self._cap is not None:
+            self._cap.release()
+
+
+class CameraSource(VideoCaptureSource):
     """A local camera: an index (0, 1, ...) or a V4L2 device path (``/dev/video0``).
 
     ``width``/``height``/``fps`` are requests; the driver may pick the nearest mode it supports
@@ -323,14 +337,6 @@ class CameraSource(LiveSource):
         self.frame_size = (int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT)), int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)))
         self._cap = cap
 
-    def _read(self) -> np.ndarray | None:
-        ok, image = self._cap.read()
-        return image if ok else None
-
-    def _release(self) -> None:
-        if self._cap is not None:
-            self._cap.release()
-
 
 # ---------------------------------------------------------------------------------- streams
 
@@ -340,7 +346,7 @@ def redact_url(url: str) -> str:
     return re.sub(r"(//[^/:@]+:)[^@/]*@", r"\1***@", url)
 
 
-class StreamSource(LiveSource):
+class StreamSource(VideoCaptureSource):
     """A network stream (RTSP, HTTP(S), RTMP, UDP ...) through OpenCV's FFmpeg backend.
 
     FFmpeg's own open/read timeouts are set to ``read_timeout`` where OpenCV supports them, so a
@@ -378,14 +384,6 @@ class StreamSource(LiveSource):
         fps = cap.get(cv2.CAP_PROP_FPS)
         self.fps = float(fps) if fps and 0 < fps < 1000 else None
         self._cap = cap
-
-    def _read(self) -> np.ndarray | None:
-        ok, image = self._cap.read()
-        return image if ok else None
-
-    def _release(self) -> None:
-        if self._cap is not None:
-            self._cap.release()
 
 
 # ---------------------------------------------------------------------------------- synthetic
