@@ -65,21 +65,7 @@ void letterbox(const uint8_t* image, int64_t H, int64_t W, void* out, FloatType 
           int s0 = 0, s1 = 0;
           float wa = 1.0f, wb = 0.0f;
           if (inside) {
-            const int64_t r0 = ty.i0[ry], r1 = ty.i1[ry];
-            s0 = slot_row[0] == r0 ? 0 : (slot_row[1] == r0 ? 1 : -1);
-            if (s0 < 0) {
-              s0 = (slot_row[0] == r1 && r1 != r0) ? 1 : 0;
-              fill(s0, r0);
-            }
-            if (r1 == r0) {
-              s1 = s0;
-            } else {
-              s1 = slot_row[1 - s0] == r1 ? 1 - s0 : -1;
-              if (s1 < 0) {
-                s1 = 1 - s0;
-                fill(s1, r1);
-              }
-            }
+            acquire_rows(slot_row, ty.i0[ry], ty.i1[ry], s0, s1, fill);
             wa = ty.w0[ry];
             wb = ty.w1[ry];
           }

@@ -42,4 +42,25 @@ inline AxisTaps make_axis_taps(int64_t n_out, int64_t n_in, double a, double b) 
   return t;
 }
 
+// Two-slot cache of horizontally resampled source rows, for separable bilinear resampling.
+// Makes sure source rows r0 and r1 are held, calling fill(slot, row) only for a missing one
+// (fill must record the row in slot_row[slot]); returns their slot indices in s0 and s1.
+template <class Fill>
+inline void acquire_rows(const int64_t slot_row[2], int64_t r0, int64_t r1, int& s0, int& s1, Fill&& fill) {
+  s0 = slot_row[0] == r0 ? 0 : (slot_row[1] == r0 ? 1 : -1);
+  if (s0 < 0) {
+    s0 = (slot_row[0] == r1 && r1 != r0) ? 1 : 0;
+    fill(s0, r0);
+  }
+  if (r1 == r0) {
+    s1 = s0;
+    return;
+  }
+  s1 = slot_row[1 - s0] == r1 ? 1 - s0 : -1;
+  if (s1 < 0) {
+    s1 = 1 - s0;
+    fill(s1, r1);
+  }
+}
+
 }  // namespace edgeseg

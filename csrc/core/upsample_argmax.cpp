@@ -54,27 +54,9 @@ void upsample_argmax(const void* logits, FloatType dtype, int64_t C, int64_t h, 
             }
             slot_row[s] = r;
           };
-          // Make sure rows r0 and r1 are in slots; returns their slot indices.
-          auto acquire = [&](int64_t r0, int64_t r1, int& s0, int& s1) {
-            s0 = slot_row[0] == r0 ? 0 : (slot_row[1] == r0 ? 1 : -1);
-            if (s0 < 0) {
-              s0 = (slot_row[0] == r1 && r1 != r0) ? 1 : 0;
-              fill(s0, r0);
-            }
-            if (r1 == r0) {
-              s1 = s0;
-              return;
-            }
-            s1 = slot_row[1 - s0] == r1 ? 1 - s0 : -1;
-            if (s1 < 0) {
-              s1 = 1 - s0;
-              fill(s1, r1);
-            }
-          };
-
           for (int64_t y = y0; y < y1; ++y) {
             int s0, s1;
-            acquire(ty.i0[y], ty.i1[y], s0, s1);
+            acquire_rows(slot_row, ty.i0[y], ty.i1[y], s0, s1, fill);
             rows::lerp_argmax_channels(slot[s0], slot[s1], ty.w0[y], ty.w1[y], C, tile,
                                        idx.data(), tw);
             store_labels(idx.data(), labels, label_type, y * W + xs, tw);

@@ -271,6 +271,23 @@ def _quiet_opencv() -> Any:
         return lambda: None
 
 
+
+def _open_capture(*args: Any) -> Any:
+    """``cv2.VideoCapture(*args)`` with OpenCV's own error chatter silenced; None if it did not open."""
+    import cv2
+
+    restore = _quiet_opencv()
+    try:
+        cap = cv2.VideoCapture(*args)
+        ok = cap.isOpened()
+    finally:
+        restore()
+    if not ok:
+        cap.release()
+        return None
+    return cap
+
+
 class VideoCaptureSource(LiveSource):
     """A live source read through a ``cv2.VideoCapture`` that ``_open`` stores in ``self._cap``."""
 
@@ -312,14 +329,8 @@ class CameraSource(VideoCaptureSource):
         if isinstance(self.device, str) and not os.path.exists(self.device):
             raise SourceError(f"camera {self.device} does not exist; list cameras with `ls /dev/video*` "
                               "or `v4l2-ctl --list-devices`, or use --camera N with an index")
-        restore = _quiet_opencv()
-        try:
-            cap = cv2.VideoCapture(self.device)
-            ok = cap.isOpened()
-        finally:
-            restore()
-        if not ok:
-            cap.release()
+        cap = _open_capture(self.device)
+        if cap is None:
             raise SourceError(
                 f"camera {self.device} cannot be opened (no such camera, no permission, or another "
                 "program is using it). Try another index (--camera 1), list cameras with "
@@ -369,14 +380,8 @@ class StreamSource(VideoCaptureSource):
         params: Sequence[int] = []
         if hasattr(cv2, "CAP_PROP_OPEN_TIMEOUT_MSEC") and hasattr(cv2, "CAP_PROP_READ_TIMEOUT_MSEC"):
             params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, ms, cv2.CAP_PROP_READ_TIMEOUT_MSEC, ms]
-        restore = _quiet_opencv()
-        try:
-            cap = cv2.VideoCapture(self.url, cv2.CAP_FFMPEG, list(params))
-            ok = cap.isOpened()
-        finally:
-            restore()
-        if not ok:
-            cap.release()
+        cap = _open_capture(self.url, cv2.CAP_FFMPEG, list(params))
+        if cap is None:
             raise SourceError(
                 f"cannot open {self.describe()}: check the URL, credentials and that the server is "
                 "reachable from here (try it with ffplay/VLC); for RTSP over TCP set "
