@@ -80,7 +80,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     given = dict(
         model=args.model, data=args.data, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
         optimizer=args.optimizer, loss=args.loss, input_size=args.imgsz, out_dir=args.out, seed=args.seed,
-        device=args.device, resume=args.resume, workers=args.workers,
+        device=args.device, resume=args.resume, init_from=args.init, workers=args.workers,
         max_iters_per_epoch=args.iters_per_epoch, max_val_samples=args.val_limit,
     )
     cfg = TrainConfig(**{k: v for k, v in given.items() if v is not None})
@@ -299,6 +299,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--val-limit", type=int, default=None, help="validate on at most N images")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--resume", action="store_true", help="continue from --out/last")
+    p.add_argument("--init", default=None, metavar="CKPT",
+                   help="fine-tune: start from this checkpoint's weights (same model and classes)")
     p.add_argument("--out", default="runs/train", help="output directory")
     p.set_defaults(func=cmd_train)
 

@@ -43,6 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--eval-split", default="test", help="synthetic split for the final figure")
     ap.add_argument("--eval-images", type=int, default=200)
     ap.add_argument("--resume", action="store_true")
+    ap.add_argument("--init", default=None, help="fine-tune from this checkpoint directory")
     ap.add_argument("--no-install", action="store_true", help="do not copy into edgeseg/assets")
     args = ap.parse_args(argv)
 
@@ -54,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
 
     cfg = TrainConfig(model=args.model, data=f"synthetic:{args.train_images}", val_data="synthetic",
                       epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, loss=args.loss,
-                      out_dir=args.out, resume=args.resume, seed=0, max_iters_per_epoch=args.iters_per_epoch,
+                      out_dir=args.out, resume=args.resume, init_from=args.init, seed=0, max_iters_per_epoch=args.iters_per_epoch,
                       max_val_samples=args.val_images, crop_size=args.crop, scale_range=tuple(args.scale_range),
                       num_threads=args.threads, workers=0)
     t0 = time.time()

@@ -79,6 +79,7 @@ class TrainConfig:
     seed: int = 0
     out_dir: str = "runs/semantic"
     resume: bool = False
+    init_from: Optional[str] = None
     device: str = "auto"
     amp: Optional[bool] = None
     val_every: int = 1
@@ -122,6 +123,9 @@ class TrainConfig:
         if self.device not in ("auto", "cpu") and not self.device.startswith("cuda"):
             bad(f"device must be 'auto', 'cpu' or 'cuda[:N]', got {self.device!r}")
         parse_loss_spec(self.loss)
+        if self.init_from is not None and self.resume:
+            bad("init_from and resume exclude each other: resume continues a run, init_from starts a new one "
+                "from another model's weights")
 
     def to_dict(self) -> Dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -303,6 +307,21 @@ def _load_resume(out: Path, cfg: TrainConfig, model: torch.nn.Module, optimizer:
     return state
 
 
+def _init_weights(model: torch.nn.Module, path: str, name: str, classes: List[str]) -> None:
+    """Start from the weights of checkpoint ``path`` (fine-tuning); same model and classes required."""
+    from ..models.checkpoint import load_checkpoint
+
+    src, meta, ccfg = load_checkpoint(path)
+    if ccfg["model"]["name"] != name:
+        raise EdgesegError(f"init_from: {path} holds a {ccfg['model']['name']!r} model but the config trains "
+                           f"{name!r}; use --model {ccfg['model']['name']} or another checkpoint")
+    if list(meta.classes) != list(classes):
+        raise EdgesegError(f"init_from: {path} was trained for classes {list(meta.classes)} but the data has "
+                           f"{list(classes)}; fine-tune from a checkpoint with the same classes")
+    model.load_state_dict(src.state_dict(), strict=True)
+    _log(f"init: weights from {path}")
+
+
 def train(cfg: TrainConfig, on_epoch_end: Optional[Callable[[Dict[str, Any]], Any]] = None) -> Path:
     """Train a semantic model as configured; returns the directory of the best checkpoint.
 
@@ -344,7 +363,10 @@ def _train(cfg: TrainConfig, on_epoch_end: Optional[Callable[[Dict[str, Any]], A
         raise EdgesegError(f"class_weights has {len(cfg.class_weights)} entries for {len(classes)} classes "
                            f"{classes}; give one weight per class")
 
-    model = create_model(cfg.model, len(classes), **cfg.model_kwargs).to(device)
+    model = create_model(cfg.model, len(classes), **cfg.model_kwargs)
+    if cfg.init_from is not None:
+        _init_weights(model, cfg.init_from, cfg.model, classes)
+    model = model.to(device)
     out.mkdir(parents=True, exist_ok=True)  # only once data and model are known to be good
     loss_fn = build_loss(cfg.loss, cfg.class_weights).to(device)
     optimizer = make_optimizer(model, cfg)
