@@ -5,13 +5,17 @@ RLE follows pycocotools: the mask is flattened in column-major (Fortran) order a
 alternate runs of 0s and 1s, starting with 0s. The compressed form is the LEB128-like string of
 ``maskApi.c`` (5 bits per char, offset 48, counts after the second delta-coded against the
 count two places back).
+
+Masks of annotations follow ``COCO.annToMask``: :func:`segmentation_to_mask` decodes polygons
+and both RLE forms with pycocotools when importable, else with this module's numpy codec and
+:func:`coco_polygon_to_mask` (pycocotools' polygon rasterisation, bit for bit).
 """
 from __future__ import annotations
 
 import json
 import os
 from pathlib import Path
-from typing import Any, Union
+from typing import Any, Sequence, Union
 
 import cv2
 import numpy as np
@@ -149,7 +153,125 @@ def annotation_to_mask(ann: dict[str, Any], h: int, w: int) -> np.ndarray:
     raise DataError(f"annotation {ann.get('id')} has no usable 'segmentation'")
 
 
+# ------------------------------------------------------- pycocotools-exact rasterisation
+def coco_polygon_to_mask(polygon: "Sequence[float] | np.ndarray", h: int, w: int) -> np.ndarray:
+    """Rasterise one COCO polygon ``[x0, y0, x1, y1, ...]`` exactly like pycocotools.
+
+    A vectorised numpy port of the rule in ``maskApi.c`` (``rleFrPoly``): vertices are scaled by
+    5 and rounded, the outline is walked densely, and each crossing of a pixel-column centre
+    toggles the column-major scan at the first pixel centre below it. Unlike
+    :func:`polygons_to_mask` this excludes most outline pixels, so it matches the masks COCO
+    annotations and ``COCO.annToMask`` produce bit for bit.
+    """
+    h, w = int(h), int(w)
+    xy = np.asarray(polygon, np.float64).ravel()
+    k = xy.size // 2
+    if k == 0 or h <= 0 or w <= 0:
+        return np.zeros((max(h, 0), max(w, 0)), bool)
+    scale = 5.0
+    # C's (int)(v + .5) truncates toward zero
+    x = np.trunc(scale * xy[0:2 * k:2] + 0.5).astype(np.int64)
+    y = np.trunc(scale * xy[1:2 * k:2] + 0.5).astype(np.int64)
+    x0, x1 = x, np.roll(x, -1)
+    y0, y1 = y, np.roll(y, -1)
+    dx, dy = np.abs(x1 - x0), np.abs(y1 - y0)
+    horiz = dx >= dy
+    flip = (horiz & (x0 > x1)) | (~horiz & (y0 > y1))
+    xs, xe = np.where(flip, x1, x0), np.where(flip, x0, x1)
+    ys, ye = np.where(flip, y1, y0), np.where(flip, y0, y1)
+    n = np.where(horiz, dx, dy)
+    num = np.where(horiz, ye - ys, xe - xs).astype(np.float64)
+    slope = np.divide(num, n, out=np.zeros_like(num), where=n > 0)
+    # every segment contributes n + 1 points, walked from its original start to its end
+    seg = np.repeat(np.arange(k), n + 1)
+    d = np.arange(seg.size) - np.repeat(np.cumsum(n + 1) - (n + 1), n + 1)
+    t = np.where(flip[seg], n[seg] - d, d)
+    along = np.trunc(np.where(horiz[seg], ys[seg], xs[seg]) + slope[seg] * t + 0.5).astype(np.int64)
+    u = np.where(horiz[seg], t + xs[seg], along)
+    v = np.where(horiz[seg], along, t + ys[seg])
+    # crossings of pixel-column centres (u changes), downsampled back to pixel units
+    j = np.flatnonzero(u[1:] != u[:-1]) + 1
+    xd = np.where(u[j] < u[j - 1], u[j], u[j] - 1).astype(np.float64)
+    xd = (xd + 0.5) / scale - 0.5
+    ok = (np.floor(xd) == xd) & (xd >= 0) & (xd <= w - 1)
+    yd = np.minimum(v[j], v[j - 1]).astype(np.float64)
+    yd = np.ceil(np.clip((yd + 0.5) / scale - 0.5, 0, h))
+    pos = xd[ok].astype(np.int64) * h + yd[ok].astype(np.int64)
+    toggles = np.bincount(pos[pos < h * w], minlength=h * w) & 1
+    flat = np.cumsum(toggles, dtype=np.int64) & 1
+    return flat.astype(bool).reshape(w, h).T.copy()
+
+
+def _pycocotools_mask():
+    try:
+        from pycocotools import mask as mask_util
+    except ImportError:
+        return None
+    return mask_util
+
+
+def segmentation_to_mask(segmentation: Any, h: int, w: int, backend: str = "auto") -> np.ndarray:
+    """The bool HxW mask of a COCO ``segmentation`` with ``COCO.annToMask`` semantics.
+
+    Accepts polygon lists (their union; polygons with fewer than 3 points are ignored),
+    uncompressed RLE (list counts) and compressed RLE (str/bytes counts). ``h, w`` are the
+    image's size from the annotation file. ``backend``: "pycocotools", "numpy" (our own codec
+    and :func:`coco_polygon_to_mask`; identical results) or "auto" (pycocotools if importable).
+    """
+    if backend not in ("auto", "pycocotools", "numpy"):
+        raise ValueError(f"backend must be 'auto', 'pycocotools' or 'numpy', got {backend!r}")
+    mu = None if backend == "numpy" else _pycocotools_mask()
+    if backend == "pycocotools" and mu is None:
+        raise DataError("backend='pycocotools' needs pycocotools: pip install pycocotools")
+    h, w = int(h), int(w)
+    if isinstance(segmentation, list):
+        polys = [np.asarray(p, np.float64).ravel() for p in segmentation]
+        polys = [p[:p.size // 2 * 2] for p in polys if p.size >= 6]
+        if not polys:
+            return np.zeros((h, w), bool)
+        if mu is not None:
+            # pycocotools reads a first polygon of 4 numbers as a box; we dropped those above
+            rle = mu.merge(mu.frPyObjects([p.tolist() for p in polys], h, w))
+            return mu.decode(rle).astype(bool)
+        out = np.zeros((h, w), bool)
+        for p in polys:
+            out |= coco_polygon_to_mask(p, h, w)
+        return out
+    if isinstance(segmentation, dict) and "counts" in segmentation and "size" in segmentation:
+        counts = segmentation["counts"]
+        size = [int(v) for v in segmentation["size"]]
+        if size != [h, w]:
+            raise DataError(f"RLE size {size} does not match the image size {[h, w]}")
+        if mu is not None:
+            if isinstance(counts, list):
+                rle = mu.frPyObjects(segmentation, h, w)
+            else:
+                rle = {"size": size, "counts": counts.encode("ascii") if isinstance(counts, str)
+                       else counts}
+            return mu.decode(rle).astype(bool)
+        return rle_decode(segmentation)
+    raise DataError(f"unsupported COCO segmentation {segmentation!r:.80}: expected a list of "
+                    "polygons or an RLE dict with 'size' and 'counts'")
+
+
 # -------------------------------------------------------------------------------- dataset
+def load_coco_json(json_path: PathLike) -> dict[str, Any]:
+    """Read and sanity-check a COCO instances file (needs images, annotations, categories)."""
+    path = Path(json_path)
+    if not path.is_file():
+        raise DataError(f"COCO annotation file {path} not found")
+    try:
+        doc = json.loads(path.read_bytes())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise DataError(f"{path} is not valid JSON ({e})") from None
+    if not isinstance(doc, dict):
+        raise DataError(f"{path} is not a COCO instances file: expected a JSON object")
+    for key in ("images", "annotations", "categories"):
+        if key not in doc:
+            raise DataError(f"{path} is not a COCO instances file: no {key!r}")
+    return doc
+
+
 class CocoInstances:
     """COCO-format instance dataset.
 
@@ -160,17 +282,9 @@ class CocoInstances:
 
     def __init__(self, image_dir: PathLike, json_path: PathLike) -> None:
         self.image_dir, self.json_path = Path(image_dir), Path(json_path)
-        if not self.json_path.is_file():
-            raise DataError(f"COCO annotation file {self.json_path} not found")
+        doc = load_coco_json(self.json_path)
         if not self.image_dir.is_dir():
             raise DataError(f"COCO image folder {self.image_dir} not found")
-        try:
-            doc = json.loads(self.json_path.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise DataError(f"{self.json_path} is not valid JSON ({e})") from None
-        for key in ("images", "annotations", "categories"):
-            if key not in doc:
-                raise DataError(f"{self.json_path} is not a COCO instances file: no {key!r}")
         cats = sorted(doc["categories"], key=lambda c: c["id"])
         self.cat_to_label = {int(c["id"]): k + 1 for k, c in enumerate(cats)}
         self.classes: tuple[str, ...] = ("background",) + tuple(str(c["name"]) for c in cats)

@@ -47,6 +47,24 @@ def find_voc_root(root: PathLike) -> Path:
                     f"layout:{LAYOUT}")
 
 
+def objects_from_labels(obj: np.ndarray, sem: np.ndarray, name: str = "<labels>"
+                        ) -> tuple[np.ndarray, np.ndarray]:
+    """Split a SegmentationObject map (ids 1..N, 0 background, 255 boundary) into bool NxHxW
+    masks, ordered by id, and give each the majority SegmentationClass class under it (0 when
+    no pixel of the object carries an object class)."""
+    if obj.shape != sem.shape:
+        raise DataError(f"VOC sample {name!r}: SegmentationObject is {obj.shape} but "
+                        f"SegmentationClass is {sem.shape}; they must have the same size")
+    ids = [int(v) for v in np.unique(obj) if v not in (0, 255)]
+    masks = np.stack([obj == v for v in ids]) if ids else np.zeros((0,) + obj.shape, bool)
+    cls = []
+    for m in masks:
+        votes = np.bincount(sem[m], minlength=256)[:255]
+        votes[0] = 0
+        cls.append(int(votes.argmax()))
+    return masks, np.asarray(cls, np.int64)
+
+
 class VOCSegmentation:
     """PASCAL VOC-style segmentation dataset: ``ds[i] -> (image BGR uint8, label uint8)``.
 
@@ -107,15 +125,7 @@ class VOCSegmentation:
         if not path.is_file():
             raise DataError(f"VOC instance label {path} is missing; instance masks need "
                             "SegmentationObject/<id>.png")
-        obj, sem = read_label(path), read_label(self._lab(name))
-        ids = [int(v) for v in np.unique(obj) if v not in (0, 255)]
-        masks = np.stack([obj == v for v in ids]) if ids else np.zeros((0,) + obj.shape, bool)
-        cls = []
-        for m in masks:
-            votes = np.bincount(sem[m], minlength=256)[:255]
-            votes[0] = 0
-            cls.append(int(votes.argmax()))
-        return masks, np.asarray(cls, np.int64)
+        return objects_from_labels(read_label(path), read_label(self._lab(name)), name)
 
     def __repr__(self) -> str:
         return f"VOCSegmentation(root={str(self.root)!r}, split={self.split!r}, n={len(self)})"
