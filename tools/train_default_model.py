@@ -11,7 +11,14 @@ in training or model selection, and installs:
     tools/zoo/semantic_default/eval.json           mIoU on the held-out synthetic split
     tools/zoo/semantic_default/recipe.json         the exact TrainConfig used
 
+The model trains on 160x160 crops of 256x256 scenes (scale 0.75-1.25) and is deployed at a
+288x288 input (--deploy-size): the fully convolutional network then sees objects slightly larger
+than in training, which its 1/8-resolution logits resolve better (mIoU on synthetic/val: 0.839 at
+256, 0.869 at 288, 0.860 at 320, 0.773 at 384).
+
 Usage: python tools/train_default_model.py [--epochs N] [--out runs/default]
+       python tools/train_default_model.py --checkpoint tools/zoo/semantic_default/checkpoint
+           (skip training: export, evaluate and install an existing checkpoint)
 """
 from __future__ import annotations
 
@@ -45,6 +52,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--resume", action="store_true")
     ap.add_argument("--init", default=None, help="fine-tune from this checkpoint directory")
     ap.add_argument("--no-install", action="store_true", help="do not copy into edgeseg/assets")
+    ap.add_argument("--deploy-size", type=int, default=288, help="network input size of the exported model")
+    ap.add_argument("--checkpoint", default=None,
+                    help="skip training and export this checkpoint directory (e.g. the zoo copy)")
     args = ap.parse_args(argv)
 
     from edgeseg import load
@@ -59,12 +69,14 @@ def main(argv: list[str] | None = None) -> int:
                       max_val_samples=args.val_images, crop_size=args.crop, scale_range=tuple(args.scale_range),
                       num_threads=args.threads, workers=0)
     t0 = time.time()
-    best = train(cfg)
+    trained = args.checkpoint is None
+    best = train(cfg) if trained else Path(args.checkpoint)
     train_s = time.time() - t0
 
     out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
     onnx_path = out / "semantic_default.onnx"
-    export_onnx(best, onnx_path, verbose=True)
+    export_onnx(best, onnx_path, input_size=args.deploy_size, verbose=True)
 
     predictor = load(onnx_path)
     dataset = open_dataset("synthetic", args.eval_split)
@@ -74,18 +86,26 @@ def main(argv: list[str] | None = None) -> int:
         image, label = dataset[i]
         cm.update(predictor(image).labels, label)
     report = {"split": f"synthetic/{args.eval_split}", "images": n, **cm.summary(predictor.meta.classes),
-              "train_seconds": round(train_s), "model": args.model,
+              "deploy_size": args.deploy_size,
+              **({"train_seconds": round(train_s)} if trained else {"checkpoint": str(best)}), "model": args.model,
               "onnx_bytes": onnx_path.stat().st_size}
     print(json.dumps(report, indent=2))
 
     if not args.no_install:
         zoo = ROOT / "tools" / "zoo" / "semantic_default"
         zoo.mkdir(parents=True, exist_ok=True)
-        for name in ("history.json", "curve.png"):
-            if (out / name).exists():
-                shutil.copy2(out / name, zoo / name)
+        if trained:
+            for name in ("history.json", "curve.png"):
+                if (out / name).exists():
+                    shutil.copy2(out / name, zoo / name)
+            (zoo / "recipe.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=2, default=str) + "\n")
+            ckpt = zoo / "checkpoint"
+            ckpt.mkdir(exist_ok=True)
+            for f in Path(best).iterdir():
+                if f.is_file():
+                    shutil.copy2(f, ckpt / f.name)
+                    (ckpt / f.name).chmod(0o644)
         (zoo / "eval.json").write_text(json.dumps(report, indent=2) + "\n")
-        (zoo / "recipe.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=2, default=str) + "\n")
         dst = ROOT / "edgeseg" / "assets" / "semantic_default.onnx"
         shutil.copy2(onnx_path, dst)
         print(f"installed {dst} ({dst.stat().st_size / 1e6:.2f} MB) and {zoo}/")
