@@ -9,7 +9,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 from . import __version__, defaults
 from .errors import EdgesegError
@@ -61,29 +61,60 @@ def _add_model_facts(p: argparse.ArgumentParser) -> None:
     g.add_argument("--output-stride", type=int, help="input size / logits size of the model")
 
 
-def _load_predictor(args: argparse.Namespace):
+def _add_task(p: argparse.ArgumentParser, what: str = "which shipped model runs when no model is given") -> None:
+    p.add_argument("--task", default="semantic", choices=["semantic", "instance"], help=what)
+
+
+def _add_instance_options(p: argparse.ArgumentParser, conf: float = defaults.SCORE_THRESHOLD) -> None:
+    g = p.add_argument_group("instance models")
+    g.add_argument("--conf", type=float, default=None,
+                   help=f"minimum detection score (default: the model's, else {conf})")
+    g.add_argument("--iou", type=float, default=None,
+                   help=f"NMS IoU threshold (default: the model's, else {defaults.IOU_THRESHOLD})")
+    g.add_argument("--max-det", type=int, default=None,
+                   help=f"detections kept per frame (default {defaults.MAX_DETECTIONS})")
+
+
+def _load_predictor(args: argparse.Namespace, **overrides: Any):
     from .runtime import load
 
     classes = args.classes.split(",") if getattr(args, "classes", None) else None
+    options = dict(score_threshold=getattr(args, "conf", None), iou_threshold=getattr(args, "iou", None),
+                   max_detections=getattr(args, "max_det", None))
+    options.update(overrides)
+    options = {k: v for k, v in options.items() if v is not None}  # load() rejects them for semantic models
+    task = getattr(args, "task", "semantic")
     return load(args.model, backend=args.backend, num_classes=args.num_classes, classes=classes,
-                input_size=args.imgsz, mean=args.mean, std=args.std, output_stride=args.output_stride)
+                input_size=args.imgsz, mean=args.mean, std=args.std, output_stride=args.output_stride,
+                task=task if args.model is None else "semantic", **options)
 
 
 # ----------------------------------------------------------------------------------------- train
+#: The model ``edgeseg train`` builds when --model is not given.
+DEFAULT_TRAIN_MODEL = {"semantic": "liteseg_t", "instance": "yoloseg_n"}
+
 def cmd_train(args: argparse.Namespace) -> int:
-    if args.task != "semantic":
-        raise EdgesegError(f"--task {args.task} is not available yet; use --task semantic")
     try:
-        from .train.trainer import TrainConfig, train
+        if args.task == "instance":
+            from .train.instance_trainer import InstanceTrainConfig as Config
+            from .train.instance_trainer import train_instance as train
+        else:
+            from .train.trainer import TrainConfig as Config
+            from .train.trainer import train
     except ImportError as e:
         raise EdgesegError(f"training needs PyTorch ({e}); install with: pip install 'edgeseg[train]'") from None
     given = dict(
-        model=args.model, data=args.data, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-        optimizer=args.optimizer, loss=args.loss, input_size=args.imgsz, out_dir=args.out, seed=args.seed,
-        device=args.device, resume=args.resume, init_from=args.init, workers=args.workers,
+        model=args.model or DEFAULT_TRAIN_MODEL[args.task], data=args.data, epochs=args.epochs,
+        batch_size=args.batch_size, lr=args.lr, optimizer=args.optimizer, input_size=args.imgsz, out_dir=args.out,
+        seed=args.seed, device=args.device, resume=args.resume, init_from=args.init, workers=args.workers,
         max_iters_per_epoch=args.iters_per_epoch, max_val_samples=args.val_limit,
     )
-    cfg = TrainConfig(**{k: v for k, v in given.items() if v is not None})
+    if args.task == "semantic":
+        given["loss"] = args.loss or "ce+lovasz"
+    elif args.loss:
+        raise EdgesegError("--loss applies to semantic training; instance models train with their fixed "
+                           "classification + box IoU/L1 + in-box mask BCE/Dice losses")
+    cfg = Config(**{k: v for k, v in given.items() if v is not None})
     best = train(cfg)
     print(f"best checkpoint: {best}")
     print(f"training curve:  {Path(args.out) / 'curve.png'}")
@@ -112,7 +143,6 @@ def cmd_run(args: argparse.Namespace) -> int:
     from ._io import write_json
     from .pipeline import (ImageDirSink, JsonlSink, LiveSource, Pipeline, VideoSink, WindowSink,
                            apply_cpp_threads, default_thread_policy, open_source)
-    from .runtime import load
 
     if (args.camera is None) == (args.source is None):
         raise EdgesegError("give exactly one input: --camera N (or /dev/videoN) or --source PATH|URL|DIR|GLOB|synthetic")
@@ -120,10 +150,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise EdgesegError(f"--frames must be >= 1, got {args.frames}")
     policy = default_thread_policy(ort_threads=args.threads)
     apply_cpp_threads(policy)
-    classes = args.classes.split(",") if args.classes else None
-    predictor = load(args.model, backend=args.backend, num_classes=args.num_classes, classes=classes,
-                     input_size=args.imgsz, mean=args.mean, std=args.std, output_stride=args.output_stride,
-                     threads=policy.ort_threads)
+    predictor = _load_predictor(args, threads=policy.ort_threads)
 
     live = dict(read_timeout=args.read_timeout, reconnect_timeout=args.reconnect_timeout)
     if args.camera is not None:
@@ -196,20 +223,33 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from ._progress import track
     from .pipeline.sources import open_source
 
+    from ._io import write_json
+
     predictor = _load_predictor(args)
     out = Path(args.out)
+    instance = predictor.meta.task == "instance"
+    detections: list[dict[str, Any]] = []
     n = 0
     with open_source(args.source) as source:
         for frame in track(source, desc="predict", enabled=not args.quiet):
             result = predictor(frame.image)
             write_image(out / f"{frame.name}_overlay.jpg", result.overlay(alpha=args.alpha))
-            labels = result.labels
-            if labels.dtype != "uint8":
-                write_image(out / f"{frame.name}_labels.png", labels.astype("uint16"))
+            if instance:
+                write_image(out / f"{frame.name}_instances.png", result.instance_map())
+                for d in result.to_coco(image_id=n):
+                    detections.append({"file": frame.name, **d,
+                                       "class": predictor.meta.classes[d["category_id"] - 1]})
             else:
-                write_image(out / f"{frame.name}_labels.png", labels)
+                labels = result.labels
+                write_image(out / f"{frame.name}_labels.png",
+                            labels if labels.dtype == "uint8" else labels.astype("uint16"))
             n += 1
-    print(f"wrote {n} overlays and label maps to {out}/")
+    if instance:
+        write_json(out / "detections.json", detections)
+        print(f"wrote {n} overlays and instance maps, and {len(detections)} detections "
+              f"(COCO results format, RLE masks) to {out}/detections.json")
+    else:
+        print(f"wrote {n} overlays and label maps to {out}/")
     return 0
 
 
@@ -221,6 +261,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from .train.metrics import ConfusionMatrix
 
     predictor = _load_predictor(args)
+    if predictor.meta.task == "instance":
+        return _eval_instance(args, predictor)
     extra = {"seed": args.seed} if args.seed is not None else {}
     dataset = open_dataset(args.data, args.split, **extra)
     if len(dataset.classes) != predictor.meta.num_classes:
@@ -244,12 +286,53 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def _eval_instance(args: argparse.Namespace, predictor: Any) -> int:
+    """Mask and box AP of an instance model through pycocotools' COCOeval."""
+    from ._io import write_json
+    from ._progress import track
+    from .data import open_instance_dataset
+    from .train.coco_eval import coco_gt_from_dataset, evaluate_coco
+
+    if args.conf is None:  # AP integrates over all scores: keep low-confidence detections
+        predictor.thresholds.score = defaults.EVAL_SCORE_THRESHOLD
+    extra = {"seed": args.seed} if args.seed is not None else {}
+    dataset = open_instance_dataset(args.data, args.split, **extra)
+    if len(dataset.classes) != predictor.meta.num_classes:
+        raise EdgesegError(
+            f"the model detects {predictor.meta.num_classes} classes {predictor.meta.classes} but {args.data} "
+            f"has {len(dataset.classes)} {list(dataset.classes)}; evaluate on the dataset the model was trained for")
+    n = len(dataset) if args.limit is None else min(args.limit, len(dataset))
+    gt = coco_gt_from_dataset(dataset, n)
+    cat_ids = getattr(dataset, "cat_ids", None)
+    dets: list[dict[str, Any]] = []
+    timings: list[float] = []
+    for i in track(range(n), desc="eval", enabled=not args.quiet):
+        sample = dataset.sample(i)
+        result = predictor(sample.image)
+        timings.append(sum(result.timings.values()))
+        dets.extend(result.to_coco(image_id=sample.image_id, category_ids=cat_ids))
+    metrics = evaluate_coco(gt, dets)
+    report = {"model": str(args.model or "shipped default"), "data": args.data, "split": args.split, "images": n,
+              "detections": len(dets), "evaluator": "pycocotools COCOeval", **metrics,
+              "ms_per_image_p50": round(float(sorted(timings)[len(timings) // 2]), 2) if timings else None}
+    for kind in ("segm", "bbox"):
+        m = metrics.get(kind)
+        if m:
+            print(f"{'mask' if kind == 'segm' else 'box '} AP {m['AP']:.4f}  AP50 {m['AP50']:.4f}  "
+                  f"AP75 {m['AP75']:.4f}")
+    print(f"({n} images, {len(dets)} detections, COCOeval)")
+    if args.json:
+        write_json(args.json, report)
+        print(f"report: {args.json}")
+    return 0
+
+
 # ------------------------------------------------------------------------------------------ demo
 def cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
     res = run_demo(args.out, frames=args.frames, size=args.size, model=args.model, backend=args.backend,
-                   progress=not args.quiet)
+                   progress=not args.quiet, task=args.task)
     print(res["table"])
     print(f"input video:   {res['input']}")
     print(f"overlay video: {res['overlay']}")
@@ -284,15 +367,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="train a segmentation model from scratch", formatter_class=fmt,
                        description="Train a model; writes best/ and last/ checkpoints, history.json and curve.png to --out.")
-    p.add_argument("--task", default="semantic", choices=["semantic", "instance"])
-    p.add_argument("--model", default="liteseg_t", help="model name: fcn, liteseg_t, liteseg_s, liteseg_m")
-    p.add_argument("--data", default="synthetic", help="synthetic | synthetic:N | voc:PATH | cityscapes:PATH")
+    p.add_argument("--task", default="semantic", choices=["semantic", "instance"],
+                   help="semantic: a class per pixel; instance: a mask per object")
+    p.add_argument("--model", default=None,
+                   help="semantic: fcn, liteseg_t (default), liteseg_s, liteseg_m; "
+                        "instance: yoloseg_n (default), yoloseg_s")
+    p.add_argument("--data", default="synthetic",
+                   help="synthetic | synthetic:N | voc:PATH | cityscapes:PATH (semantic) | coco:PATH (instance)")
     p.add_argument("--epochs", type=int, default=10)
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--lr", type=float, default=None, help="peak learning rate (default: 4e-3 for adamw)")
     p.add_argument("--optimizer", default="adamw", choices=["adamw", "sgd"])
-    p.add_argument("--loss", default="ce+lovasz", help="ce | ce+jaccard | ce+lovasz | lovasz ...")
-    p.add_argument("--imgsz", type=_size, default=defaults.SEMANTIC_INPUT_SIZE, help="training crop N or HxW")
+    p.add_argument("--loss", default=None, help="semantic only: ce | ce+jaccard | ce+lovasz (default) | lovasz ...")
+    p.add_argument("--imgsz", type=_size, default=None,
+                   help="network input N or HxW (default 256; semantic: the training crop)")
     p.add_argument("--iters-per-epoch", type=int, default=None, help="cap iterations per epoch")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda")
     p.add_argument("--workers", type=int, default=None, help="data loader processes (default: min(4, cores-1))")
@@ -325,12 +413,14 @@ def build_parser() -> argparse.ArgumentParser:
     src.add_argument("--camera", help="camera index (0, 1, ...) or V4L2 device path (/dev/video0)")
     src.add_argument("--source", help="video file, image / folder / glob, rtsp:// or http(s):// URL, "
                                       "or synthetic[:FPS] (a generated live scene)")
-    p.add_argument("--model", default=None, help="model (.onnx or checkpoint dir); default: the shipped model")
+    p.add_argument("--model", default=None, help="model (.onnx or checkpoint dir); default: the shipped model "
+                                                 "of --task")
+    _add_task(p)
     p.add_argument("--frames", type=int, default=None, help="stop after N frames")
     p.add_argument("--save", help="write the overlay video here (.mp4 or .avi)")
     p.add_argument("--save-dir", help="write each overlay frame as a JPEG into this folder")
     p.add_argument("--json", help="write one JSON line per frame (index, capture time, age, stage ms, "
-                                  "class histogram) to this .jsonl file")
+                                  "class histogram or detections) to this .jsonl file")
     p.add_argument("--stats", help="write the latency summary (p50/p90/p99 per stage, FPS, drops) as JSON")
     p.add_argument("--show", action="store_true", help="show the overlay in a window (needs a display and "
                                                        "opencv-python, not -headless); q or Esc stops")
@@ -351,30 +441,42 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reconnect-timeout", type=float, default=30.0,
                    help="live sources: give up after reconnecting fails for this many seconds")
     p.add_argument("--quiet", action="store_true", help="no start line on stderr")
+    _add_instance_options(p)
     _add_model_facts(p)
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("predict", help="segment images and write overlays + label PNGs", formatter_class=fmt,
                        description="Segment an image, a folder, a glob or a video; writes NAME_overlay.jpg and "
-                                   "NAME_labels.png (class id per pixel) to --out.")
+                                   "NAME_labels.png (class id per pixel) to --out; for instance models "
+                                   "NAME_instances.png (0 = none, i = detection i, 16-bit) and detections.json "
+                                   "(COCO results format with RLE masks).")
     p.add_argument("model", help="model path (.onnx or checkpoint dir); 'default' for the shipped model")
     p.add_argument("source", help="an image, a folder of images, a glob (quote it) or a video file")
     p.add_argument("--out", default="predictions", help="output directory")
     p.add_argument("--alpha", type=float, default=defaults.OVERLAY_ALPHA, help="overlay colour weight")
     p.add_argument("--quiet", action="store_true", help="no progress line")
+    _add_task(p)
+    _add_instance_options(p)
     _add_model_facts(p)
     p.set_defaults(func=cmd_predict)
 
-    p = sub.add_parser("eval", help="mIoU and pixel accuracy of a model on a dataset", formatter_class=fmt,
+    p = sub.add_parser("eval", help="mIoU (semantic) or COCO mask/box AP (instance) of a model on a dataset",
+                       formatter_class=fmt,
                        description="Evaluate a deployed model (ONNX or checkpoint) through the same runtime path "
-                                   "as predict: letterbox, inference, fused upsample+argmax at frame size.")
+                                   "as predict. Semantic models: letterbox, inference, fused upsample+argmax at "
+                                   "frame size -> confusion matrix, mIoU, pixel accuracy. Instance models: "
+                                   "detections with box-local masks at frame size -> pycocotools COCOeval "
+                                   "(mask and box AP, AP50, AP75).")
     p.add_argument("model", help="model path (.onnx or checkpoint dir); 'default' for the shipped model")
-    p.add_argument("--data", default="synthetic", help="synthetic | synthetic:N | voc:PATH | cityscapes:PATH")
+    p.add_argument("--data", default="synthetic",
+                   help="synthetic | synthetic:N | voc:PATH | cityscapes:PATH (semantic) | coco:PATH (instance)")
     p.add_argument("--split", default="val")
     p.add_argument("--limit", type=int, default=None, help="evaluate at most N images")
     p.add_argument("--seed", type=int, default=None, help="synthetic data only: generate a fresh set with this seed")
     p.add_argument("--json", help="also write the report to this JSON file")
     p.add_argument("--quiet", action="store_true", help="no progress line")
+    _add_task(p)
+    _add_instance_options(p, conf=defaults.EVAL_SCORE_THRESHOLD)
     _add_model_facts(p)
     p.set_defaults(func=cmd_eval)
 
@@ -388,6 +490,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default=None, help="model to use instead of the shipped one")
     p.add_argument("--backend", default="auto", help="inference backend: auto, onnxruntime, torch")
     p.add_argument("--quiet", action="store_true", help="no progress line")
+    _add_task(p, "which shipped model to show: semantic (class per pixel) or instance (one mask per object)")
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("info", help="version, backends, threads, and a model's metadata", formatter_class=fmt)

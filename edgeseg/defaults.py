@@ -24,3 +24,20 @@ META_KEY: str = "edgeseg.meta"
 DEFAULT_SEMANTIC_MODEL: str = "semantic_default.onnx"
 #: Synthetic frames compared between PyTorch and the exported model after every export.
 PARITY_IMAGES: int = 4
+
+# ---- instance segmentation
+#: Network input size (height, width) of instance models unless told otherwise.
+INSTANCE_INPUT_SIZE: tuple[int, int] = (256, 256)
+#: Detections below this class probability are dropped before NMS.
+SCORE_THRESHOLD: float = 0.25
+#: Class-aware NMS IoU threshold.
+IOU_THRESHOLD: float = 0.5
+#: A pixel belongs to an instance when sigmoid(mask logit) > this.
+MASK_THRESHOLD: float = 0.5
+#: Candidates kept (by score) before NMS, and detections kept after it.
+MAX_CANDIDATES: int = 1000
+MAX_DETECTIONS: int = 100
+#: Detection score threshold used for COCO evaluation (low: AP integrates over all scores).
+EVAL_SCORE_THRESHOLD: float = 0.001
+#: The default instance model shipped inside the package (relative to edgeseg/assets/).
+DEFAULT_INSTANCE_MODEL: str = "instance_default.onnx"

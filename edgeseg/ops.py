@@ -23,6 +23,7 @@ import numpy as np
 from . import _C
 from . import defaults
 from .errors import ArrayError
+from .masks import MaskSet
 
 __all__ = [
     "LetterboxInfo",
@@ -31,6 +32,12 @@ __all__ = [
     "argmax",
     "upsample_argmax",
     "overlay",
+    "nms",
+    "select_detections",
+    "assemble_masks",
+    "paste_masks",
+    "overlay_instances",
+    "MaskSet",
     "set_num_threads",
     "get_num_threads",
 ]
@@ -306,6 +313,297 @@ def overlay(
     if not 0.0 <= alpha <= 1.0:
         raise ArrayError(f"overlay: alpha must be in [0, 1], got {alpha}")
     _call(_C.overlay, image, labels, palette, alpha, out)
+    return out
+
+
+# ---- instance post-processing -------------------------------------------------------------------
+#
+# Detection decode + NMS, and box-local masks (prototype assembly, RoI-mask paste) returned as a
+# MaskSet (edgeseg/masks.py): masks are computed only inside their boxes, at frame resolution,
+# never as N x H x W float buffers.
+
+
+def _float_array(x, fn: str, name: str, ndim: Sequence[int], expected: str) -> np.ndarray:
+    x = _require_ndarray(x, fn, name)
+    if x.ndim not in ndim:
+        raise ArrayError(f"{fn}: {name} must have shape {expected}, got shape {tuple(x.shape)}")
+    if x.dtype not in (np.dtype(np.float32), np.dtype(np.float16)):
+        raise ArrayError(f"{fn}: {name} must be float32 or float16, got {x.dtype}")
+    return x
+
+
+def _boxes_f32(boxes, fn: str) -> np.ndarray:
+    """(K, 4) float32 boxes; float16 is widened (exactly), other dtypes are refused."""
+    boxes = _require_ndarray(boxes, fn, "boxes")
+    if boxes.dtype == np.float16:
+        boxes = boxes.astype(np.float32)
+    elif boxes.dtype != np.float32:
+        raise ArrayError(f"{fn}: boxes must be float32 (or float16), got {boxes.dtype}; "
+                         "pass boxes.astype(np.float32)")
+    if boxes.ndim == 2 and boxes.shape[0] == 0 and boxes.shape[1] != 4:
+        boxes = boxes.reshape(0, 4)
+    return np.ascontiguousarray(boxes)
+
+
+def _drop_batch(x: np.ndarray, ndim: int) -> np.ndarray:
+    """Drop a leading batch axis of size 1 (an ONNX output of one image)."""
+    return x[0] if x.ndim == ndim + 1 and x.shape[0] == 1 else x
+
+
+def _nms_args(iou_threshold, score_threshold, max_candidates, max_detections, fn):
+    iou, thr = float(iou_threshold), float(score_threshold)
+    if math.isnan(iou) or math.isnan(thr):
+        raise ArrayError(f"{fn}: iou_threshold and score_threshold must be numbers, got "
+                         f"{iou_threshold!r} and {score_threshold!r}")
+    mc, md = int(max_candidates), int(max_detections)
+    if mc < 0 or md < 0:
+        raise ArrayError(f"{fn}: max_candidates and max_detections must be >= 0, "
+                         f"got {mc} and {md}")
+    return iou, thr, mc, md
+
+
+def nms(
+    boxes: np.ndarray,
+    scores: np.ndarray,
+    class_ids: Optional[np.ndarray] = None,
+    iou_threshold: float = 0.45,
+    score_threshold: float = 0.0,
+    max_candidates: int = 30000,
+    max_detections: int = 300,
+    class_agnostic: bool = False,
+) -> np.ndarray:
+    """Greedy non-maximum suppression.
+
+    Args:
+        boxes: ``(N, 4)`` float32/float16 ``x0, y0, x1, y1`` (any non-negative strides are read
+            in place, e.g. a transposed view).
+        scores: ``(N,)`` float32 (float16 is widened).
+        class_ids: ``(N,)`` integers; boxes of different classes never suppress each other.
+            ``None``: one class.
+        iou_threshold: a box is dropped when its IoU with a kept box is ``> iou_threshold``.
+        score_threshold: only boxes with ``score > score_threshold`` take part (NaN never does).
+        max_candidates: keep only this many best-scoring boxes before NMS (top-k).
+        max_detections: stop after this many kept boxes.
+        class_agnostic: ignore ``class_ids``.
+
+    Returns:
+        ``int64`` indices into the input of the kept boxes, by descending score (equal scores:
+        lower index first). IoU is computed in double precision; see ``csrc/core/nms.h``.
+    """
+    fn = "nms"
+    boxes = _float_array(boxes, fn, "boxes", (2,), "(N, 4)")
+    scores = _require_ndarray(scores, fn, "scores")
+    if scores.dtype == np.float16:
+        scores = scores.astype(np.float32)
+    scores = np.ascontiguousarray(scores) if scores.ndim == 1 else scores
+    if class_ids is not None:
+        class_ids = _require_ndarray(class_ids, fn, "class_ids")
+        if class_ids.dtype.kind not in "iu":
+            raise ArrayError(f"nms: class_ids must be integers, got {class_ids.dtype}")
+        class_ids = np.ascontiguousarray(class_ids, dtype=np.int64)
+    args = _nms_args(iou_threshold, score_threshold, max_candidates, max_detections, fn)
+    return _call(_C.nms, boxes, scores, class_ids, *args, bool(class_agnostic))
+
+
+def select_detections(
+    boxes: np.ndarray,
+    scores: np.ndarray,
+    iou_threshold: float = 0.45,
+    score_threshold: float = 0.25,
+    max_candidates: int = 1000,
+    max_detections: int = 100,
+    class_agnostic: bool = False,
+) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Decode raw single-stage head outputs: best class per box, score filter, top-k, NMS.
+
+    Args:
+        boxes: ``(A, 4)`` float32/float16 ``x0, y0, x1, y1`` per anchor (or ``(1, A, 4)``).
+        scores: ``(A, C)`` float32/float16 per-class probabilities (or ``(1, A, C)``).
+            Both are read in place through their strides: a C-contiguous ``(A, C)`` array and the
+            transposed view ``out[0, 4:].T`` of a YOLO-style ``(1, 4 + C, A)`` output both work
+            without a copy.
+        iou_threshold, score_threshold, max_candidates, max_detections, class_agnostic: as
+            :func:`nms` (the class of a box is its best class).
+
+    Returns:
+        ``(indices, class_ids, scores)``: ``int64`` anchor indices, ``int32`` best classes and
+        ``float32`` best scores of the kept boxes, by descending score. Per anchor the first
+        class wins ties and NaN scores are ignored.
+    """
+    fn = "select_detections"
+    boxes = _drop_batch(_float_array(boxes, fn, "boxes", (2, 3), "(A, 4)"), 2)
+    scores = _drop_batch(_float_array(scores, fn, "scores", (2, 3), "(A, C)"), 2)
+    args = _nms_args(iou_threshold, score_threshold, max_candidates, max_detections, fn)
+    return _call(_C.select_detections, boxes, scores, *args, bool(class_agnostic))
+
+
+def _logit(t: float) -> float:
+    """log(t / (1 - t)), the logit threshold equivalent to sigmoid(m) > t (+-inf at 0 and 1)."""
+    if t <= 0.0:
+        return -math.inf
+    if t >= 1.0:
+        return math.inf
+    return math.log(t / (1.0 - t))
+
+
+def assemble_masks(
+    coeffs: np.ndarray,
+    protos: np.ndarray,
+    boxes: np.ndarray,
+    image_hw: Sequence[int],
+    letterbox: Optional[LetterboxInfo] = None,
+    input_hw: Optional[Sequence[int]] = None,
+    threshold: float = 0.5,
+    mode: str = "exact",
+) -> MaskSet:
+    """Instance masks from prototypes (YOLACT / YOLO-seg), computed only inside each box.
+
+    Args:
+        coeffs: ``(K, M)`` mask coefficients of the kept detections (float32; float16 widened).
+        protos: ``(M, Hp, Wp)`` (or ``(1, M, Hp, Wp)``) float32/float16 prototypes, C-contiguous.
+        boxes: ``(K, 4)`` float32 ``x0, y0, x1, y1`` in *frame* pixel-edge coordinates.
+        image_hw: frame size ``(H, W)``.
+        letterbox: the :class:`LetterboxInfo` that placed the frame in the network input
+            (``letterbox.src_hw`` must equal ``image_hw``). ``None``: the frame is the network
+            input (or was stretched to ``input_hw``).
+        input_hw: network input size the prototypes span; default ``letterbox.dst_hw``, or
+            ``image_hw`` without letterbox.
+        threshold: probability threshold in ``[0, 1]``.
+        mode: ``"exact"`` or ``"fast"``.
+
+    Returns:
+        A :class:`MaskSet` of K masks; mask k's region is the frame pixels whose centre lies in
+        box k (``x0 <= x + 0.5 < x1``, same for y), clipped to the frame.
+
+    ``"exact"``: a region pixel ``(y, x)`` is in the mask iff ``sigmoid(m) > threshold``, where
+    ``m`` is the mask logit ``coeffs[k] . protos`` bilinearly interpolated (half-pixel centres,
+    edge-clamped like ONNX Resize / ``align_corners=False``) at the pixel centre mapped into the
+    prototypes: ``u = (x + 0.5) * rw / W + pad_left`` in the input, ``px = u * Wp / in_w - 0.5``.
+    This is what upsampling every mask to the frame and cropping computes, but the logits are
+    evaluated only on the prototype cells under each box and interpolated as one scalar field.
+    ``"fast"``: threshold the logit of the nearest prototype cell (``floor(u * Wp / in_w)``).
+    """
+    fn = "assemble_masks"
+    if mode not in ("exact", "fast"):
+        raise ArrayError(f"{fn}: mode must be 'exact' or 'fast', got {mode!r}")
+    H, W = _parse_size(image_hw, fn)
+    coeffs = _float_array(coeffs, fn, "coeffs", (2,), "(K, M)")
+    if coeffs.dtype == np.float16:
+        coeffs = coeffs.astype(np.float32)
+    protos = _drop_batch(_float_array(protos, fn, "protos", (3, 4), "(M, Hp, Wp)"), 3)
+    boxes = _boxes_f32(boxes, fn)
+    if letterbox is not None:
+        if not isinstance(letterbox, LetterboxInfo):
+            raise ArrayError(f"{fn}: letterbox must be the LetterboxInfo returned by "
+                             f"ops.letterbox, got {type(letterbox).__name__}")
+        if tuple(letterbox.src_hw) != (H, W):
+            raise ArrayError(f"{fn}: letterbox.src_hw {tuple(letterbox.src_hw)} is not the frame "
+                             f"size image_hw {(H, W)}; pass the LetterboxInfo of this frame")
+        in_h, in_w = (letterbox.dst_hw if input_hw is None else _parse_size(input_hw, fn))
+        rh, rw = letterbox.resized_hw
+        top, left = letterbox.pad_top, letterbox.pad_left
+    else:
+        in_h, in_w = (H, W) if input_hw is None else _parse_size(input_hw, fn)
+        rh, rw, top, left = in_h, in_w, 0, 0
+    t = float(threshold)
+    if not 0.0 <= t <= 1.0:
+        raise ArrayError(f"{fn}: threshold must be in [0, 1], got {threshold!r}")
+    data, offsets, regions = _call(
+        _C.assemble_masks, coeffs, protos, boxes, H, W, (float(rh), float(top), float(in_h)),
+        (float(rw), float(left), float(in_w)), _logit(t), mode == "fast")
+    return MaskSet._trusted(data, offsets, regions, (H, W))
+
+
+def paste_masks(
+    masks: np.ndarray,
+    boxes: np.ndarray,
+    image_hw: Sequence[int],
+    threshold: float = 0.5,
+) -> MaskSet:
+    """Paste fixed-size RoI masks (Mask R-CNN, e.g. 28 x 28) into the frame, box-locally.
+
+    Args:
+        masks: ``(N, Mh, Mw)`` (or ``(N, 1, Mh, Mw)``) float32/float16 mask probabilities.
+        boxes: ``(N, 4)`` float32 ``x0, y0, x1, y1`` frame coordinates.
+        image_hw: frame size ``(H, W)``.
+        threshold: a pixel is in the mask iff its sampled value is ``>= threshold``.
+
+    Returns:
+        A :class:`MaskSet`. Same result as detectron2's ``paste_masks_in_image`` on CPU: region
+        ``[floor(x0) - 1, ceil(x1) + 1)`` (same for y) clipped to the frame; pixel ``(y, x)``
+        samples the mask at ``ix = (x + 0.5 - x0) / (x1 - x0) * Mw - 0.5`` (same for y),
+        bilinearly with zeros outside the mask (``grid_sample``, ``align_corners=False``).
+        A degenerate box (``x1 <= x0``, ``y1 <= y0`` or not finite) gives an empty mask.
+    """
+    fn = "paste_masks"
+    H, W = _parse_size(image_hw, fn)
+    masks = _float_array(masks, fn, "masks", (3, 4), "(N, Mh, Mw)")
+    if masks.ndim == 4:
+        if masks.shape[1] != 1:
+            raise ArrayError(f"{fn}: masks must have shape (N, Mh, Mw) or (N, 1, Mh, Mw), "
+                             f"got shape {tuple(masks.shape)}; select each box's class first")
+        masks = masks[:, 0]
+    boxes = _boxes_f32(boxes, fn)
+    t = float(threshold)
+    if not math.isfinite(t):
+        raise ArrayError(f"{fn}: threshold must be a finite number, got {threshold!r}")
+    data, offsets, regions = _call(_C.paste_masks, masks, boxes, H, W, t)
+    return MaskSet._trusted(data, offsets, regions, (H, W))
+
+
+def overlay_instances(
+    image: np.ndarray,
+    masks: MaskSet,
+    colors: np.ndarray,
+    alpha: float = 0.5,
+    outline: bool = True,
+    out: Optional[np.ndarray] = None,
+) -> np.ndarray:
+    """Draw instance masks on a frame: colour blended inside each mask, opaque outline.
+
+    Args:
+        image: BGR ``uint8`` ``H x W x 3`` (``H, W = masks.image_hw``), C-contiguous.
+        masks: the :class:`MaskSet` to draw; later masks are drawn over earlier ones.
+        colors: ``(K, 3)`` BGR ``uint8`` (or castable losslessly), one per mask.
+        alpha: weight of the colour inside masks, in ``[0, 1]``.
+        outline: draw mask boundary pixels (mask pixels with a 4-neighbour outside the mask or
+            the frame) in the opaque colour.
+        out: optional ``uint8`` ``H x W x 3`` destination; may be ``image`` (in place).
+
+    Returns:
+        The new frame (``out`` if given). Only the mask regions are touched after the copy; the
+        blend is :func:`overlay`'s 16-bit fixed point.
+    """
+    fn = "overlay_instances"
+    image = _require_ndarray(image, fn, "image")
+    if not isinstance(masks, MaskSet):
+        raise ArrayError(f"{fn}: masks must be a MaskSet, got {type(masks).__name__}")
+    if image.ndim == 3 and tuple(image.shape[:2]) != masks.image_hw:
+        raise ArrayError(f"{fn}: image is {image.shape[0]}x{image.shape[1]} but the masks are "
+                         f"for a {masks.image_hw[0]}x{masks.image_hw[1]} frame")
+    if not isinstance(colors, np.ndarray) or colors.dtype != np.uint8:
+        c = np.asarray(colors)
+        if c.dtype.kind in "iu" and c.size and (c.min() < 0 or c.max() > 255):
+            raise ArrayError(f"{fn}: colors must be in 0..255")
+        if c.dtype.kind in "iu" or c.size == 0:
+            c = c.astype(np.uint8)
+        colors = c
+    if colors.ndim == 1 and colors.size == 0:
+        colors = colors.reshape(0, 3)
+    colors = np.ascontiguousarray(colors)
+    if out is None:
+        out = np.empty_like(image) if image.ndim == 3 else np.empty((0, 0, 3), np.uint8)
+    else:
+        out = _require_ndarray(out, fn, "out")
+        if out is not image and np.may_share_memory(out, image) and (
+                out.__array_interface__["data"][0] != image.__array_interface__["data"][0]):
+            raise ArrayError(f"{fn}: out overlaps image without being the same array; "
+                             "pass out=image for in-place or a separate array")
+    alpha = float(alpha)
+    if not 0.0 <= alpha <= 1.0:
+        raise ArrayError(f"{fn}: alpha must be in [0, 1], got {alpha}")
+    _call(_C.overlay_instances, image, masks.data, masks.offsets, masks.regions, colors, alpha,
+          bool(outline), out)
     return out
 
 

@@ -118,3 +118,173 @@ def ref_overlay(image: np.ndarray, labels: np.ndarray, palette: np.ndarray, alph
     col = palette.astype(np.int64)[np.where(valid, lab, 0)]
     blend = (image.astype(np.int64) * (65536 - a) + col * a + 32768) >> 16
     return np.where(valid[..., None], blend, image).astype(np.uint8)
+
+
+# =================================================================================================
+# Instance post-processing: nms, select_detections, assemble_masks, paste_masks, RLE, overlay.
+# Literal definitions (python loops / full-frame float64 arrays), see csrc/core/nms.h, masks.h.
+# =================================================================================================
+
+
+def _ref_area(b) -> float:
+    return max(b[2] - b[0], 0.0) * max(b[3] - b[1], 0.0)
+
+
+def ref_iou(a, b) -> float:
+    """IoU of two xyxy boxes given as python floats (float64), 0 when the union is not > 0."""
+    iw = max(min(a[2], b[2]) - max(a[0], b[0]), 0.0)
+    ih = max(min(a[3], b[3]) - max(a[1], b[1]), 0.0)
+    inter = iw * ih
+    union = _ref_area(a) + _ref_area(b) - inter
+    return inter / union if union > 0.0 else 0.0
+
+
+def ref_nms(boxes, scores, class_ids=None, iou_threshold=0.45, score_threshold=0.0,
+            max_candidates=30000, max_detections=300, class_agnostic=False) -> np.ndarray:
+    """Score filter (> threshold), stable top-k by score, greedy NMS against kept boxes."""
+    b = [[float(v) for v in row] for row in np.asarray(boxes, np.float64)]
+    s = [float(v) for v in np.asarray(scores, np.float32)]
+    cls = None if class_ids is None or class_agnostic else [int(c) for c in class_ids]
+    cand = [i for i in range(len(s)) if s[i] > score_threshold]
+    cand.sort(key=lambda i: (-s[i], i))
+    cand = cand[:max_candidates]
+    keep: list = []
+    for i in cand:
+        if len(keep) >= max_detections:
+            break
+        if all((cls is not None and cls[j] != cls[i]) or not ref_iou(b[j], b[i]) > iou_threshold
+               for j in keep):
+            keep.append(i)
+    return np.array(keep, np.int64)
+
+
+def ref_select_detections(boxes, scores, iou_threshold=0.45, score_threshold=0.25,
+                          max_candidates=1000, max_detections=100, class_agnostic=False):
+    """Best class per anchor (first max, NaN ignored), then ref_nms with that class/score."""
+    s = np.asarray(scores, np.float32)
+    s = np.where(np.isnan(s), np.float32(-np.inf), s)
+    cls = np.argmax(s, axis=1) if s.shape[1] else np.zeros(s.shape[0], np.int64)
+    best = s[np.arange(s.shape[0]), cls] if s.shape[1] else np.full(s.shape[0], -np.inf,
+                                                                      np.float32)
+    idx = ref_nms(boxes, best, cls, iou_threshold, score_threshold, max_candidates,
+                  max_detections, class_agnostic)
+    return idx, cls[idx].astype(np.int32), best[idx].astype(np.float32)
+
+
+def _proto_units(H, W, Hp, Wp, letterbox=None, input_hw=None):
+    """u * cells / input for every frame row and column (float64): the frame pixel centre mapped
+    into the network input (letterbox), then scaled to prototype cells."""
+    if letterbox is not None:
+        in_h, in_w = letterbox.dst_hw if input_hw is None else input_hw
+        rh, rw = letterbox.resized_hw
+        top, left = letterbox.pad_top, letterbox.pad_left
+    else:
+        in_h, in_w = (H, W) if input_hw is None else input_hw
+        rh, rw, top, left = in_h, in_w, 0, 0
+    y = np.arange(H, dtype=np.float64)
+    x = np.arange(W, dtype=np.float64)
+    uy = ((y + 0.5) * rh / H + top) * Hp / in_h
+    ux = ((x + 0.5) * rw / W + left) * Wp / in_w
+    return uy, ux
+
+
+def ref_logit_threshold(t: float) -> float:
+    if t <= 0.0:
+        return -np.inf
+    if t >= 1.0:
+        return np.inf
+    return float(np.log(t / (1.0 - t)))
+
+
+def ref_assemble_masks(coeffs, protos, boxes, image_hw, letterbox=None, input_hw=None,
+                       threshold=0.5, mode="exact"):
+    """(masks bool (K, H, W), margin float64 (K, H, W)): per frame pixel whose centre is inside
+    the box, the bilinearly interpolated (or nearest, mode="fast") prototype logit vs the logit
+    threshold; margin = |logit - threshold| (inf outside boxes, where the result is exact)."""
+    H, W = image_hw
+    M, Hp, Wp = protos.shape
+    uy, ux = _proto_units(H, W, Hp, Wp, letterbox, input_hw)
+    P = protos.astype(np.float64)
+    if mode == "exact":
+        planes = bilinear_sample(P, uy - 0.5, ux - 0.5)  # (M, H, W), edge-clamped
+    else:
+        cy = np.clip(np.floor(uy), 0, Hp - 1).astype(np.int64)
+        cx = np.clip(np.floor(ux), 0, Wp - 1).astype(np.int64)
+        planes = P[:, cy][:, :, cx]
+    thr = ref_logit_threshold(float(threshold))
+    K = coeffs.shape[0]
+    masks = np.zeros((K, H, W), bool)
+    margin = np.full((K, H, W), np.inf)
+    cy_ = np.arange(H, dtype=np.float64) + 0.5
+    cx_ = np.arange(W, dtype=np.float64) + 0.5
+    for k in range(K):
+        x0, y0, x1, y1 = (float(v) for v in np.asarray(boxes[k], np.float64))
+        inside = ((y0 <= cy_) & (cy_ < y1))[:, None] & ((x0 <= cx_) & (cx_ < x1))[None, :]
+        m = np.tensordot(coeffs[k].astype(np.float64), planes, axes=1)
+        masks[k] = inside & (m > thr)
+        margin[k] = np.where(inside, np.abs(m - thr), np.inf)
+    return masks, margin
+
+
+def ref_paste_masks(masks, boxes, image_hw, threshold=0.5):
+    """(masks bool (N, H, W), margin): detectron2's CPU paste, per mask: region
+    [floor(x0)-1, ceil(x1)+1) clipped; sample at ix = (x+0.5-x0)/(x1-x0)*Mw - 0.5 with explicit
+    bilinear weights, taps outside the mask read 0; >= threshold."""
+    H, W = image_hw
+    N, Mh, Mw = masks.shape
+    out = np.zeros((N, H, W), bool)
+    margin = np.full((N, H, W), np.inf)
+    for k in range(N):
+        x0, y0, x1, y1 = (float(v) for v in np.asarray(boxes[k], np.float64))
+        if not (np.isfinite([x0, y0, x1, y1]).all() and x1 > x0 and y1 > y0):
+            continue
+        rx0, rx1 = int(np.clip(np.floor(x0) - 1, 0, W)), int(np.clip(np.ceil(x1) + 1, 0, W))
+        ry0, ry1 = int(np.clip(np.floor(y0) - 1, 0, H)), int(np.clip(np.ceil(y1) + 1, 0, H))
+        if rx1 <= rx0 or ry1 <= ry0:
+            continue
+        xs = np.arange(rx0, rx1, dtype=np.float64)
+        ys = np.arange(ry0, ry1, dtype=np.float64)
+        # clip only keeps huge positions (near-degenerate boxes) finite; they read zeros anyway
+        ix = np.clip((xs + 0.5 - x0) / (x1 - x0) * Mw - 0.5, -2, Mw + 1)
+        iy = np.clip((ys + 0.5 - y0) / (y1 - y0) * Mh - 0.5, -2, Mh + 1)
+        m = masks[k].astype(np.float64)
+        val = np.zeros((ys.size, xs.size))
+        fy0 = np.floor(iy)
+        fx0 = np.floor(ix)
+        for dy in (0, 1):
+            r = fy0.astype(np.int64) + dy
+            wy = (iy - fy0) if dy else (1 - (iy - fy0))
+            for dx in (0, 1):
+                c = fx0.astype(np.int64) + dx
+                wx = (ix - fx0) if dx else (1 - (ix - fx0))
+                ok = ((r >= 0) & (r < Mh))[:, None] & ((c >= 0) & (c < Mw))[None, :]
+                tap = m[np.clip(r, 0, Mh - 1)][:, np.clip(c, 0, Mw - 1)]
+                val += wy[:, None] * wx[None, :] * np.where(ok, tap, 0.0)
+        out[k, ry0:ry1, rx0:rx1] = val >= threshold
+        margin[k, ry0:ry1, rx0:rx1] = np.abs(val - threshold)
+    return out, margin
+
+
+def ref_rle(mask: np.ndarray) -> dict:
+    """pycocotools.mask.encode of a dense HxW mask, counts as str."""
+    from pycocotools import mask as mask_utils
+
+    r = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
+    return {"size": [int(v) for v in r["size"]], "counts": r["counts"].decode("ascii")}
+
+
+def ref_overlay_instances(image, masks, colors, alpha, outline=True):
+    """Sequential per-mask fixed-point blend over dense (K, H, W) masks; boundary pixels (a
+    4-neighbour outside the mask or the frame) painted with the opaque colour when outline."""
+    a = int(np.floor(alpha * 65536.0 + 0.5))
+    out = image.astype(np.int64)
+    for k in range(masks.shape[0]):
+        m = masks[k].astype(bool)
+        p = np.pad(m, 1)
+        interior = m & p[:-2, 1:-1] & p[2:, 1:-1] & p[1:-1, :-2] & p[1:-1, 2:]
+        edge = (m & ~interior) if outline else np.zeros_like(m)
+        col = colors[k].astype(np.int64)
+        blend = (out * (65536 - a) + col * a + 32768) >> 16
+        out = np.where((m & ~edge)[..., None], blend, out)
+        out[edge] = col
+    return out.astype(np.uint8)

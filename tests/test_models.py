@@ -12,7 +12,7 @@ from edgeseg.errors import ModelError  # noqa: E402
 from edgeseg.models import create_model, list_models, register_model  # noqa: E402
 from edgeseg.models.registry import UnknownModelError  # noqa: E402
 
-MODELS = [n for n in list_models() if not n.startswith("_")]  # "_" names are test-only
+MODELS = [n for n in list_models(task="semantic") if not n.startswith("_")]  # "_" names are test-only
 NUM_CLASSES = 5
 # hard upper bounds on parameter counts (sanity: a typo in a width shows up here)
 MAX_PARAMS = {"liteseg_t": 0.5e6, "liteseg_s": 1.5e6, "liteseg_m": 4e6, "fcn": 4e6}

@@ -30,7 +30,7 @@ def ckpt(tmp_path_factory) -> Path:
     torch = pytest.importorskip("torch")
     from edgeseg.models import create_model, list_models, save_checkpoint
 
-    names = [n for n in list_models() if not n.startswith("_")]
+    names = [n for n in list_models(task="semantic") if not n.startswith("_")]
     name = min(names, key=lambda n: sum(p.numel() for p in create_model(n, 2).parameters()))
     model = create_model(name, N_CLASSES)
     g = torch.Generator().manual_seed(0)

@@ -61,8 +61,8 @@ class ExportReport:
             f"exported {self.checkpoint} -> {self.onnx_path} ({self.size_bytes / 1e6:.2f} MB, "
             f"opset {self.opset}, {self.exporter} exporter, {'dynamic' if self.dynamic else 'static'}"
             f" shapes, {self.seconds:.1f} s)",
-            f"  model {m.arch}: {m.num_classes} classes, input {m.input_size[0]}x{m.input_size[1]}, "
-            f"logits at 1/{m.output_stride}",
+            f"  model {m.arch} ({m.task}): {m.num_classes} classes, input {m.input_size[0]}x{m.input_size[1]}, "
+            + (f"prototypes at 1/{m.output_stride}" if m.task == "instance" else f"logits at 1/{m.output_stride}"),
         ]
         if self.parity is not None:
             lines.append(f"  {self.parity.summary()}")
@@ -192,7 +192,11 @@ def _torch_export(model: Any, dummy: Any, path: Path, meta: ModelMeta, opset: in
     axes = None
     if dynamic:
         axes = {in_name: {0: "batch", 2: "height", 3: "width"}}
-        axes.update({n: {0: "batch", 2: "out_height", 3: "out_width"} for n in out_names})
+        if meta.task == "instance":  # boxes/scores/coeffs (N, A, .) and protos (N, K, h, w)
+            axes.update({n: {0: "batch", 1: "anchors"} for n in out_names[:-1]})
+            axes[out_names[-1]] = {0: "batch", 2: "proto_height", 3: "proto_width"}
+        else:
+            axes.update({n: {0: "batch", 2: "out_height", 3: "out_width"} for n in out_names})
     common = dict(input_names=[in_name], output_names=out_names, opset_version=opset, dynamic_axes=axes)
     order = ["torchscript", "dynamo"] if exporter == "auto" else [exporter]
     errors = []

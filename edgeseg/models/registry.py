@@ -11,6 +11,7 @@ from typing import Any, Callable, Dict, List, Optional
 from ..errors import ModelError
 
 _REGISTRY: Dict[str, Callable[..., Any]] = {}
+_TASKS: Dict[str, str] = {}  # name -> "semantic" | "instance"
 
 
 class UnknownModelError(ModelError, KeyError):
@@ -20,22 +21,31 @@ class UnknownModelError(ModelError, KeyError):
         return str(self.args[0]) if self.args else ""
 
 
-def register_model(name: Optional[str] = None) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """Decorator registering a model factory under ``name`` (default: the function's name)."""
+def register_model(name: Optional[str] = None, task: str = "semantic") -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Decorator registering a model factory under ``name`` (default: the function's name) for
+    ``task`` ("semantic" or "instance")."""
 
     def deco(fn: Callable[..., Any]) -> Callable[..., Any]:
         key = name or fn.__name__
         if key in _REGISTRY and _REGISTRY[key] is not fn:
             raise ValueError(f"model {key!r} is already registered")
         _REGISTRY[key] = fn
+        _TASKS[key] = task
         return fn
 
     return deco
 
 
-def list_models() -> List[str]:
-    """Names of all registered models, sorted."""
-    return sorted(_REGISTRY)
+def list_models(task: Optional[str] = None) -> List[str]:
+    """Names of the registered models (of ``task`` only, if given), sorted."""
+    return sorted(n for n in _REGISTRY if task is None or _TASKS[n] == task)
+
+
+def model_task(name: str) -> str:
+    """The task ("semantic" / "instance") of registered model ``name``."""
+    if name not in _REGISTRY:
+        raise UnknownModelError(f"unknown model {name!r}; valid names: {', '.join(list_models())}")
+    return _TASKS[name]
 
 
 def is_model(name: str) -> bool:

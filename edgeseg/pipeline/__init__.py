@@ -12,11 +12,11 @@ from .render import ModeFilter, draw_hud
 from .sinks import ImageDirSink, JsonlSink, Sink, VideoSink, WindowSink, gui_problem
 from .sources import Frame, ImageSource, IterableSource, Source, VideoFileSource, image_paths, open_source
 from .stats import LatencyStats
-from .stream import Pipeline, StreamResult, as_source, stream
+from .stream import InstanceStreamResult, Pipeline, StreamResult, as_source, stream
 from .threads import ThreadPolicy, apply_cpp_threads, default_thread_policy
 
 __all__ = [
-    "Pipeline", "StreamResult", "stream", "as_source",
+    "Pipeline", "StreamResult", "InstanceStreamResult", "stream", "as_source",
     "Source", "Frame", "ImageSource", "VideoFileSource", "IterableSource", "LiveSource",
     "CameraSource", "StreamSource", "SyntheticSource", "open_source", "image_paths",
     "Sink", "VideoSink", "ImageDirSink", "JsonlSink", "WindowSink", "gui_problem",

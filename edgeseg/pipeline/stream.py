@@ -21,14 +21,15 @@ import sys
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
 from .. import defaults
-from ..runtime.results import SemanticResult
+from ..errors import EdgesegError
+from ..runtime.results import InstanceResult, SemanticResult
 from .live import LiveSource
 from .queues import END, BoundedQueue
 from .render import ModeFilter, draw_hud
@@ -43,25 +44,25 @@ STAGES = ("pre", "infer", "post", "render", "sink")
 
 
 @dataclass(repr=False)
-class StreamResult(SemanticResult):
-    """A :class:`SemanticResult` from a pipeline, with where and when its frame came from.
+class _StreamFields:
+    """Where and when a pipeline result's frame came from (mixed into both result types).
 
-    Attributes (besides ``labels``, ``frame``, ``meta``, ``timings``):
+    Attributes:
         index: the frame's index in its source (gaps mean frames dropped at a live source).
         name: the frame's name (file stem or ``frame_000123``).
         t_capture: ``time.perf_counter()`` when the frame was read.
-        t_result: ``time.perf_counter()`` when its labels were ready (after post-processing).
+        t_result: ``time.perf_counter()`` when its result was ready (after post-processing).
         vis: the rendered overlay (+ HUD), when the pipeline renders; else None.
         stats: the pipeline's live :class:`LatencyStats` (``stats.summary()`` any time).
     ``timings`` holds milliseconds for "capture" (read/decode), "pre", "infer", "post", "render".
     """
 
-    index: int = 0
-    name: str = ""
-    t_capture: float = 0.0
-    t_result: float = 0.0
-    vis: np.ndarray | None = None
-    stats: LatencyStats | None = None
+    index: int = field(default=0, kw_only=True)
+    name: str = field(default="", kw_only=True)
+    t_capture: float = field(default=0.0, kw_only=True)
+    t_result: float = field(default=0.0, kw_only=True)
+    vis: np.ndarray | None = field(default=None, kw_only=True)
+    stats: LatencyStats | None = field(default=None, kw_only=True)
 
     @property
     def age_ms(self) -> float:
@@ -70,8 +71,8 @@ class StreamResult(SemanticResult):
 
     def record(self) -> dict[str, Any]:
         """One JSON-able line for ``--json``: index, name, capture time (``t_capture`` on the
-        perf_counter clock and ``time_unix``), ``age_ms``, per-stage ``timings_ms`` and the
-        per-class pixel ``histogram``."""
+        perf_counter clock and ``time_unix``), ``age_ms``, per-stage ``timings_ms``, and the
+        result's content (semantic: per-class pixel ``histogram``; instance: ``detections``)."""
         unix = time.time() - (time.perf_counter() - self.t_capture)
         return {
             "index": self.index,
@@ -79,13 +80,34 @@ class StreamResult(SemanticResult):
             "t_capture": round(self.t_capture, 6),
             "time_unix": round(unix, 6),
             "age_ms": round(self.age_ms, 3),
-            "timings_ms": {k: round(float(v), 3) for k, v in self.timings.items()},
-            "histogram": self.class_histogram(),
+            "timings_ms": {k: round(float(v), 3) for k, v in self.timings.items()},  # type: ignore[attr-defined]
+            **self._content(),
         }
 
+    def _content(self) -> dict[str, Any]:  # pragma: no cover - overridden
+        return {}
+
     def __repr__(self) -> str:
-        return (f"StreamResult(#{self.index} {self.shape[0]}x{self.shape[1]}, age {self.age_ms:.1f} ms, "
-                + ", ".join(f"{k}={v:.2f}ms" for k, v in self.timings.items()) + ")")
+        h, w = self.frame.shape[:2]  # type: ignore[attr-defined]
+        return (f"{type(self).__name__}(#{self.index} {h}x{w}, age {self.age_ms:.1f} ms, "
+                + ", ".join(f"{k}={v:.2f}ms" for k, v in self.timings.items()) + ")")  # type: ignore[attr-defined]
+
+
+@dataclass(repr=False)
+class StreamResult(_StreamFields, SemanticResult):
+    """A :class:`SemanticResult` from a pipeline, with where and when its frame came from
+    (``index``, ``name``, ``t_capture``, ``t_result``, ``age_ms``, ``vis``, ``stats``)."""
+
+    def _content(self) -> dict[str, Any]:
+        return {"histogram": self.class_histogram()}
+
+
+@dataclass(repr=False)
+class InstanceStreamResult(_StreamFields, InstanceResult):
+    """An :class:`InstanceResult` from a pipeline, with the same stream fields as StreamResult."""
+
+    def _content(self) -> dict[str, Any]:
+        return {"detections": self.to_dict()["detections"]}
 
 
 @dataclass
@@ -134,6 +156,9 @@ class Pipeline:
         self.sinks = list(sinks)
         self.max_frames = max_frames
         self.realtime = realtime
+        if smooth and smooth >= 2 and getattr(predictor, "task", "semantic") != "semantic":
+            raise EdgesegError(f"smoothing (--smooth {smooth}) applies to semantic label maps; this is "
+                               f"a {predictor.task} model: drop --smooth")
         self.smoother = ModeFilter(smooth) if smooth and smooth >= 2 else None
         self.render = any(s.needs_image for s in self.sinks) if render is None else render
         self.hud = hud
@@ -346,14 +371,18 @@ class Pipeline:
 
     def _post(self, item: _Item) -> _Item:
         t0 = time.perf_counter()
-        labels = self.predictor.post(item.output[0], item.info)
+        payload = self.predictor.post(item.output[0], item.info)
         if self.smoother is not None:
-            labels = self.smoother(labels)
+            payload = self.smoother(payload)
         t1 = time.perf_counter()
         item.timings["post"] = (t1 - t0) * 1e3
         f = item.frame
-        item.result = StreamResult(labels, f.image, self.predictor.meta, item.timings, index=f.index,
-                                   name=f.name, t_capture=f.t_capture, t_result=t1, stats=self.stats)
+        where = dict(index=f.index, name=f.name, t_capture=f.t_capture, t_result=t1, stats=self.stats)
+        if isinstance(payload, dict):  # instance detections
+            item.result = InstanceStreamResult(frame=f.image, meta=self.predictor.meta, timings=item.timings,
+                                               **payload, **where)
+        else:
+            item.result = StreamResult(payload, f.image, self.predictor.meta, item.timings, **where)
         item.output = item.info = None
         return item
 

@@ -1,4 +1,5 @@
-"""SemanticPredictor: frame in, SemanticResult out (letterbox -> backend -> upsample+argmax).
+"""Predictors: frame in, result out. Semantic: letterbox -> backend -> upsample+argmax.
+Instance models run in :mod:`edgeseg.runtime.instance`; :func:`load` picks by the model's task.
 
 Pre- and post-processing are module functions (:func:`preprocess`, :func:`postprocess`) so that
 export parity checks run exactly the code the runtime runs.
@@ -77,26 +78,28 @@ def _unletterbox_nearest(labels: np.ndarray, info: "ops.LetterboxInfo") -> np.nd
 # ----------------------------------------------------------------------------- predictor
 
 
-class SemanticPredictor:
-    """Runs a semantic segmentation model on BGR uint8 frames.
-
-    Build it with :func:`edgeseg.runtime.load`. Call it on a frame to get a
-    :class:`SemanticResult` with per-stage timings in milliseconds.
+class Predictor:
+    """What every predictor shares: a backend, its ModelMeta, and the three stages
+    ``pre`` (frame -> input tensor, letterbox info), ``infer`` (tensor -> batch outputs; index
+    ``[i]`` gives image i's output) and ``post`` (one image's output -> the result payload),
+    which a threaded pipeline can overlap. Subclasses set ``task`` and implement ``infer``,
+    ``post`` and ``make_result``.
     """
 
+    task = ""
+
     def __init__(self, backend: Backend, meta: ModelMeta) -> None:
-        if meta.task != "semantic":
-            raise ModelError(f"{backend.path}: a {meta.task!r} model cannot run in SemanticPredictor")
+        if meta.task != self.task:
+            raise ModelError(f"{backend.path}: a {meta.task!r} model cannot run in {type(self).__name__}; "
+                             "use edgeseg.load(), which picks the predictor from the model's task")
         self.backend = backend
         self.meta = meta
         self._in = _spec(backend.input_specs, meta.input_name, "input", backend)
-        self._out = _spec(backend.output_specs, meta.output_names[0], "output", backend)
         if self._in.dtype not in _FLOAT_INPUTS:
             raise ModelError(f"{backend.path}: input {self._in.name!r} has dtype {self._in.dtype}; "
                              "edgeseg feeds float32 or float16 images")
         self.input_dtype = self._in.dtype
         self._batch_dynamic = self._in.static_dim(0) is None
-        self._stride_known = meta.output_stride > 0
 
     @property
     def input_size(self) -> tuple[int, int]:
@@ -116,33 +119,32 @@ class SemanticPredictor:
     def backend_name(self) -> str:
         return self.backend.name
 
-    # The three stages, separately callable so that a threaded pipeline can overlap them.
     def pre(self, frame: np.ndarray) -> tuple[np.ndarray, "ops.LetterboxInfo"]:
         """Stage 1: letterbox a BGR frame -> ((1, 3, h, w) input tensor, LetterboxInfo)."""
         return preprocess(frame, self.meta, self.input_dtype)
 
-    def infer(self, tensor: np.ndarray) -> np.ndarray:
-        """Stage 2: run the backend -> the model's first output (e.g. (N, C, h, w) logits)."""
-        out = self.backend.infer({self._in.name: tensor})[self._out.name]
-        self._learn_stride(out)
-        return out
+    def infer(self, tensor: np.ndarray) -> Any:  # pragma: no cover - abstract
+        raise NotImplementedError
 
-    def post(self, output: np.ndarray, info: "ops.LetterboxInfo") -> np.ndarray:
-        """Stage 3: one image's output (index the batch first) -> labels at frame size."""
-        return postprocess(output, info)
+    def post(self, output: Any, info: "ops.LetterboxInfo") -> Any:  # pragma: no cover - abstract
+        raise NotImplementedError
 
-    def __call__(self, frame: np.ndarray) -> SemanticResult:
+    def make_result(self, payload: Any, frame: np.ndarray, timings: dict[str, float]) -> Any:
+        """Wrap what :meth:`post` returned into this task's result type."""
+        raise NotImplementedError  # pragma: no cover - abstract
+
+    def __call__(self, frame: np.ndarray) -> Any:
         """Segment one BGR uint8 (H, W, 3) frame."""
         t0 = time.perf_counter()
         x, info = self.pre(frame)
         t1 = time.perf_counter()
         out = self.infer(x)
         t2 = time.perf_counter()
-        labels = self.post(out[0], info)
+        payload = self.post(out[0], info)
         t3 = time.perf_counter()
-        return SemanticResult(labels, frame, self.meta, _ms(t0, t1, t2, t3))
+        return self.make_result(payload, frame, _ms(t0, t1, t2, t3))
 
-    def predict_batch(self, frames: Sequence[np.ndarray]) -> list[SemanticResult]:
+    def predict_batch(self, frames: Sequence[np.ndarray]) -> list[Any]:
         """Segment several frames; one backend call when the model has a dynamic batch axis.
 
         The batched inference time is split evenly over the results' ``"infer"`` timings.
@@ -161,20 +163,20 @@ class SemanticPredictor:
         n = len(frames)
         for i, (f, (_, info)) in enumerate(zip(frames, pre)):
             s = time.perf_counter()
-            labels = self.post(out[i], info)
+            payload = self.post(out[i], info)
             e = time.perf_counter()
             timings = {"pre": (t1 - t0) * 1e3 / n, "infer": (t2 - t1) * 1e3 / n, "post": (e - s) * 1e3}
-            results.append(SemanticResult(labels, f, self.meta, timings))
+            results.append(self.make_result(payload, f, timings))
         return results
 
-    def stream(self, frames: Iterable[np.ndarray] | Any, **options: Any) -> Iterator[SemanticResult]:
+    def stream(self, frames: Iterable[np.ndarray] | Any, **options: Any) -> Iterator[Any]:
         """Segment a stream in the threaded pipeline (pre/infer/post overlap), yielding results
         in order as they are ready.
 
         ``frames`` is an iterable of BGR frames (every frame, in order), or a source spec: a
         video/image path, folder, glob, URL, camera index or "synthetic" (live sources yield the
-        newest frame). The results are :class:`edgeseg.pipeline.StreamResult` (a SemanticResult
-        with ``index``, ``t_capture``, ``age_ms``, ``stats`` ...). ``options`` go to
+        newest frame). The results are this task's result objects with ``index``, ``t_capture``,
+        ``age_ms``, ``stats`` ... added (see :mod:`edgeseg.pipeline.stream`). ``options`` go to
         :func:`edgeseg.pipeline.stream` (``max_frames``, ``sinks``, ``smooth``, ``on_result``...).
         """
         from ..pipeline.stream import stream
@@ -192,16 +194,44 @@ class SemanticPredictor:
         """JSON-able summary of the model and backend (for `edgeseg info` / logs)."""
         return {"meta": self.meta.to_dict(), **self.backend.describe()}
 
+    def __repr__(self) -> str:
+        m = self.meta
+        return (f"{type(self).__name__}({m.arch}, {m.num_classes} classes, input {m.input_size[0]}x"
+                f"{m.input_size[1]}, {self.backend.name}/{self.backend.provider})")
+
+
+class SemanticPredictor(Predictor):
+    """Runs a semantic segmentation model on BGR uint8 frames.
+
+    Build it with :func:`edgeseg.runtime.load`. Call it on a frame to get a
+    :class:`SemanticResult` with per-stage timings in milliseconds.
+    """
+
+    task = "semantic"
+
+    def __init__(self, backend: Backend, meta: ModelMeta) -> None:
+        super().__init__(backend, meta)
+        self._out = _spec(backend.output_specs, meta.output_names[0], "output", backend)
+        self._stride_known = meta.output_stride > 0
+
+    def infer(self, tensor: np.ndarray) -> np.ndarray:
+        """Stage 2: run the backend -> the model's first output (e.g. (N, C, h, w) logits)."""
+        out = self.backend.infer({self._in.name: tensor})[self._out.name]
+        self._learn_stride(out)
+        return out
+
+    def post(self, output: np.ndarray, info: "ops.LetterboxInfo") -> np.ndarray:
+        """Stage 3: one image's output (index the batch first) -> labels at frame size."""
+        return postprocess(output, info)
+
+    def make_result(self, payload: np.ndarray, frame: np.ndarray, timings: dict[str, float]) -> SemanticResult:
+        return SemanticResult(payload, frame, self.meta, timings)
+
     def _learn_stride(self, out: np.ndarray) -> None:
         # Metadata-less models with dynamic shapes: record the stride once it is observed.
         if not self._stride_known and out.ndim == 4 and out.shape[2] > 0:
             self.meta.output_stride = max(1, round(self.input_size[0] / out.shape[2]))
             self._stride_known = True
-
-    def __repr__(self) -> str:
-        m = self.meta
-        return (f"SemanticPredictor({m.arch}, {m.num_classes} classes, input {m.input_size[0]}x"
-                f"{m.input_size[1]}, {self.backend.name}/{self.backend.provider})")
 
 
 def _ms(t0: float, t1: float, t2: float, t3: float) -> dict[str, float]:
@@ -221,9 +251,15 @@ def _spec(specs: list[TensorSpec], name: str, kind: str, backend: Backend) -> Te
 # ----------------------------------------------------------------------------- load
 
 
-def default_model_path() -> Path:
-    """Where the packaged default semantic model lives (it may be absent in a source tree)."""
-    return ASSETS / defaults.DEFAULT_SEMANTIC_MODEL
+#: The packaged default model of each task (files in edgeseg/assets).
+DEFAULT_MODELS = {"semantic": defaults.DEFAULT_SEMANTIC_MODEL, "instance": defaults.DEFAULT_INSTANCE_MODEL}
+
+
+def default_model_path(task: str = "semantic") -> Path:
+    """Where the packaged default model of ``task`` lives (it may be absent in a source tree)."""
+    if task not in DEFAULT_MODELS:
+        raise ModelError(f"no default model for task {task!r}; tasks: {sorted(DEFAULT_MODELS)}")
+    return ASSETS / DEFAULT_MODELS[task]
 
 
 def load(
@@ -241,12 +277,18 @@ def load(
     device: str | None = None,
     threads: int | None = None,
     fp16: bool | None = None,
-) -> SemanticPredictor:
-    """Load a deployable model and return a :class:`SemanticPredictor`.
+    score_threshold: float | None = None,
+    iou_threshold: float | None = None,
+    mask_threshold: float | None = None,
+    max_detections: int | None = None,
+    task: str = "semantic",
+) -> Predictor:
+    """Load a deployable model and return its predictor: a :class:`SemanticPredictor`, or an
+    :class:`~edgeseg.runtime.instance.InstancePredictor` for instance models (by ``meta.task``).
 
     Args:
         path: an ``.onnx`` file, or a checkpoint directory / ``model.safetensors`` (torch
-            backend). None loads the model shipped in ``edgeseg/assets``.
+            backend). None loads the model shipped in ``edgeseg/assets`` for ``task``.
         backend: "auto" (by path: see ``edgeseg.runtime.backends.SUFFIXES``), "onnxruntime"
             or "torch".
         classes, num_classes, input_size, mean, std, output_stride, palette: facts about the
@@ -259,6 +301,9 @@ def load(
         providers, device, threads: ONNX Runtime execution providers / "cpu" | "cuda[:N]" /
             intra-op threads. ``device``/``threads`` also apply to the torch backend.
         fp16: torch backend only: run in half precision.
+        score_threshold, iou_threshold, mask_threshold, max_detections: instance models only:
+            post-processing settings (default: the model's metadata, then edgeseg.defaults).
+        task: which shipped model ``path=None`` loads: "semantic" or "instance".
 
     Raises:
         InputFileError: the file does not exist (or no default model is packaged).
@@ -266,7 +311,7 @@ def load(
         BackendError: unknown or unavailable backend, or an option the backend does not take.
     """
     if path is None:
-        path = default_model_path()
+        path = default_model_path(task)
         if not path.exists():
             raise InputFileError(
                 f"no default model is packaged with this edgeseg (expected {path}); pass a model "
@@ -277,7 +322,22 @@ def load(
     be = open_backend(path, backend, **options)
     meta = resolve_meta(be, classes=classes, num_classes=num_classes, input_size=input_size,
                         mean=mean, std=std, output_stride=output_stride, palette=palette)
-    return SemanticPredictor(be, meta)
+    thresholds = {k: v for k, v in dict(score=score_threshold, iou=iou_threshold, mask=mask_threshold,
+                                        max_detections=max_detections).items() if v is not None}
+    if thresholds and meta.task != "instance":
+        raise ModelError(f"{path} is a {meta.task} model; {sorted(thresholds)} threshold options apply "
+                         "to instance models only")
+    return predictor_class(meta.task)(be, meta, **thresholds)
+
+
+def predictor_class(task: str) -> type[Predictor]:
+    """The Predictor subclass that runs models of ``task`` ("semantic" or "instance")."""
+    from .instance import InstancePredictor
+
+    classes: dict[str, type[Predictor]] = {c.task: c for c in (SemanticPredictor, InstancePredictor)}
+    if task not in classes:
+        raise ModelError(f"no predictor for task {task!r}; known tasks: {sorted(classes)}")
+    return classes[task]
 
 
 def resolve_meta(backend: Backend, **facts: Any) -> ModelMeta:

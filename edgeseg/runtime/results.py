@@ -72,3 +72,131 @@ class SemanticResult:
     def __repr__(self) -> str:
         t = ", ".join(f"{k}={v:.2f}ms" for k, v in self.timings.items())
         return f"SemanticResult({self.shape[0]}x{self.shape[1]}, {self.meta.num_classes} classes, {t})"
+
+
+def instance_colors(n: int) -> np.ndarray:
+    """``n`` well-separated BGR colours (golden-ratio hues), the same for every frame."""
+    import cv2
+
+    if n == 0:
+        return np.zeros((0, 3), np.uint8)
+    hues = ((np.arange(n) * 0.618033988749895 + 0.11) % 1.0 * 180).astype(np.uint8)
+    hsv = np.stack([hues, np.full(n, 200, np.uint8), np.full(n, 255, np.uint8)], 1)[None]
+    return np.ascontiguousarray(cv2.cvtColor(hsv, cv2.COLOR_HSV2BGR)[0])
+
+
+@dataclass
+class InstanceResult:
+    """Instance segmentation of one frame; detections ordered by descending score.
+
+    Attributes:
+        boxes: (N, 4) float32 xyxy in frame pixels (pixel edges).
+        scores: (N,) float32 class probabilities.
+        class_ids: (N,) int32 indices into ``meta.classes``.
+        masks: an :class:`edgeseg.masks.MaskSet` (box-local bitmaps at frame resolution;
+            ``masks.to_dense()`` / ``masks.to_rle()``).
+        frame, meta, timings: as in :class:`SemanticResult` ("post" = decode + NMS + masks).
+    """
+
+    boxes: np.ndarray
+    scores: np.ndarray
+    class_ids: np.ndarray
+    masks: Any
+    frame: np.ndarray
+    meta: ModelMeta
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return int(len(self.scores))
+
+    @property
+    def classes(self) -> list[str]:
+        return list(self.meta.classes)
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """(height, width) of the frame."""
+        return int(self.frame.shape[0]), int(self.frame.shape[1])
+
+    def class_names(self) -> list[str]:
+        """The class name of each detection."""
+        return [self.meta.classes[int(c)] for c in self.class_ids]
+
+    def overlay(self, alpha: float = defaults.OVERLAY_ALPHA, outline: bool = True, boxes: bool = True,
+                labels: bool = True) -> np.ndarray:
+        """The frame with each instance blended in its own colour, its mask outlined, and its box
+        and "class score" label drawn: BGR uint8 (H, W, 3), a new array."""
+        import cv2
+
+        colors = instance_colors(len(self))
+        back_to_front = np.arange(len(self))[::-1]  # the highest score is drawn last, on top
+        out = ops.overlay_instances(self.frame, self.masks.select(back_to_front),
+                                    np.ascontiguousarray(colors[back_to_front]), alpha=alpha, outline=outline)
+        if not (boxes or labels):
+            return out
+        h, w = self.shape
+        thick = max(1, round(min(h, w) / 400))
+        scale = max(0.35, min(h, w) / 900)
+        for i in range(len(self)):
+            x0, y0, x1, y1 = (int(round(float(v))) for v in self.boxes[i])
+            c = tuple(int(v) for v in colors[i])
+            if boxes:
+                cv2.rectangle(out, (x0, y0), (max(x0, x1 - 1), max(y0, y1 - 1)), c, thick, cv2.LINE_AA)
+            if labels:
+                text = f"{self.meta.classes[int(self.class_ids[i])]} {float(self.scores[i]):.2f}"
+                (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)
+                ty = y0 - 2 if y0 - th - base - 2 >= 0 else min(h - 1, y0 + th + 2)
+                cv2.rectangle(out, (x0, ty - th - 2), (x0 + tw + 2, ty + base - 1), c, -1)
+                cv2.putText(out, text, (x0 + 1, ty - 1), cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), 1, cv2.LINE_AA)
+        return out
+
+    def instance_map(self) -> np.ndarray:
+        """(H, W) uint16 map: 0 = no instance, i + 1 = detection i (higher scores drawn on top)."""
+        h, w = self.shape
+        out = np.zeros((h, w), np.uint16)
+        regions = self.masks.regions
+        for i in range(len(self) - 1, -1, -1):
+            x0, y0, x1, y1 = (int(v) for v in regions[i])
+            m = self.masks.bitmap(i).astype(bool)
+            if m.size:
+                out[y0:y1, x0:x1][m] = i + 1
+        return out
+
+    def to_coco(self, image_id: int = 0, category_ids: Any = None) -> list[dict[str, Any]]:
+        """Detections in the COCO results format (bbox xywh, RLE segmentation, score).
+
+        ``category_ids[c]`` maps class index c to the dataset's category id (default: c + 1).
+        """
+        rles = self.masks.to_rle()
+        out = []
+        for i in range(len(self)):
+            x0, y0, x1, y1 = (float(v) for v in self.boxes[i])
+            c = int(self.class_ids[i])
+            out.append({
+                "image_id": int(image_id),
+                "category_id": int(category_ids[c]) if category_ids is not None else c + 1,
+                "bbox": [round(x0, 2), round(y0, 2), round(x1 - x0, 2), round(y1 - y0, 2)],
+                "score": round(float(self.scores[i]), 5),
+                "segmentation": rles[i],
+            })
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-able summary: size, detections (class, score, box, mask area), timings."""
+        h, w = self.shape
+        areas = self.masks.areas()
+        return {
+            "task": "instance",
+            "height": h,
+            "width": w,
+            "detections": [
+                {"class": self.meta.classes[int(c)], "score": round(float(s), 4),
+                 "box": [round(float(v), 1) for v in b], "area": int(a)}
+                for c, s, b, a in zip(self.class_ids, self.scores, self.boxes, areas)
+            ],
+            "timings_ms": {k: round(float(v), 3) for k, v in self.timings.items()},
+        }
+
+    def __repr__(self) -> str:
+        t = ", ".join(f"{k}={v:.2f}ms" for k, v in self.timings.items())
+        return f"InstanceResult({self.shape[0]}x{self.shape[1]}, {len(self)} instances, {t})"

@@ -1,7 +1,8 @@
 """Training (PyTorch): losses, numpy metrics, and the trainer.
 
-Importing ``edgeseg.train`` does not import torch; ``train``, ``TrainConfig``, ``evaluate`` and
-``build_loss`` are loaded on first use.
+Importing ``edgeseg.train`` does not import torch; ``train``, ``TrainConfig``, ``evaluate``,
+``build_loss`` and the instance trainer (``train_instance``, ``InstanceTrainConfig``,
+``evaluate_instances``) are loaded on first use.
 """
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ from typing import Any
 from .metrics import ConfusionMatrix
 
 _LAZY = {"train": "trainer", "TrainConfig": "trainer", "evaluate": "trainer", "build_loss": "losses",
-         "plot_history": "plotting"}
+         "plot_history": "plotting", "train_instance": "instance_trainer",
+         "InstanceTrainConfig": "instance_trainer", "evaluate_instances": "instance_trainer"}
 
 
 def __getattr__(name: str) -> Any:
@@ -21,4 +23,5 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-__all__ = ["ConfusionMatrix", "train", "TrainConfig", "evaluate", "build_loss", "plot_history"]
+__all__ = ["ConfusionMatrix", "train", "TrainConfig", "evaluate", "build_loss", "plot_history",
+           "train_instance", "InstanceTrainConfig", "evaluate_instances"]

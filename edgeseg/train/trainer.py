@@ -30,7 +30,7 @@ from torch.utils.data import DataLoader
 from .. import defaults
 from ..errors import EdgesegError
 from ..meta import ModelMeta
-from ..models import create_model, is_model, list_models
+from ..models import create_model, is_model, list_models, model_task
 from ..models.checkpoint import load_checkpoint, save_checkpoint
 from .dataset import EvalDataset, TrainDataset, eval_collate, normalize
 from .losses import build_loss, parse_loss_spec
@@ -107,6 +107,9 @@ class TrainConfig:
 
         if not is_model(self.model):
             bad(f"unknown model {self.model!r}; valid names: {', '.join(list_models())}")
+        if model_task(self.model) != "semantic":
+            bad(f"{self.model!r} is a {model_task(self.model)} model; semantic models: "
+                f"{', '.join(list_models(task='semantic'))} (or train with --task {model_task(self.model)})")
         for name in ("epochs", "batch_size", "val_every", "val_batch_size"):
             if int(getattr(self, name)) < 1:
                 bad(f"{name} must be >= 1, got {getattr(self, name)}")

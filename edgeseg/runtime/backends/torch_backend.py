@@ -67,10 +67,13 @@ class TorchBackend(Backend):
         np_dtype = np.dtype(np.float16 if fp16 else np.float32)
         stride = getattr(model, "output_stride", meta.output_stride)
         self._inputs = [TensorSpec(meta.input_name, ("batch", 3, "height", "width"), np_dtype)]
-        self._outputs = [
-            TensorSpec(n, ("batch", meta.num_classes, f"height/{stride}", f"width/{stride}"), np_dtype)
-            for n in meta.output_names
-        ]
+        if meta.task == "semantic":
+            self._outputs = [
+                TensorSpec(n, ("batch", meta.num_classes, f"height/{stride}", f"width/{stride}"), np_dtype)
+                for n in meta.output_names
+            ]
+        else:  # instance heads: shapes depend on the output (boxes, scores, coeffs, protos)
+            self._outputs = [TensorSpec(n, ("batch", "d1", "d2"), np_dtype) for n in meta.output_names]
 
     @property
     def input_specs(self) -> list[TensorSpec]:
