@@ -1,4 +1,4 @@
-"""The ``edgeseg`` command line: train, export, run, predict, eval, demo, info.
+"""The ``edgeseg`` command line: train, export, run, predict, eval, demo, bench, info.
 
 Every subcommand imports what it needs lazily, so ``edgeseg predict model.onnx ...`` never
 imports torch. Errors a user can cause print one clear line (no traceback) and exit with 2.
@@ -23,6 +23,7 @@ examples:
   edgeseg run --model model.onnx --source video.mp4 --save out.mp4 --stats stats.json
   edgeseg predict model.onnx images/ --out preds/
   edgeseg eval model.onnx --data voc:VOCdevkit/VOC2012 --split val
+  edgeseg bench model.onnx runs/s/best --backend all   # latency percentiles per backend
 """
 
 
@@ -123,15 +124,62 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 # ---------------------------------------------------------------------------------------- export
 def cmd_export(args: argparse.Namespace) -> int:
-    if args.format != "onnx":
-        raise EdgesegError(f"--format {args.format} is not available yet; use --format onnx")
+    fmt, source = args.format, Path(args.source)
+    if args.fp16 and args.int8:
+        raise EdgesegError("give --fp16 or --int8, not both")
+    if fmt == "onnx" and args.fp16:
+        raise EdgesegError("--fp16 applies to --format openvino and --format engine; for a smaller, faster "
+                           "CPU model use --format onnx --int8")
+    if fmt == "openvino" and args.int8:
+        raise EdgesegError("OpenVINO INT8 is not built by edgeseg; use --format onnx --int8 (ONNX Runtime INT8 for "
+                           "CPUs) or --format openvino [--fp16]")
+    engine_only = [f for f, v in (("--workspace", args.workspace), ("--max-batch", args.max_batch),
+                                  ("--int8-mode", args.int8_mode), ("--timing-cache", args.timing_cache)) if v is not None]
+    if engine_only and fmt != "engine":
+        raise EdgesegError(f"{', '.join(engine_only)}: only for --format engine")
+    int8_only = [f for f, v in (("--calib", args.calib), ("--calib-images", args.calib_images),
+                                ("--calib-method", args.calib_method), ("--keep-float", args.keep_float)) if v is not None]
+    if int8_only and not args.int8:
+        raise EdgesegError(f"{', '.join(int8_only)}: only for INT8 exports; add --int8")
     try:
-        from .export.onnx import export_onnx
+        from .export.accuracy import DEFAULT_MAX_DROP
     except ImportError as e:
         raise EdgesegError(f"export needs PyTorch and onnx ({e}); install with: pip install 'edgeseg[train]'") from None
-    out = args.out or str(Path(args.checkpoint).with_suffix(".onnx"))
-    export_onnx(args.checkpoint, out, dynamic=args.dynamic, opset=args.opset, input_size=args.imgsz,
-                min_agreement=args.min_agreement, verbose=True)
+    stem = source.with_suffix("") if source.suffix.lower() == ".onnx" else source
+    common = dict(input_size=args.imgsz, dynamic=True if args.dynamic else None, opset=args.opset,
+                  val=args.val, val_images=args.val_images, min_agreement=args.min_agreement,
+                  max_drop=DEFAULT_MAX_DROP if args.accept_drop is None else args.accept_drop, verbose=True)
+    calib = dict(calib=args.calib or "synthetic")
+    if args.calib_images is not None:
+        calib["calib_images"] = args.calib_images
+    if args.keep_float is not None:
+        calib["keep_float"] = args.keep_float
+    if fmt == "onnx" and not args.int8:
+        if source.suffix.lower() == ".onnx":
+            raise EdgesegError(f"{source} is already ONNX; add --int8 to quantise it, or --format openvino|engine")
+        from .export.onnx import export_onnx
+
+        export_onnx(source, args.out or str(source.with_suffix(".onnx")), dynamic=args.dynamic,
+                    opset=args.opset or defaults.ONNX_OPSET, input_size=args.imgsz,
+                    min_agreement=args.min_agreement, verbose=True)
+    elif fmt == "onnx":
+        from .export.quantize import default_int8_path, export_onnx_int8
+
+        export_onnx_int8(source, args.out or default_int8_path(source), method=args.calib_method or "minmax",
+                         **calib, **common)
+    elif fmt == "openvino":
+        from .export.openvino import export_openvino
+
+        out = args.out or f"{stem}_openvino{'_fp16' if args.fp16 else ''}"
+        export_openvino(source, out, fp16=args.fp16, **common)
+    else:
+        from .export.tensorrt import DEFAULT_MAX_BATCH, DEFAULT_WORKSPACE_MB, export_engine
+
+        precision = "fp16" if args.fp16 else "int8" if args.int8 else "fp32"
+        out = args.out or f"{stem}{'' if precision == 'fp32' else '.' + precision}.engine"
+        export_engine(source, out, precision=precision, int8_mode=args.int8_mode,
+                      max_batch=args.max_batch or DEFAULT_MAX_BATCH, workspace_mb=args.workspace or DEFAULT_WORKSPACE_MB,
+                      timing_cache=args.timing_cache, device=args.device, **calib, **common)
     return 0
 
 
@@ -356,6 +404,46 @@ def cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
+# ----------------------------------------------------------------------------------------- bench
+def cmd_bench(args: argparse.Namespace) -> int:
+    from .bench import format_summary, run_bench
+
+    models = [None if m == "default" else m for m in args.models] or [None]
+    report = run_bench(models, task=args.task, backend=args.backend, frame_size=args.imgsz, runs=args.runs,
+                       warmup=args.warmup, threads=args.threads, pipeline_frames=args.pipeline_frames,
+                       out_dir=args.out, progress=not args.quiet)
+    print(format_summary(report))
+    for path in report["files"].values():
+        print(f"wrote {path}")
+    return 0
+
+
+def _add_bench_parser(sub: Any, fmt: Any) -> None:
+    p = sub.add_parser("bench", help="latency percentiles and throughput per backend, on synthetic frames",
+                       formatter_class=fmt,
+                       description="Time pre / infer / post and end to end (mean, p50, p90, p99, FPS) one frame at "
+                                   "a time, then the pipelined throughput (stages overlapped in threads), for each "
+                                   "model on each backend, side by side. Prints the machine (CPU, cores, threads, "
+                                   "versions); writes OUT/bench.json, OUT/bench.md and OUT/bench.png.")
+    p.add_argument("models", nargs="*", metavar="MODEL",
+                   help="models (.onnx, checkpoint dir ...); default: the shipped model of --task")
+    _add_task(p)
+    p.add_argument("--backend", default="auto",
+                   help="auto (per model), all (every installed backend that reads the model's format), "
+                        "or backend name(s), comma-separated: onnxruntime, torch, ...")
+    p.add_argument("--imgsz", type=_size, default=None,
+                   help="synthetic frame size HxW, height first (default 720x1280: 720p landscape)")
+    p.add_argument("--runs", type=int, default=100, help="timed frames per model and backend")
+    p.add_argument("--warmup", type=int, default=10, help="untimed frames first")
+    p.add_argument("--pipeline-frames", type=int, default=None,
+                   help="frames through the threaded pipeline (default: --runs; 0 = skip)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="inference threads (ONNX Runtime intra-op / torch); default: cores - 1, as edgeseg run")
+    p.add_argument("--out", default="edgeseg_bench", help="output directory")
+    p.add_argument("--quiet", action="store_true", help="no progress line")
+    p.set_defaults(func=cmd_bench)
+
+
 # ---------------------------------------------------------------------------------------- parser
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -371,7 +459,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="semantic: a class per pixel; instance: a mask per object")
     p.add_argument("--model", default=None,
                    help="semantic: fcn, liteseg_t (default), liteseg_s, liteseg_m; "
-                        "instance: yoloseg_n (default), yoloseg_s")
+                        "instance: yoloseg_n (default), yoloseg_s, maskrcnn")
     p.add_argument("--data", default="synthetic",
                    help="synthetic | synthetic:N | voc:PATH | cityscapes:PATH (semantic) | coco:PATH (instance)")
     p.add_argument("--epochs", type=int, default=10)
@@ -392,16 +480,55 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="runs/train", help="output directory")
     p.set_defaults(func=cmd_train)
 
-    p = sub.add_parser("export", help="export a checkpoint to a deployable model", formatter_class=fmt,
-                       description="Export a checkpoint; checks parity against PyTorch and fails if labels disagree.")
-    p.add_argument("checkpoint", help="checkpoint directory (contains model.safetensors + config.json)")
-    p.add_argument("--format", default="onnx", choices=["onnx"])
-    p.add_argument("--out", help="output path (default: CHECKPOINT.onnx)")
-    p.add_argument("--dynamic", action="store_true", help="dynamic batch and input size")
-    p.add_argument("--opset", type=int, default=defaults.ONNX_OPSET)
-    p.add_argument("--imgsz", type=_size, default=None, help="input size (default: the training size)")
-    p.add_argument("--min-agreement", type=float, default=defaults.PARITY_MIN_AGREEMENT,
-                   help="minimum label agreement with PyTorch; below it the export fails")
+    p = sub.add_parser(
+        "export", help="export a checkpoint to ONNX, ONNX INT8, OpenVINO or a TensorRT engine",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Export a checkpoint (or an edgeseg .onnx) to a deployable model and gate it: FP32 ONNX must "
+                    "match PyTorch label for label; every other format/precision must keep mIoU (semantic) or mask "
+                    "AP (instance) within --accept-drop of the reference on validation images, else the model is "
+                    "kept as *.rejected.* beside its report and the command fails.",
+        epilog="examples:\n"
+               "  edgeseg export runs/s/best --format onnx --out model.onnx\n"
+               "  edgeseg export runs/s/best --format onnx --int8 --calib frames/ --keep-float head,first\n"
+               "  edgeseg export model.onnx --format openvino --out model_ov --fp16\n"
+               "  edgeseg export runs/s/best --format engine --fp16 --dynamic --workspace 2048")
+    p.add_argument("source", metavar="CKPT|MODEL.onnx",
+                   help="checkpoint directory (model.safetensors + config.json), or an .onnx from `edgeseg export`")
+    p.add_argument("--format", default="onnx", choices=["onnx", "openvino", "engine"],
+                   help="onnx (default): ONNX Runtime; openvino: OpenVINO IR directory; engine: TensorRT "
+                        "(needs tensorrt + an NVIDIA GPU)")
+    p.add_argument("--out", help="output path (default: beside the source: .onnx, .int8.onnx, _openvino/, .engine)")
+    p.add_argument("--fp16", action="store_true", help="openvino: FP16 weights; engine: FP16 kernels")
+    p.add_argument("--int8", action="store_true", help="onnx: static QDQ INT8 (ONNX Runtime); engine: INT8")
+    g = p.add_argument_group("INT8 calibration")
+    g.add_argument("--calib", default=None, metavar="DIR|synthetic",
+                   help="calibration images: a folder of representative frames, or synthetic scenes (default)")
+    g.add_argument("--calib-images", type=int, default=None, help="calibration images to use (default 32)")
+    g.add_argument("--calib-method", default=None, choices=["minmax", "entropy", "percentile"],
+                   help="onnx --int8: activation range calibration (default minmax)")
+    g.add_argument("--keep-float", default=None, metavar="LIST",
+                   help="layers left in float: first, head, none and/or node names, comma-separated (default: first)")
+    g = p.add_argument_group("accuracy gate")
+    g.add_argument("--val", default=None, metavar="DATA",
+                   help="labelled validation data: synthetic (default), voc:PATH, cityscapes:PATH, coco:PATH")
+    g.add_argument("--val-images", type=int, default=None, help="validation images scored (default 32)")
+    g.add_argument("--accept-drop", type=float, default=None, metavar="X",
+                   help="largest accepted mIoU / mask AP drop vs the reference, as a fraction (default 0.01 = one point)")
+    g.add_argument("--min-agreement", type=float, default=defaults.PARITY_MIN_AGREEMENT,
+                   help="FP32 exports: minimum label agreement with PyTorch; below it the export fails "
+                        f"(default {defaults.PARITY_MIN_AGREEMENT})")
+    g = p.add_argument_group("graph")
+    g.add_argument("--dynamic", action="store_true", help="dynamic batch and input size")
+    g.add_argument("--opset", type=int, default=None, help=f"ONNX opset (default {defaults.ONNX_OPSET})")
+    g.add_argument("--imgsz", type=_size, default=None, help="input size (default: the training size)")
+    g = p.add_argument_group("TensorRT (--format engine)")
+    g.add_argument("--workspace", type=int, default=None, metavar="MB", help="builder workspace limit (default 1024)")
+    g.add_argument("--max-batch", type=int, default=None, help="largest batch of a --dynamic engine (default 4)")
+    g.add_argument("--int8-mode", default=None, choices=["calibrate", "qdq"],
+                   help="calibrate: TensorRT 10 entropy calibration; qdq: explicit Q/DQ (default on TensorRT 11)")
+    g.add_argument("--timing-cache", default=None, metavar="PATH",
+                   help="persistent timing cache (default ~/.cache/edgeseg/tensorrt/timing_<trt>_<gpu>.cache)")
+    g.add_argument("--device", default="cuda", help="CUDA device to build on: cuda (default) or cuda:N")
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("run", help="segment a live camera, stream or video in real time", formatter_class=fmt,
@@ -492,6 +619,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress line")
     _add_task(p, "which shipped model to show: semantic (class per pixel) or instance (one mask per object)")
     p.set_defaults(func=cmd_demo)
+
+    _add_bench_parser(sub, fmt)
 
     p = sub.add_parser("info", help="version, backends, threads, and a model's metadata", formatter_class=fmt)
     p.add_argument("model", nargs="?", default=None, help="model to describe (default: the shipped one)")

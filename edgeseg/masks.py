@@ -16,20 +16,12 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from . import _C
+from ._native import call as _call
 from .errors import ArrayError
 
 __all__ = ["MaskSet"]
 
 IndexLike = Union[int, Sequence[int], np.ndarray, slice]
-
-
-def _call(fn, *args):
-    try:
-        return fn(*args)
-    except ArrayError:
-        raise
-    except ValueError as e:
-        raise ArrayError(str(e)) from None
 
 
 class MaskSet:

@@ -22,6 +22,7 @@ import numpy as np
 
 from . import _C
 from . import defaults
+from ._native import call as _call
 from .errors import ArrayError
 from .masks import MaskSet
 
@@ -70,16 +71,6 @@ class LetterboxInfo:
 
 
 # ---- helpers ----------------------------------------------------------------------------------
-
-
-def _call(fn, *args):
-    """Call a C++ binding, turning its ValueError into ArrayError with the same message."""
-    try:
-        return fn(*args)
-    except ArrayError:
-        raise
-    except ValueError as e:
-        raise ArrayError(str(e)) from None
 
 
 def _require_ndarray(x, fn: str, name: str) -> np.ndarray:

@@ -151,6 +151,7 @@ def test_batch_and_stream(inst_onnx):
         assert len(a) == len(b) and np.array_equal(a.masks.to_dense(), b.masks.to_dense())
         rec = b.record()
         assert len(rec["detections"]) == len(b) and "histogram" not in rec
+        assert rec["detections"] == [] or rec["detections"][0]["rle"]["size"] == [80, 80]
     with pytest.raises(Exception, match="semantic label maps"):
         list(p.stream(frames, smooth=3))
 

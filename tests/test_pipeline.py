@@ -59,25 +59,38 @@ class SlowStages:
 
     def __init__(self, predictor, delay: float = 0.02) -> None:
         self.p, self.delay, self.meta = predictor, delay, predictor.meta
+        self.spans: dict[str, list[tuple[float, float]]] = {"pre": [], "infer": [], "post": []}
+
+    def _slow(self, stage: str) -> None:
+        t0 = time.perf_counter()
+        time.sleep(self.delay)
+        self.spans[stage].append((t0, time.perf_counter()))
 
     def pre(self, image):
-        time.sleep(self.delay)
+        self._slow("pre")
         return self.p.pre(image)
 
     def infer(self, x):
-        time.sleep(self.delay)
+        self._slow("infer")
         return self.p.infer(x)
 
     def post(self, out, info):
-        time.sleep(self.delay)
+        self._slow("post")
         return self.p.post(out, info)
 
 
 def test_stages_overlap_throughput_approaches_slowest_stage(predictor):
     frames = [np.full((*SIZE, 3), i, np.uint8) for i in range(16)]
-    summary = Pipeline(SlowStages(predictor), IterableSource(frames)).run()
-    # sequential: 3 x 20 ms = 60 ms per frame (~16 FPS); overlapped: ~20 ms (~50 FPS)
-    assert summary["frames"] == 16 and summary["fps"] > 25  # > 1.5x sequential, with CI slack
+    slow = SlowStages(predictor)
+    summary = Pipeline(slow, IterableSource(frames)).run()
+    assert summary["frames"] == 16
+    # Structural, not a timing threshold: frame i+1's pre runs while frame i is in infer, and
+    # frame i's post while frame i+1 is in infer (sequential code could never overlap them).
+    def overlaps(a, b):
+        return sum(a[i][0] < b[i + 1][1] and b[i + 1][0] < a[i][1] for i in range(len(a) - 1))
+
+    assert overlaps(slow.spans["infer"], slow.spans["pre"]) >= 8
+    assert overlaps(slow.spans["post"], slow.spans["infer"]) >= 8
 
 
 # ------------------------------------------------------------------------------------ live
@@ -166,7 +179,8 @@ def test_failing_source_reconnects_with_backoff_then_gives_up(predictor, tmp_pat
     gaps = np.diff(src.opens[2:])  # failed attempts after the second loss: backoff grows, capped
     assert len(gaps) >= 2 and gaps[0] >= 0.04 and gaps.max() < 0.2
     s = pipe.summary()
-    assert s["frames"] == 6 and s["events"]["reconnects"] == 1 and s["stopped"] == "error"
+    # frames of both connections reach the sink (a live source may drop some to stay fresh)
+    assert 3 < s["frames"] <= 6 and s["events"]["reconnects"] == 1 and s["stopped"] == "error"
     assert len((tmp_path / "f.jsonl").read_text().splitlines()) == 6  # sinks closed, file in place
 
 

@@ -32,24 +32,10 @@ def open_dataset(spec: str, split: str = "train", **kw: Any):
 
     Keyword arguments go to the dataset class (e.g. ``size=`` or ``seed=`` for synthetic).
     """
-    if not isinstance(spec, str) or not spec:
-        raise DataError("dataset spec must be a non-empty string; valid forms: "
-                        + ", ".join(SCHEMES))
-    scheme, _, arg = spec.partition(":")
-    scheme = scheme.strip().lower()
+    scheme, arg = _parse_spec(spec, "dataset", SCHEMES, ("voc", "cityscapes"))
     if scheme == "synthetic":
-        n_default, seed_default = SYNTHETIC_SPLITS.get(split, (200, _split_seed(split)))
-        n = n_default
-        if arg:
-            try:
-                n = int(arg)
-            except ValueError:
-                raise DataError(f"dataset spec {spec!r}: expected synthetic:N with an integer N"
-                                ) from None
-        kw.setdefault("seed", seed_default)
+        n = _synthetic_size(spec, split, arg, kw)  # also sets the split's seed in kw
         return SyntheticSegmentation(n, **kw)
-    if scheme in ("voc", "cityscapes") and not arg:
-        raise DataError(f"dataset spec {spec!r} needs a path, e.g. {scheme}:/data/{scheme}")
     if scheme == "voc":
         from .voc import VOCSegmentation
 
@@ -78,24 +64,10 @@ def open_instance_dataset(spec: str, split: str = "train", **kw: Any):
     """
     from . import instances as inst
 
-    if not isinstance(spec, str) or not spec:
-        raise DataError("instance dataset spec must be a non-empty string; valid forms: "
-                        + ", ".join(INSTANCE_SCHEMES))
-    scheme, _, arg = spec.partition(":")
-    scheme = scheme.strip().lower()
+    scheme, arg = _parse_spec(spec, "instance dataset", INSTANCE_SCHEMES, ("coco", "voc"))
     if scheme == "synthetic":
-        n_default, seed_default = SYNTHETIC_SPLITS.get(split, (200, _split_seed(split)))
-        n = n_default
-        if arg:
-            try:
-                n = int(arg)
-            except ValueError:
-                raise DataError(f"dataset spec {spec!r}: expected synthetic:N with an integer N"
-                                ) from None
-        kw.setdefault("seed", seed_default)
+        n = _synthetic_size(spec, split, arg, kw)  # also sets the split's seed in kw
         return inst.SyntheticInstances(n, **kw)
-    if scheme in ("coco", "voc") and not arg:
-        raise DataError(f"dataset spec {spec!r} needs a path, e.g. {scheme}:/data/{scheme}")
     if scheme == "coco":
         ann, images = inst.resolve_coco(arg, split, kw.pop("image_dir", None))
         return inst.CocoInstanceDataset(ann, images, **kw)
@@ -103,6 +75,31 @@ def open_instance_dataset(spec: str, split: str = "train", **kw: Any):
         return inst.VOCInstances(arg, split, **kw)
     raise DataError(f"unknown instance dataset spec {spec!r}; valid forms: "
                     f"{', '.join(INSTANCE_SCHEMES)}")
+
+
+def _parse_spec(spec: str, kind: str, schemes: tuple[str, ...],
+                path_schemes: tuple[str, ...]) -> tuple[str, str]:
+    """``"scheme:arg"`` -> (lower-case scheme, arg); ``path_schemes`` need a non-empty arg."""
+    if not isinstance(spec, str) or not spec:
+        raise DataError(f"{kind} spec must be a non-empty string; valid forms: " + ", ".join(schemes))
+    scheme, _, arg = spec.partition(":")
+    scheme = scheme.strip().lower()
+    if scheme in path_schemes and not arg:
+        raise DataError(f"dataset spec {spec!r} needs a path, e.g. {scheme}:/data/{scheme}")
+    return scheme, arg
+
+
+def _synthetic_size(spec: str, split: str, arg: str, kw: dict[str, Any]) -> int:
+    """Sample count of ``synthetic[:N]`` for ``split`` (default from SYNTHETIC_SPLITS); sets the
+    split's default seed in ``kw`` unless one is given."""
+    n, seed = SYNTHETIC_SPLITS.get(split, (200, _split_seed(split)))
+    if arg:
+        try:
+            n = int(arg)
+        except ValueError:
+            raise DataError(f"dataset spec {spec!r}: expected synthetic:N with an integer N") from None
+    kw.setdefault("seed", seed)
+    return n
 
 
 def _split_seed(split: str) -> int:

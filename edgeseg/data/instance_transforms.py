@@ -18,14 +18,11 @@ from .. import defaults
 from ..errors import ArrayError
 from ..ops import LetterboxInfo, letterbox_info
 from . import transforms as _sem
+from .transforms import _rng
 from .instances import InstanceSample, masks_to_boxes
 
 InstanceTransform = Callable[[InstanceSample, Optional[np.random.Generator]], InstanceSample]
 SizeLike = Union[int, Sequence[int]]
-
-
-def _rng(rng: Optional[np.random.Generator]) -> np.random.Generator:
-    return rng if rng is not None else np.random.default_rng()
 
 
 # ------------------------------------------------------------------------- mask geometry
@@ -105,22 +102,14 @@ class Compose:
         return f"Compose({self.transforms!r})"
 
 
-class RandomScale:
+class RandomScale(_sem._ScaleRange):
     """Resize by a factor drawn uniformly from [min_scale, max_scale]."""
-
-    def __init__(self, min_scale: float = 0.5, max_scale: float = 2.0) -> None:
-        if not 0 < min_scale <= max_scale:
-            raise ValueError(f"need 0 < min_scale <= max_scale, got {min_scale}, {max_scale}")
-        self.min_scale, self.max_scale = float(min_scale), float(max_scale)
 
     def __call__(self, sample: InstanceSample,
                  rng: Optional[np.random.Generator] = None) -> InstanceSample:
-        s = _rng(rng).uniform(self.min_scale, self.max_scale)
+        s = self._draw(rng)
         return resize(sample, (max(1, int(round(sample.hw[0] * s))),
                                max(1, int(round(sample.hw[1] * s)))))
-
-    def __repr__(self) -> str:
-        return f"RandomScale({self.min_scale}, {self.max_scale})"
 
 
 def resize(sample: InstanceSample, size: SizeLike) -> InstanceSample:
@@ -291,10 +280,7 @@ def mask_downsample(masks: np.ndarray, factor: int = 4, soft: bool = False) -> n
 
 
 def _hw(size: SizeLike) -> tuple[int, int]:
-    if isinstance(size, (int, np.integer)):
-        h = w = int(size)
-    else:
-        h, w = (int(v) for v in size)
+    h, w = _sem._hw(size)
     if h < 1 or w < 1:
         raise ValueError(f"size must be positive, got {size!r}")
     return h, w

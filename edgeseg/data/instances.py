@@ -29,7 +29,7 @@ from ._io import read_image, read_label
 from .coco import load_coco_json, segmentation_to_mask
 from .synthetic import CLASSES as SYNTHETIC_CLASSES
 from .synthetic import PALETTE as SYNTHETIC_PALETTE
-from .synthetic import _as_hw, generate
+from .synthetic import _check_index, _SyntheticScenes, generate
 
 PathLike = Union[str, "os.PathLike[str]"]
 COCO_LAYOUT = """
@@ -137,17 +137,8 @@ def _sample(image: np.ndarray, masks: list[np.ndarray], classes: list[int], crow
                           int(image_id), np.asarray(crowd, bool).reshape(-1))
 
 
-def _check_index(i: int, n: int) -> int:
-    i = int(i)
-    if i < 0:
-        i += n
-    if not 0 <= i < n:
-        raise IndexError(f"index {i} out of range for {n} samples")
-    return i
-
-
 # --------------------------------------------------------------------------------- synthetic
-class SyntheticInstances:
+class SyntheticInstances(_SyntheticScenes):
     """The synthetic shapes as instances: sample i is ``generate(i, seed, size)``.
 
     Class ids are the synthetic classes minus one (``classes = CLASSES[1:]``); COCO category
@@ -159,14 +150,6 @@ class SyntheticInstances:
     palette: list[tuple[int, int, int]] = SYNTHETIC_PALETTE[1:]
     cat_ids: tuple[int, ...] = tuple(range(1, len(SYNTHETIC_CLASSES)))
 
-    def __init__(self, n: int, seed: int = 0, size: Union[int, Sequence[int]] = (256, 256)) -> None:
-        if int(n) <= 0:
-            raise DataError(f"synthetic dataset size must be positive, got {n}")
-        self.n, self.seed, self.size = int(n), int(seed), _as_hw(size)
-
-    def __len__(self) -> int:
-        return self.n
-
     def sample(self, i: int) -> InstanceSample:
         """The InstanceSample of scene i."""
         i = _check_index(i, self.n)
@@ -174,9 +157,6 @@ class SyntheticInstances:
         n = len(s.instance_classes)
         return InstanceSample(s.image, s.instance_masks, s.instance_classes - 1, s.boxes,
                               i + 1, np.zeros(n, bool))
-
-    def __repr__(self) -> str:
-        return f"SyntheticInstances(n={self.n}, seed={self.seed}, size={self.size})"
 
 
 # -------------------------------------------------------------------------------------- COCO

@@ -289,14 +289,18 @@ def _finish(image: np.ndarray, inst: np.ndarray, classes: list[int]) -> Sample:
     return Sample(image, semantic, masks, cls, boxes)
 
 
-class SyntheticSegmentation:
-    """A fixed-length synthetic dataset: ``ds[i] -> (image BGR uint8, label uint8)``.
+def _check_index(i: int, n: int) -> int:
+    """``i`` as an index into ``n`` samples (negative counts from the end); IndexError outside."""
+    i = int(i)
+    if i < 0:
+        i += n
+    if not 0 <= i < n:
+        raise IndexError(f"index {i} out of range for {n} samples")
+    return i
 
-    Sample i is ``generate(i, seed, size)``; use distinct seeds for train and validation.
-    """
 
-    classes: tuple[str, ...] = CLASSES
-    palette: list[tuple[int, int, int]] = PALETTE
+class _SyntheticScenes:
+    """``n`` synthetic scenes, scene i being ``generate(i, seed, size)`` (base of the datasets)."""
 
     def __init__(self, n: int, seed: int = 0, size: Union[int, Sequence[int]] = (256, 256)) -> None:
         if int(n) <= 0:
@@ -306,25 +310,30 @@ class SyntheticSegmentation:
     def __len__(self) -> int:
         return self.n
 
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(n={self.n}, seed={self.seed}, size={self.size})"
+
+
+class SyntheticSegmentation(_SyntheticScenes):
+    """A fixed-length synthetic dataset: ``ds[i] -> (image BGR uint8, label uint8)``.
+
+    Sample i is ``generate(i, seed, size)``; use distinct seeds for train and validation.
+    """
+
+    classes: tuple[str, ...] = CLASSES
+    palette: list[tuple[int, int, int]] = PALETTE
+
     def __getitem__(self, i: int) -> tuple[np.ndarray, np.ndarray]:
         s = self.sample(i)
         return s.image, s.semantic
 
     def sample(self, i: int) -> Sample:
         """The full Sample (with instances) for index i."""
-        i = int(i)
-        if i < 0:
-            i += self.n
-        if not 0 <= i < self.n:
-            raise IndexError(f"index {i} out of range for {self.n} samples")
-        return generate(i, self.seed, self.size)
+        return generate(_check_index(i, self.n), self.seed, self.size)
 
     def __iter__(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         for i in range(self.n):
             yield self[i]
-
-    def __repr__(self) -> str:
-        return f"SyntheticSegmentation(n={self.n}, seed={self.seed}, size={self.size})"
 
 
 # ---------------------------------------------------------------------------------- writers

@@ -43,25 +43,33 @@ class Compose:
         return f"Compose({self.transforms!r})"
 
 
-class RandomScale:
-    """Resize both by a factor drawn uniformly from [min_scale, max_scale]."""
+class _ScaleRange:
+    """The factor range of a RandomScale (this module's and the instance one): validation, draw, repr."""
 
     def __init__(self, min_scale: float = 0.5, max_scale: float = 2.0) -> None:
         if not 0 < min_scale <= max_scale:
             raise ValueError(f"need 0 < min_scale <= max_scale, got {min_scale}, {max_scale}")
         self.min_scale, self.max_scale = float(min_scale), float(max_scale)
 
+    def _draw(self, rng: Optional[np.random.Generator]) -> float:
+        """A factor drawn uniformly from [min_scale, max_scale]."""
+        return _rng(rng).uniform(self.min_scale, self.max_scale)
+
+    def __repr__(self) -> str:
+        return f"RandomScale({self.min_scale}, {self.max_scale})"
+
+
+class RandomScale(_ScaleRange):
+    """Resize both by a factor drawn uniformly from [min_scale, max_scale]."""
+
     def __call__(self, image, label, rng=None):
-        s = _rng(rng).uniform(self.min_scale, self.max_scale)
+        s = self._draw(rng)
         h, w = label.shape
         nh, nw = max(1, int(round(h * s))), max(1, int(round(w * s)))
         interp = cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR
         image = cv2.resize(image, (nw, nh), interpolation=interp)
         label = cv2.resize(label, (nw, nh), interpolation=cv2.INTER_NEAREST)
         return image, label
-
-    def __repr__(self) -> str:
-        return f"RandomScale({self.min_scale}, {self.max_scale})"
 
 
 class RandomCrop:

@@ -62,7 +62,7 @@ class ExportReport:
             f"opset {self.opset}, {self.exporter} exporter, {'dynamic' if self.dynamic else 'static'}"
             f" shapes, {self.seconds:.1f} s)",
             f"  model {m.arch} ({m.task}): {m.num_classes} classes, input {m.input_size[0]}x{m.input_size[1]}, "
-            + (f"prototypes at 1/{m.output_stride}" if m.task == "instance" else f"logits at 1/{m.output_stride}"),
+            + _output_desc(m),
         ]
         if self.parity is not None:
             lines.append(f"  {self.parity.summary()}")
@@ -70,6 +70,14 @@ class ExportReport:
         else:
             lines.append("  parity check skipped (parity_images=0)")
         return "\n".join(lines)
+
+
+def _output_desc(m: ModelMeta) -> str:
+    if m.task == "semantic":
+        return f"logits at 1/{m.output_stride}"
+    if m.extra.get("head") == "maskrcnn":
+        return "28x28 RoI masks"
+    return f"prototypes at 1/{m.output_stride}"
 
 
 def rejected_path(out_path: str | Path) -> Path:
@@ -132,6 +140,9 @@ def export_onnx(
 
     model, meta, _cfg = load_checkpoint(checkpoint_dir)
     model = model.float().eval()
+    if dynamic and getattr(model, "static_export_only", False):
+        raise ExportError(f"{meta.arch} exports with a fixed input size only (its anchors and image size are "
+                          "graph constants); drop --dynamic and choose the size with --imgsz")
     size = meta.input_size if input_size is None else input_size
     meta = meta.replace(
         input_size=size,

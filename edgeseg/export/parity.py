@@ -1,4 +1,6 @@
-"""Export parity: PyTorch vs ONNX Runtime on real (synthetic-scene) frames.
+"""Export parity: a reference (the PyTorch model, or any runtime backend) vs an exported model
+run by any runtime backend (ONNX Runtime, OpenVINO, TensorRT, ...) on real (synthetic-scene)
+frames.
 
 Frames are letterboxed and post-processed with the runtime's own :func:`preprocess` /
 :func:`postprocess`, so the check covers what a deployed model actually does. Agreement is
@@ -9,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -30,7 +32,7 @@ class ParityReport:
     n_images: int
     max_abs_diff: float
     mean_abs_diff: float
-    max_rel_diff: float  # max |diff| / max |torch logit|
+    max_rel_diff: float  # max |diff| / max |reference output|
     agreement_logits: float
     agreement_frame: float
     min_agreement: float
@@ -64,6 +66,56 @@ class ParityReport:
         )
 
 
+#: Runs one (1, 3, h, w) input and returns the model's outputs in ``meta.output_names`` order.
+Runner = Callable[[np.ndarray], list]
+
+
+def _reference_runner(model: Any, meta: ModelMeta) -> Runner:
+    """The reference side: a torch module (run on CPU in float32) or a runtime Backend."""
+    from ..runtime.backends.base import Backend
+
+    if isinstance(model, Backend):
+        return _backend_runner(model, meta)
+    import torch
+
+    model = model.float().eval()
+
+    def run(x: np.ndarray) -> list:
+        with torch.inference_mode():
+            out = model(torch.from_numpy(x))
+        outs = [out] if isinstance(out, torch.Tensor) else list(out)
+        return [np.ascontiguousarray(t.float().numpy()) for t in outs]
+
+    return run
+
+
+def _backend_runner(backend: Any, meta: ModelMeta) -> Runner:
+    names = list(meta.output_names)
+
+    def run(x: np.ndarray) -> list:
+        out = backend.infer({meta.input_name: x})
+        missing = [n for n in names if n not in out]
+        if missing:
+            raise AssertionError(f"{backend.name} returned outputs {sorted(out)}; metadata names {names}")
+        return [np.ascontiguousarray(out[n], np.float32) for n in names]
+
+    return run
+
+
+def _candidate_backend(candidate: Any) -> Any:
+    """A runtime Backend for ``candidate``: a Backend as is, a path through the backend registry
+    (a .onnx path runs on ONNX Runtime's CPU provider, as before backends were pluggable)."""
+    from ..runtime.backends import open_backend
+    from ..runtime.backends.base import Backend
+
+    if isinstance(candidate, Backend):
+        return candidate
+    path = Path(candidate)
+    if path.suffix.lower() == ".onnx":
+        return open_backend(path, "onnxruntime", device="cpu")
+    return open_backend(path)
+
+
 def _network_sizes(meta: ModelMeta) -> list[tuple[int, int]]:
     h, w = meta.input_size
     # A dynamic export is also checked at a second, non-square size (multiples of 32 added).
@@ -72,33 +124,34 @@ def _network_sizes(meta: ModelMeta) -> list[tuple[int, int]]:
 
 def check_parity(
     model: Any,
-    onnx_path: str | Path,
+    candidate: Any,
     meta: ModelMeta,
     n_images: int = DEFAULT_PARITY_IMAGES,
     min_agreement: float = defaults.PARITY_MIN_AGREEMENT,
     seed: int = 0,
     frame_sizes: Sequence[tuple[int, int]] = FRAME_SIZES,
 ) -> ParityReport:
-    """Compare ``model`` (a torch module in eval mode, on CPU) with the ONNX file on
-    ``n_images`` synthetic scenes from :func:`edgeseg.data.synthetic.generate`.
+    """Compare the reference ``model`` with the exported ``candidate`` on ``n_images``
+    synthetic scenes from :func:`edgeseg.data.synthetic.generate`.
 
-    Semantic models: label agreement at logits and at frame resolution. Instance models:
-    see :func:`check_instance_parity`.
+    ``model`` is a torch module (run on CPU in float32) or a runtime Backend; ``candidate`` is a
+    runtime Backend (ONNX Runtime, OpenVINO, TensorRT, ...) or a model path (``.onnx`` runs on
+    ONNX Runtime's CPU provider; other suffixes go through the backend registry). Semantic
+    models: label agreement at logits and at frame resolution. Instance models: see
+    :func:`check_instance_parity`. ``provider`` in the report names the engine that ran the
+    candidate.
     """
     if meta.task == "instance":
-        return check_instance_parity(model, onnx_path, meta, n_images, min_agreement, seed, frame_sizes)
-    import torch
-
+        return check_instance_parity(model, candidate, meta, n_images, min_agreement, seed, frame_sizes)
     from ..data.synthetic import generate
-    from ..runtime.backends.onnxruntime_backend import OnnxRuntimeBackend
     from ..runtime.predictor import postprocess, preprocess
 
     if n_images < 1:
         raise ValueError(f"n_images must be >= 1, got {n_images}")
-    ort = OnnxRuntimeBackend(onnx_path, device="cpu")
-    in_name, out_name = meta.input_name, meta.output_names[0]
+    backend = _candidate_backend(candidate)
+    run_ref = _reference_runner(model, meta)
+    run_got = _backend_runner(backend, meta)
     sizes = _network_sizes(meta)
-    model = model.float().eval()
     images: list[dict[str, Any]] = []
     agree_l = total_l = agree_f = total_f = 0
     max_abs = max_ref = abs_sum = 0.0
@@ -108,12 +161,11 @@ def check_parity(
         net_hw = sizes[i % len(sizes)]
         frame = generate(i, seed=seed, size=frame_hw).image
         x, info = preprocess(frame, meta, np.float32, input_size=net_hw)
-        with torch.inference_mode():
-            ref = model(torch.from_numpy(x))
-        ref = (ref[0] if isinstance(ref, (tuple, list)) else ref).float().numpy()
-        got = ort.infer({in_name: x})[out_name].astype(np.float32)
+        ref = run_ref(x)[0]
+        got = run_got(x)[0]
         if got.shape != ref.shape:
-            raise AssertionError(f"ONNX output shape {got.shape} != PyTorch {ref.shape} at input {net_hw}")
+            raise AssertionError(f"{backend.name} output shape {got.shape} != reference {ref.shape} "
+                                 f"at input {net_hw}")
         diff = np.abs(got - ref)
         lab_ref, lab_got = ref[0].argmax(0), got[0].argmax(0)
         fr_ref, fr_got = postprocess(ref[0], info), postprocess(got[0], info)
@@ -141,7 +193,7 @@ def check_parity(
         agreement_frame=agree_f / total_f,
         min_agreement=float(min_agreement),
         passed=False,
-        provider=ort.provider,
+        provider=backend.provider,
         images=images,
     )
     report.passed = report.agreement >= min_agreement
@@ -165,8 +217,8 @@ def _pair_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 def _compare_detections(ref: dict[str, np.ndarray], got: dict[str, np.ndarray], info: Any,
                         thr: Any) -> tuple[int, int, int, int]:
-    """Compare both sides at the anchors the PyTorch side selects (NMS is not re-run on the ONNX
-    side, so near-equal scores cannot reorder it). Returns (detections agreeing: same class
+    """Compare both sides at the anchors the reference side selects (NMS is not re-run on the
+    candidate side, so near-equal scores cannot reorder it). Returns (detections agreeing: same class
     unless a tie, box IoU >= 0.99, |score diff| < 1e-3; detections; mask pixels agreeing; mask
     pixels), masks assembled with the same frame boxes from each side's coefficients and protos."""
     from .. import ops
@@ -195,7 +247,7 @@ def _compare_detections(ref: dict[str, np.ndarray], got: dict[str, np.ndarray], 
 
 def check_instance_parity(
     model: Any,
-    onnx_path: str | Path,
+    candidate: Any,
     meta: ModelMeta,
     n_images: int = DEFAULT_PARITY_IMAGES,
     min_agreement: float = defaults.PARITY_MIN_AGREEMENT,
@@ -203,25 +255,25 @@ def check_instance_parity(
     frame_sizes: Sequence[tuple[int, int]] = FRAME_SIZES,
 ) -> ParityReport:
     """Instance-model parity: raw head outputs (max abs difference), then the detections the
-    runtime's decode + NMS selects from the PyTorch outputs, compared with the ONNX outputs at the
-    same anchors (class, score, box) and their box-local masks at frame resolution (assembled by
-    the runtime's C++ code from each side's coefficients and prototypes). Gated on the worse of
-    detection agreement and mask-pixel agreement."""
-    import torch
-
+    runtime's decode + NMS selects from the reference outputs, compared with the candidate's
+    outputs at the same anchors (class, score, box) and their box-local masks at frame resolution
+    (assembled by the runtime's C++ code from each side's coefficients and prototypes). Gated on
+    the worse of detection agreement and mask-pixel agreement. ``model`` and ``candidate`` as in
+    :func:`check_parity`."""
+    if meta.extra.get("head") == "maskrcnn":  # post-NMS detections: see check_maskrcnn_parity
+        return check_maskrcnn_parity(model, candidate, meta, n_images, min_agreement, seed, frame_sizes)
     from ..data.synthetic import generate
-    from ..runtime.backends.onnxruntime_backend import OnnxRuntimeBackend
     from ..runtime.instance import OUTPUTS, InstanceThresholds
     from ..runtime.predictor import preprocess
 
     if n_images < 1:
         raise ValueError(f"n_images must be >= 1, got {n_images}")
-    ort = OnnxRuntimeBackend(onnx_path, device="cpu")
-    names = dict(zip(OUTPUTS, meta.output_names))
+    backend = _candidate_backend(candidate)
+    run_ref = _reference_runner(model, meta)
+    run_got = _backend_runner(backend, meta)
     thr = InstanceThresholds.for_model(meta)
     thr.score = min(thr.score, PARITY_SCORE_THRESHOLD)
     sizes = _network_sizes(meta)
-    model = model.float().eval()
     images: list[dict[str, Any]] = []
     det_ok = det_n = pix_ok = pix_n = 0
     max_abs = max_ref = abs_sum = 0.0
@@ -231,16 +283,13 @@ def check_instance_parity(
         net_hw = sizes[i % len(sizes)]
         frame = generate(i, seed=seed, size=frame_hw).image
         x, info = preprocess(frame, meta, np.float32, input_size=net_hw)
-        with torch.inference_mode():
-            ref_t = model(torch.from_numpy(x))
-        ref = {k: np.ascontiguousarray(t.float().numpy()[0]) for k, t in zip(OUTPUTS, ref_t)}
-        raw = ort.infer({meta.input_name: x})
-        got = {k: np.ascontiguousarray(raw[names[k]][0], np.float32) for k in OUTPUTS}
+        ref = {k: np.ascontiguousarray(t[0]) for k, t in zip(OUTPUTS, run_ref(x))}
+        got = {k: np.ascontiguousarray(t[0]) for k, t in zip(OUTPUTS, run_got(x))}
         img_max = 0.0
         for k in OUTPUTS:
             if got[k].shape != ref[k].shape:
-                raise AssertionError(f"ONNX output {k!r} shape {got[k].shape} != PyTorch {ref[k].shape} "
-                                     f"at input {net_hw}")
+                raise AssertionError(f"{backend.name} output {k!r} shape {got[k].shape} != reference "
+                                     f"{ref[k].shape} at input {net_hw}")
             d = np.abs(got[k] - ref[k])
             img_max = max(img_max, float(d.max(initial=0.0)))
             max_ref = max(max_ref, float(np.abs(ref[k]).max(initial=0.0)))
@@ -261,12 +310,152 @@ def check_instance_parity(
         agreement_frame=pix_ok / pix_n if pix_n else 1.0,
         min_agreement=float(min_agreement),
         passed=False,
-        provider=ort.provider,
+        provider=backend.provider,
         images=images,
         task="instance",
     )
     report.passed = report.agreement >= min_agreement
     return report
+
+
+# ----------------------------------------------------------------------- Mask R-CNN parity
+#: Detections match when they have the same class and box IoU above this.
+MASKRCNN_MATCH_IOU = 0.9
+#: A detection this close to the graph's score threshold may be kept on one side only.
+_BORDERLINE = 1e-3
+
+
+def _match_detections(rb: np.ndarray, rl: np.ndarray, gb: np.ndarray, gl: np.ndarray) -> list[tuple[int, int]]:
+    """Greedy one-to-one matching, reference detections in their (score) order: each takes the
+    unmatched candidate detection of its class with the highest box IoU > MASKRCNN_MATCH_IOU."""
+    pairs: list[tuple[int, int]] = []
+    taken = np.zeros(len(gb), bool)
+    for i in range(len(rb)):
+        cand = np.flatnonzero((gl == rl[i]) & ~taken)
+        if not len(cand):
+            continue
+        ious = _pair_iou(np.repeat(rb[i:i + 1], len(cand), 0), gb[cand])
+        j = int(np.argmax(ious))
+        if ious[j] > MASKRCNN_MATCH_IOU:
+            taken[cand[j]] = True
+            pairs.append((i, int(cand[j])))
+    return pairs
+
+
+def check_maskrcnn_parity(
+    model: Any,
+    candidate: Any,
+    meta: ModelMeta,
+    n_images: int = DEFAULT_PARITY_IMAGES,
+    min_agreement: float = defaults.PARITY_MIN_AGREEMENT,
+    seed: int = 0,
+    frame_sizes: Sequence[tuple[int, int]] = FRAME_SIZES,
+) -> ParityReport:
+    """Parity of a Mask R-CNN style graph (post-NMS boxes, labels, scores, RoI masks; see
+    :mod:`edgeseg.runtime.maskrcnn`). Each image's detections are matched one to one (same class,
+    box IoU > 0.9); ``agreement_logits`` is the fraction matched (of the larger side, leaving out
+    unmatched detections within 1e-3 of the graph's score threshold, which may legitimately fall on
+    either side of it); ``agreement_frame`` is the IoU (total intersection / total union) of the
+    matched detections' masks pasted into the frame by the runtime's C++ ``paste_masks``. The
+    differences are over matched detections (boxes, scores, mask probabilities). ``model`` and
+    ``candidate`` as in :func:`check_parity`."""
+    from ..data.synthetic import generate
+    from ..runtime.instance import InstanceThresholds
+    from ..runtime.maskrcnn import output_roles, postprocess_maskrcnn
+    from ..runtime.predictor import preprocess
+
+    if n_images < 1:
+        raise ValueError(f"n_images must be >= 1, got {n_images}")
+    backend = _candidate_backend(candidate)
+    run_ref = _reference_runner(model, meta)
+    roles = output_roles(backend.output_specs, meta.output_names)
+    if roles is None:
+        raise AssertionError(f"{backend.name}: outputs {[s.name for s in backend.output_specs]} do not follow the "
+                             "Mask R-CNN convention (boxes, labels, scores, masks)")
+    thr = InstanceThresholds.for_model(meta)
+    keep_all = InstanceThresholds(score=0.0, iou=1.0, mask=thr.mask, max_detections=10**6, max_candidates=10**6)
+    graph_thr = float(meta.extra.get("graph_score_threshold", 0.0))
+    sizes = _network_sizes(meta)
+    images: list[dict[str, Any]] = []
+    det_ok = det_n = 0
+    inter_sum = union_sum = 0
+    max_abs = max_ref = abs_sum = 0.0
+    n_vals = 0
+    for i in range(n_images):
+        frame_hw = tuple(frame_sizes[i % len(frame_sizes)])
+        net_hw = sizes[i % len(sizes)]
+        frame = generate(i, seed=seed, size=frame_hw).image
+        x, info = preprocess(frame, meta, np.float32, input_size=net_hw)
+        ref = dict(zip(("boxes", "labels", "scores", "masks"), run_ref(x)))
+        raw = backend.infer({meta.input_name: x})
+        got = {k: np.asarray(raw[n]) for k, n in roles.items()}
+        # the runtime's own decoding (shapes, batch axis, dets) at frame resolution, every detection kept
+        r, g = (postprocess_maskrcnn({**side, "labels": np.asarray(side["labels"]).astype(np.int64)}, info, keep_all)
+                for side in (ref, got))
+        rb, gb = (np.asarray(side["boxes"], np.float32) for side in (ref, got))
+        rb, gb = rb.reshape(-1, rb.shape[-1])[:, :4], gb.reshape(-1, gb.shape[-1])[:, :4]
+        pairs = _match_detections(r["boxes"], r["class_ids"], g["boxes"], g["class_ids"])
+        n_r, n_g = len(r["scores"]), len(g["scores"])
+        mr = {a for a, _ in pairs}
+        mg = {b for _, b in pairs}
+        border_r = sum(1 for a in range(n_r) if a not in mr and r["scores"][a] < graph_thr + _BORDERLINE)
+        border_g = sum(1 for b in range(n_g) if b not in mg and g["scores"][b] < graph_thr + _BORDERLINE)
+        n_cmp = max(n_r - border_r, n_g - border_g, len(pairs))
+        det_ok, det_n = det_ok + len(pairs), det_n + n_cmp
+        img_inter = img_union = 0
+        img_max = 0.0
+        if pairs:
+            ia, ib = (np.array(v, np.int64) for v in zip(*pairs))
+            ma, mb = r["masks"].select(ia).to_dense(), g["masks"].select(ib).to_dense()
+            img_inter, img_union = int((ma & mb).sum()), int((ma | mb).sum())
+            # raw differences of the matched detections (outputs are in score order, as the postprocess keeps them)
+            ro, go = _raw_order(ref, ia), _raw_order(got, ib)
+            for a, b in ((rb[ro], gb[go]), (_scores(ref)[ro], _scores(got)[go]),
+                         (_masks(ref)[ro], _masks(got)[go])):
+                diff = np.abs(a.astype(np.float64) - b.astype(np.float64))
+                img_max = max(img_max, float(diff.max(initial=0.0)))
+                max_ref = max(max_ref, float(np.abs(a).max(initial=0.0)))
+                abs_sum += float(diff.sum())
+                n_vals += diff.size
+        inter_sum, union_sum = inter_sum + img_inter, union_sum + img_union
+        max_abs = max(max_abs, img_max)
+        images.append({"index": i, "frame_hw": list(frame_hw), "input_hw": list(net_hw), "max_abs_diff": img_max,
+                       "detections": n_r, "candidate_detections": n_g, "detections_agreeing": len(pairs),
+                       "mask_iou": img_inter / img_union if img_union else 1.0})
+    report = ParityReport(
+        n_images=n_images,
+        max_abs_diff=max_abs,
+        mean_abs_diff=abs_sum / max(n_vals, 1),
+        max_rel_diff=max_abs / max(max_ref, 1e-12),
+        agreement_logits=det_ok / det_n if det_n else 1.0,
+        agreement_frame=inter_sum / union_sum if union_sum else 1.0,
+        min_agreement=float(min_agreement),
+        passed=False,
+        provider=backend.provider,
+        images=images,
+        task="instance",
+    )
+    report.passed = report.agreement >= min_agreement
+    return report
+
+
+def _scores(side: dict[str, np.ndarray]) -> np.ndarray:
+    s = side.get("scores")
+    if s is None:  # dets (K, 5)
+        b = np.asarray(side["boxes"])
+        return b.reshape(-1, b.shape[-1])[:, 4]
+    return np.asarray(s).reshape(-1)
+
+
+def _masks(side: dict[str, np.ndarray]) -> np.ndarray:
+    m = np.asarray(side["masks"])
+    return m.reshape((-1,) + m.shape[-2:])
+
+
+def _raw_order(side: dict[str, np.ndarray], kept: np.ndarray) -> np.ndarray:
+    """Raw output rows of the post-processed detections ``kept`` (the post-processing keeps every
+    detection, ordered by descending score, lower index first on ties - a stable sort)."""
+    return np.argsort(-_scores(side), kind="stable")[kept]
 
 
 def write_report(path: str | Path, report: ParityReport, **context: Any) -> Path:

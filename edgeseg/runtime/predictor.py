@@ -327,13 +327,21 @@ def load(
     if thresholds and meta.task != "instance":
         raise ModelError(f"{path} is a {meta.task} model; {sorted(thresholds)} threshold options apply "
                          "to instance models only")
-    return predictor_class(meta.task)(be, meta, **thresholds)
+    return predictor_class(meta)(be, meta, **thresholds)
 
 
-def predictor_class(task: str) -> type[Predictor]:
-    """The Predictor subclass that runs models of ``task`` ("semantic" or "instance")."""
+def predictor_class(task: str | ModelMeta) -> type[Predictor]:
+    """The Predictor subclass that runs models of ``task`` ("semantic" or "instance"), or the one
+    for a model's ModelMeta: instance models whose ``extra["head"]`` is "maskrcnn" (post-NMS boxes,
+    labels, scores and RoI masks) run in :class:`~edgeseg.runtime.maskrcnn.MaskRCNNPredictor`."""
     from .instance import InstancePredictor
 
+    if isinstance(task, ModelMeta):
+        from .maskrcnn import MaskRCNNPredictor, is_maskrcnn_meta
+
+        if is_maskrcnn_meta(task):
+            return MaskRCNNPredictor
+        task = task.task
     classes: dict[str, type[Predictor]] = {c.task: c for c in (SemanticPredictor, InstancePredictor)}
     if task not in classes:
         raise ModelError(f"no predictor for task {task!r}; known tasks: {sorted(classes)}")
@@ -418,6 +426,11 @@ _HOW = {
 
 
 def _from_graph(backend: Backend, facts: dict[str, Any]) -> ModelMeta:
+    from .maskrcnn import maskrcnn_meta_from_graph
+
+    two_stage = maskrcnn_meta_from_graph(backend, facts)  # boxes/labels/scores/masks outputs
+    if two_stage is not None:
+        return two_stage
     where = str(backend.path)
     ins, outs = backend.input_specs, backend.output_specs
     if not ins or not outs:

@@ -15,7 +15,6 @@ from __future__ import annotations
 import contextlib
 import copy
 import io
-import json
 import os
 from pathlib import Path
 from typing import Any, Optional, Sequence, Union
@@ -126,21 +125,18 @@ def detections_to_coco(image_id: int, masks: Optional[np.ndarray], scores: np.nd
 
 
 def _load_gt(gt: Union[dict, PathLike]) -> dict[str, Any]:
-    if isinstance(gt, dict):
-        doc = gt
-    else:
+    if not isinstance(gt, dict):
+        from ..data.coco import load_coco_json
+
         path = Path(gt)
         if not path.is_file():
             raise InputFileError(f"COCO ground truth file {path} not found")
-        try:
-            doc = json.loads(path.read_bytes())
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise EdgesegError(f"{path} is not valid JSON ({e})") from None
+        return load_coco_json(path)  # DataError (an EdgesegError) for bad JSON or a file that is not COCO
     for key in ("images", "annotations", "categories"):
-        if key not in doc:
+        if key not in gt:
             raise EdgesegError(f"COCO ground truth has no {key!r}; expected a COCO instances "
                                "dict (see coco_gt_from_dataset)")
-    return doc
+    return gt
 
 
 def _check_detections(dets: Sequence[dict], img_ids: set, cat_ids: set,

@@ -20,7 +20,6 @@ gives the per-class AP50 in the history.
 """
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 import time
@@ -36,23 +35,24 @@ from torch.utils.data import DataLoader
 from .. import defaults
 from ..errors import EdgesegError
 from ..meta import ModelMeta
-from ..models import create_model, is_model, list_models, model_task
-from ..models.checkpoint import save_checkpoint
-from .._io import atomic_path
+from ..models import create_model
 from .._progress import Progress
+from .common import STATE_FILE  # noqa: F401 (this module's API)
+from .common import (RunConfig, atomic_write_text, begin_epoch, log, log_run_start, lr_at, make_optimizer,
+                     make_train_loader, open_datasets, optimizer_step, prepare_model, resume_run, save_checkpoints,
+                     save_run_state, set_lr, setup_run, single_cv2_thread, speed_record, stop_requested, validates,
+                     worker_init)
 from .dataset import normalize
 from .instance_dataset import InstanceEvalDataset, InstanceTrainDataset, instance_collate, instance_eval_collate
 from .instance_losses import PARTS, InstanceLoss, LossWeights
-from .trainer import (_atomic_torch_save, _atomic_write_text, _available_cpus, _init_weights, _log, _worker_init,
-                      default_workers, make_optimizer, resolve_device, seed_everything)
+from .plotting import plot_curves
 
-STATE_FILE = "train_state.pt"
 #: Validation scorers (see evaluate_instances).
 EVALUATORS = ("auto", "cocoeval", "builtin")
 
 
 @dataclass
-class InstanceTrainConfig:
+class InstanceTrainConfig(RunConfig):
     """Everything an instance training run needs. Defaults train ``yoloseg_n`` on synthetic data.
 
     ``data``/``val_data`` are specs for :func:`edgeseg.data.open_instance_dataset` (val defaults to
@@ -113,45 +113,27 @@ class InstanceTrainConfig:
     max_detections: int = 100
     evaluator: str = "auto"
 
+    _name = "instance training config"
+    _task = "instance"
+
     def __post_init__(self) -> None:
-        if isinstance(self.input_size, int):
-            self.input_size = (self.input_size, self.input_size)
-        self.input_size = tuple(int(v) for v in self.input_size)  # type: ignore[assignment]
-        self.scale_range = tuple(float(v) for v in self.scale_range)  # type: ignore[assignment]
-        self.out_dir = str(self.out_dir)
+        self._normalize()
 
     def validate(self) -> None:
         """Raise :class:`EdgesegError` naming the first bad field."""
-        def bad(msg: str) -> None:
-            raise EdgesegError(f"instance training config: {msg}")
-
-        if not is_model(self.model):
-            bad(f"unknown model {self.model!r}; valid names: {', '.join(list_models())}")
-        if model_task(self.model) != "instance":
-            bad(f"{self.model!r} is a {model_task(self.model)} model; instance models: "
-                f"{', '.join(list_models(task='instance'))} (or train with --task {model_task(self.model)})")
-        for name in ("epochs", "batch_size", "val_every", "val_batch_size", "tal_topk", "max_detections"):
-            if int(getattr(self, name)) < 1:
-                bad(f"{name} must be >= 1, got {getattr(self, name)}")
-        if not self.lr > 0:
-            bad(f"lr must be > 0, got {self.lr}")
-        if self.optimizer not in ("adamw", "sgd"):
-            bad(f"optimizer must be 'adamw' or 'sgd', got {self.optimizer!r}")
+        bad = self._bad
+        self._check_model_and_optimizer(("tal_topk", "max_detections"))
         if self.schedule not in ("cosine", "poly"):
             bad(f"schedule must be 'cosine' or 'poly', got {self.schedule!r}")
         if len(self.input_size) != 2 or min(self.input_size) < 32 or any(v % 32 for v in self.input_size):
             bad(f"input_size must be (h, w), both positive multiples of 32, got {self.input_size}")
         if len(self.scale_range) != 2 or not 0 < self.scale_range[0] <= self.scale_range[1]:
             bad(f"scale_range must be (min, max) with 0 < min <= max, got {self.scale_range}")
-        if (self.workers is not None and self.workers < 0) or self.warmup_iters < 0:
-            bad("workers and warmup_iters must be >= 0")
-        if self.max_iters_per_epoch is not None and self.max_iters_per_epoch < 1:
-            bad(f"max_iters_per_epoch must be >= 1, got {self.max_iters_per_epoch}")
-        if self.device not in ("auto", "cpu") and not self.device.startswith("cuda"):
-            bad(f"device must be 'auto', 'cpu' or 'cuda[:N]', got {self.device!r}")
-        unknown = sorted(set(self.loss_weights) - set(PARTS))
+        self._check_loop()
+        parts = _loss_parts_of(self.model, self.model_kwargs) if self.loss_weights else PARTS
+        unknown = sorted(set(self.loss_weights) - set(parts))
         if unknown:
-            bad(f"loss_weights has unknown part(s) {unknown}; known: {list(PARTS)}")
+            bad(f"loss_weights has unknown part(s) {unknown}; known: {list(parts)}")
         for name in ("score_threshold", "iou_threshold", "val_score_threshold"):
             if not 0.0 <= float(getattr(self, name)) <= 1.0:
                 bad(f"{name} must be in [0, 1], got {getattr(self, name)}")
@@ -159,35 +141,7 @@ class InstanceTrainConfig:
             bad(f"ema_decay must be in [0, 1) and ema_tau > 0, got {self.ema_decay}, {self.ema_tau}")
         if self.evaluator not in EVALUATORS:
             bad(f"evaluator must be one of {EVALUATORS}, got {self.evaluator!r}")
-        if self.init_from is not None and self.resume:
-            bad("init_from and resume exclude each other: resume continues a run, init_from starts a new one "
-                "from another model's weights")
-
-    def to_dict(self) -> Dict[str, Any]:
-        d = dataclasses.asdict(self)
-        d["input_size"] = list(self.input_size)
-        d["scale_range"] = list(self.scale_range)
-        return d
-
-    @classmethod
-    def from_dict(cls, d: Dict[str, Any]) -> "InstanceTrainConfig":
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise EdgesegError(f"instance training config: unknown field(s) {unknown}; known: {sorted(known)}")
-        return cls(**d)
-
-
-def lr_at(it: int, total: int, base_lr: float, warmup: int, schedule: str = "cosine", min_ratio: float = 0.05,
-          power: float = 0.9) -> float:
-    """Linear warm-up to ``base_lr`` over ``warmup`` iterations, then cosine to ``base_lr * min_ratio``
-    (or poly ``(1 - t)^power`` to 0) at ``total``."""
-    if warmup > 0 and it < warmup:
-        return base_lr * (it + 1) / warmup
-    t = min(1.0, (it - warmup) / max(1, total - warmup))
-    if schedule == "poly":
-        return base_lr * (1.0 - t) ** power
-    return base_lr * (min_ratio + (1.0 - min_ratio) * 0.5 * (1.0 + math.cos(math.pi * t)))
+        self._check_start()
 
 
 class ModelEMA:
@@ -320,6 +274,9 @@ def predict_instances(model: torch.nn.Module, images: torch.Tensor, lb_boxes: Se
     "masks" (K,h,w) bool}``.
     """
     model.eval()
+    if _is_two_stage(model):
+        return _predict_two_stage(model, images, lb_boxes, frame_sizes, score_threshold, iou_threshold,
+                                  max_detections, mean, std)
     x = normalize(images, mean, std)
     boxes, scores, coeffs, protos = model(x)
     dets = postprocess(boxes, scores, score_threshold, iou_threshold, max_detections)
@@ -481,7 +438,7 @@ def evaluate_instances(model: torch.nn.Module, dataset: Any, input_size: Tuple[i
     box_ap, mask_ap = AP50(len(classes), "bbox"), AP50(len(classes), "segm")
     ds = InstanceEvalDataset(dataset, tuple(input_size), limit)
     loader = DataLoader(ds, batch_size=batch_size, shuffle=False, num_workers=workers,
-                        collate_fn=instance_eval_collate, worker_init_fn=_worker_init if workers else None)
+                        collate_fn=instance_eval_collate, worker_init_fn=worker_init if workers else None)
     bar = Progress(len(loader), "val", enabled=progress)
     coco_dets: List[Dict[str, Any]] = []
     n_det = 0
@@ -519,33 +476,80 @@ def evaluate_instances(model: torch.nn.Module, dataset: Any, input_size: Tuple[i
 
 def plot_instance_history(history: Sequence[dict], path: Union[str, Path]) -> Path:
     """Loss (total and parts) and val box/mask AP50 per epoch, as a PNG (written atomically)."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
+    return plot_curves(history, path,
+                       [("train_loss", "o-", {"color": "black", "ms": 3, "label": "total"})]
+                       + [(f"loss_{part}", "-", {"lw": 1, "label": part}) for part in _history_parts(history)],
+                       [("val_mask_ap50", "o-", "mask AP50"), ("val_box_ap50", "s--", "box AP50")],
+                       loss_log=True, val_legend_loc="upper left")
 
-    path = Path(path)
-    fig = Figure(figsize=(9, 3.6), dpi=100)
-    FigureCanvasAgg(fig)
-    ax_loss, ax_ap = fig.subplots(1, 2)
-    ep = [h["epoch"] for h in history]
-    ax_loss.plot(ep, [h["train_loss"] for h in history], "o-", color="black", ms=3, label="total")
-    for part in PARTS:
-        if all(f"loss_{part}" in h for h in history):
-            ax_loss.plot(ep, [h[f"loss_{part}"] for h in history], "-", lw=1, label=part)
-    ax_loss.set(xlabel="epoch", ylabel="train loss", title="loss", yscale="log")
-    ax_loss.legend(loc="upper right", fontsize=7)
-    ax_loss.grid(alpha=0.3)
-    val = [(h["epoch"], h.get("val_box_ap50"), h.get("val_mask_ap50")) for h in history
-           if h.get("val_mask_ap50") is not None]
-    if val:
-        ax_ap.plot([v[0] for v in val], [v[2] for v in val], "o-", ms=3, label="mask AP50")
-        ax_ap.plot([v[0] for v in val], [v[1] for v in val], "s--", ms=3, label="box AP50")
-        ax_ap.legend(loc="upper left")
-    ax_ap.set(xlabel="epoch", title="validation", ylim=(0, 1))
-    ax_ap.grid(alpha=0.3)
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png")
-    return path
+
+# ------------------------------------------------------------------ two-stage models (Mask R-CNN)
+# A model with ``head_type == "maskrcnn"`` drives its own stages: its losses come from
+# edgeseg.train.maskrcnn_losses (proposals and RoI sampling happen between the stages), it predicts
+# post-NMS detections itself (``model.detect``: boxes, labels, scores, 28x28 masks), wants
+# full-resolution mask targets (``model.mask_target_stride``) and describes its graph for the
+# metadata (``model.meta_extra()``). Single-stage models (YOLOSeg) never reach this code.
+
+
+def _is_two_stage(model: Any) -> bool:
+    return getattr(model, "head_type", None) == "maskrcnn"
+
+
+def _loss_parts_of(name: str, model_kwargs: Dict[str, Any]) -> Sequence[str]:
+    """The loss part names of registered model ``name`` (for validating ``loss_weights``)."""
+    try:
+        probe = create_model(name, 1, **model_kwargs)
+    except Exception:  # noqa: BLE001 - a bad model config is reported when the run builds the model
+        return PARTS
+    if _is_two_stage(probe):
+        from .maskrcnn_losses import PARTS as TWO_STAGE_PARTS
+
+        return TWO_STAGE_PARTS
+    return PARTS
+
+
+def _history_parts(history: Sequence[dict]) -> List[str]:
+    """Loss part names recorded in a history (``loss_<part>`` keys of its first record)."""
+    return [k[5:] for k in history[0] if k.startswith("loss_")] if history else list(PARTS)
+
+
+def _two_stage_loss(model: torch.nn.Module, cfg: "InstanceTrainConfig", use_amp: bool
+                    ) -> Tuple[Callable[[torch.Tensor, Dict[str, torch.Tensor]], Tuple[torch.Tensor, Dict[str, Any]]],
+                               Sequence[str]]:
+    """``(compute_loss(x, targets) -> (total, parts), part names)`` of a Mask R-CNN model."""
+    from .maskrcnn_losses import PARTS as TWO_STAGE_PARTS
+    from .maskrcnn_losses import MaskRCNNLoss, MaskRCNNLossWeights
+
+    loss_fn = MaskRCNNLoss(MaskRCNNLossWeights(**{k: float(v) for k, v in cfg.loss_weights.items()}))
+
+    def compute_loss(x: torch.Tensor, targets: Dict[str, torch.Tensor]) -> Tuple[torch.Tensor, Dict[str, Any]]:
+        with torch.autocast(x.device.type, dtype=torch.float16, enabled=use_amp):
+            return loss_fn(model, x, targets)  # type: ignore[arg-type]
+
+    return compute_loss, TWO_STAGE_PARTS
+
+
+def _predict_two_stage(model: Any, images: torch.Tensor, lb_boxes: Sequence[Tuple[int, int, int, int]],
+                       frame_sizes: Sequence[Tuple[int, int]], score_threshold: float, iou_threshold: float,
+                       max_detections: int, mean: Sequence[float], std: Sequence[float]) -> List[Dict[str, np.ndarray]]:
+    """:func:`predict_instances` for a Mask R-CNN: its detections mapped to each frame, the 28x28
+    masks pasted at frame resolution by the C++ ``paste_masks`` (as the runtime does)."""
+    from .. import ops
+
+    dets = model.detect(normalize(images, mean, std), score_threshold=score_threshold, nms_iou=iou_threshold,
+                        max_detections=max_detections)
+    out = []
+    for d, (top, left, rh, rw), (h, w) in zip(dets, lb_boxes, frame_sizes):
+        b = d["boxes"].float().cpu().numpy()
+        fb = np.empty((len(b), 4), np.float32)  # unclipped: the mask was predicted over the whole box
+        fb[:, 0::2] = (b[:, 0::2] - left) * (w / rw)
+        fb[:, 1::2] = (b[:, 1::2] - top) * (h / rh)
+        masks = ops.paste_masks(np.ascontiguousarray(d["masks"].float().cpu().numpy()), fb, (h, w)).to_dense()
+        fb[:, 0::2] = fb[:, 0::2].clip(0, w)
+        fb[:, 1::2] = fb[:, 1::2].clip(0, h)
+        out.append({"boxes": fb, "scores": d["scores"].float().cpu().numpy(),
+                    "classes": d["labels"].cpu().numpy().astype(np.int64), "masks": masks.astype(bool)})
+    return out
 
 
 # ---------------------------------------------------------------------------------- training
@@ -553,38 +557,13 @@ def plot_instance_history(history: Sequence[dict], path: Union[str, Path]) -> Pa
 
 def _make_meta(cfg: InstanceTrainConfig, model: torch.nn.Module, dataset: Any, extra: Dict[str, Any]) -> ModelMeta:
     palette = list(getattr(dataset, "palette", []) or [])
-    extra = {"num_protos": int(model.num_protos), "strides": [int(s) for s in model.strides],
-             "score_threshold": cfg.score_threshold, "iou_threshold": cfg.iou_threshold,
+    head = (model.meta_extra() if _is_two_stage(model)
+            else {"num_protos": int(model.num_protos), "strides": [int(s) for s in model.strides]})
+    extra = {**head, "score_threshold": cfg.score_threshold, "iou_threshold": cfg.iou_threshold,
              "max_detections": cfg.max_detections, **extra}
     return ModelMeta(task="instance", classes=list(dataset.classes), input_size=cfg.input_size, arch=cfg.model,
                      mean=defaults.MEAN_RGB, std=defaults.STD_RGB, output_stride=int(model.output_stride),
                      output_names=list(model.output_names), palette=palette, extra=extra)
-
-
-def _load_resume(out: Path, cfg: InstanceTrainConfig, model: torch.nn.Module, ema: Optional[ModelEMA],
-                 optimizer: torch.optim.Optimizer, scaler: Any) -> Optional[Dict[str, Any]]:
-    state_path = out / STATE_FILE
-    if not state_path.is_file():
-        _log(f"resume: nothing to resume in {out} (no {STATE_FILE}); starting from scratch")
-        return None
-    state = torch.load(state_path, map_location="cpu", weights_only=True)
-    if state.get("model") != cfg.model:
-        raise EdgesegError(f"resume: {out} holds a {state.get('model')!r} run but the config asks for "
-                           f"{cfg.model!r}; use another out_dir or the same model")
-    model.load_state_dict(state["model_state"])
-    if ema is not None:
-        if state.get("ema_state"):
-            ema.module.load_state_dict(state["ema_state"])
-            ema.updates = int(state.get("ema_updates", 0))
-        else:
-            ema.module.load_state_dict(state["model_state"])
-    optimizer.load_state_dict(state["optimizer"])
-    if scaler is not None and state.get("scaler"):
-        scaler.load_state_dict(state["scaler"])
-    torch.set_rng_state(state["torch_rng"])
-    hist_path = out / "history.json"
-    state["history"] = json.loads(hist_path.read_text()) if hist_path.is_file() else []
-    return state
 
 
 def train_instance(cfg: InstanceTrainConfig, on_epoch_end: Optional[Callable[[Dict[str, Any]], Any]] = None) -> Path:
@@ -595,135 +574,98 @@ def train_instance(cfg: InstanceTrainConfig, on_epoch_end: Optional[Callable[[Di
     finished epoch. ``on_epoch_end(record)`` is called after each saved epoch; returning ``False``
     stops the run there (it can be resumed later).
     """
-    import cv2
-
     cfg.validate()
-    cv2_threads = cv2.getNumThreads()
-    cv2.setNumThreads(1)
-    try:
+    with single_cv2_thread():
         return _train(cfg, on_epoch_end)
-    finally:
-        cv2.setNumThreads(cv2_threads)
 
 
 def _train(cfg: InstanceTrainConfig, on_epoch_end: Optional[Callable[[Dict[str, Any]], Any]]) -> Path:
-    out = Path(cfg.out_dir)
-    seed_everything(cfg.seed)
-    device = resolve_device(cfg.device)
-    use_amp = device.type == "cuda" and cfg.amp is not False
-    torch.set_num_threads(int(cfg.num_threads or _available_cpus()))
-    if device.type == "cuda":
-        torch.backends.cudnn.benchmark = True
-
     from ..data import open_instance_dataset
 
-    train_ds = open_instance_dataset(cfg.data, "train", **cfg.data_kwargs)
-    val_ds = open_instance_dataset(cfg.val_data or cfg.data, "val", **cfg.data_kwargs)
-    if len(train_ds) == 0:
-        raise EdgesegError(f"training dataset {cfg.data!r} is empty")
-    classes = list(train_ds.classes)
-    if list(val_ds.classes) != classes:
-        raise EdgesegError(f"train and val datasets have different classes: {classes} vs {list(val_ds.classes)}")
+    out = Path(cfg.out_dir)
+    device, use_amp = setup_run(cfg)
+    train_ds, val_ds, classes = open_datasets(open_instance_dataset, cfg)
 
     model = create_model(cfg.model, len(classes), **cfg.model_kwargs)
     if getattr(model, "task", None) != "instance":
         raise EdgesegError(f"model {cfg.model!r} is not an instance segmentation model; use e.g. yoloseg_n")
-    if cfg.init_from is not None:
-        _init_weights(model, cfg.init_from, cfg.model, classes)
-    model = model.to(device)
-    out.mkdir(parents=True, exist_ok=True)
-    weights = LossWeights(**{k: float(v) for k, v in cfg.loss_weights.items()})
-    loss_fn = InstanceLoss(len(classes), weights, cfg.tal_topk, cfg.tal_alpha, cfg.tal_beta,
-                           proto_stride=int(model.output_stride))
-    optimizer = make_optimizer(model, cfg)  # type: ignore[arg-type]
+    model = prepare_model(model, cfg, classes, device)
+    if _is_two_stage(model):
+        compute_loss, parts_names = _two_stage_loss(model, cfg, use_amp)
+    else:
+        weights = LossWeights(**{k: float(v) for k, v in cfg.loss_weights.items()})
+        loss_fn = InstanceLoss(len(classes), weights, cfg.tal_topk, cfg.tal_alpha, cfg.tal_beta,
+                               proto_stride=int(model.output_stride))
+        parts_names = PARTS
+
+        def compute_loss(x: torch.Tensor, targets: Dict[str, torch.Tensor]) -> Tuple[torch.Tensor, Dict[str, Any]]:
+            with torch.autocast(device.type, dtype=torch.float16, enabled=use_amp):
+                outputs = model(x)
+            return loss_fn(outputs, targets)
+    optimizer = make_optimizer(model, cfg)
     scaler = torch.amp.GradScaler("cuda") if use_amp else None
     ema = ModelEMA(model, cfg.ema_decay, cfg.ema_tau) if cfg.ema else None
 
     tds = InstanceTrainDataset(train_ds, cfg.input_size, cfg.seed, cfg.scale_range, cfg.hflip, cfg.color_jitter,
-                               mask_stride=int(model.output_stride))
-    gen = torch.Generator()
-    workers = default_workers() if cfg.workers is None else cfg.workers
-    loader = DataLoader(tds, batch_size=cfg.batch_size, shuffle=True, drop_last=len(tds) >= cfg.batch_size,
-                        num_workers=workers, generator=gen, collate_fn=instance_collate,
-                        pin_memory=device.type == "cuda", worker_init_fn=_worker_init if workers else None)
-    iters = len(loader) if cfg.max_iters_per_epoch is None else min(len(loader), cfg.max_iters_per_epoch)
+                               mask_stride=int(getattr(model, "mask_target_stride", model.output_stride)))
+    loader, gen, workers, iters = make_train_loader(tds, cfg, device, collate_fn=instance_collate)
     total_iters = cfg.epochs * iters
 
-    start_epoch, global_iter, best, history = 0, 0, -1.0, []
-    if cfg.resume:
-        state = _load_resume(out, cfg, model, ema, optimizer, scaler)
-        if state is not None:
-            start_epoch, global_iter = int(state["epoch"]) + 1, int(state["global_iter"])
-            best, history = float(state["best_score"]), state["history"][:start_epoch]
-            _log(f"resume: continuing {out} after epoch {start_epoch} (best mask AP50 {best:.4f})")
-    _atomic_write_text(out / "train_config.json", json.dumps(cfg.to_dict(), indent=2) + "\n")
+    def load_weights(state: Dict[str, Any]) -> None:  # raw model and EMA
+        model.load_state_dict(state["model_state"])
+        if ema is not None:
+            if state.get("ema_state"):
+                ema.module.load_state_dict(state["ema_state"])
+                ema.updates = int(state.get("ema_updates", 0))
+            else:
+                ema.module.load_state_dict(state["model_state"])
+
+    start_epoch, global_iter, best, history = (
+        resume_run(out, cfg.model, optimizer, scaler, load_weights, "best_score", "mask AP50")
+        if cfg.resume else (0, 0, -1.0, []))
+    atomic_write_text(out / "train_config.json", json.dumps(cfg.to_dict(), indent=2) + "\n")
     coco_gt = None
     if _use_cocoeval(cfg.evaluator):  # the val ground truth, read once for the whole run
         from .coco_eval import coco_gt_from_dataset
 
         coco_gt = coco_gt_from_dataset(val_ds, cfg.max_val_samples)
-
-    n_params = sum(p.numel() for p in model.parameters())
-    _log(f"train: {cfg.model} ({n_params / 1e6:.2f} M params, {len(classes)} classes) on {device}"
-         f"{' +AMP' if use_amp else ''}; {len(train_ds)} train / {len(val_ds)} val samples; "
-         f"{cfg.epochs} epochs x {iters} iters, batch {cfg.batch_size}, input {cfg.input_size[0]}x"
-         f"{cfg.input_size[1]}, {torch.get_num_threads()} threads, {workers} data workers")
+    log_run_start(cfg, model, len(classes), device, use_amp, len(train_ds), len(val_ds), iters, workers,
+                  detail=f"input {cfg.input_size[0]}x{cfg.input_size[1]}, ")
 
     for epoch in range(start_epoch, cfg.epochs):
         t0 = time.perf_counter()
-        tds.set_epoch(epoch)
-        gen.manual_seed(cfg.seed * 100_003 + epoch)
-        model.train()
-        bar = Progress(iters, f"epoch {epoch + 1}/{cfg.epochs}", enabled=cfg.progress)
-        sums = torch.zeros(len(PARTS) + 1, dtype=torch.float64)
+        bar = begin_epoch(epoch, cfg, tds, gen, model, iters)
+        sums = torch.zeros(len(parts_names) + 1, dtype=torch.float64)
         n, lr = 0, cfg.lr
         for it, (x, targets) in enumerate(loader):
             if it >= iters:
                 break
-            lr = lr_at(global_iter, total_iters, cfg.lr, cfg.warmup_iters, cfg.schedule, cfg.min_lr_ratio,
-                       cfg.poly_power)
-            for g in optimizer.param_groups:
-                g["lr"] = lr
+            lr = set_lr(optimizer, lr_at(global_iter, total_iters, cfg.lr, cfg.warmup_iters, cfg.schedule,
+                                         cfg.min_lr_ratio, cfg.poly_power))
             x = normalize(x.to(device, non_blocking=True))
             targets = {k: v.to(device, non_blocking=True) for k, v in targets.items()}
-            with torch.autocast(device.type, dtype=torch.float16, enabled=use_amp):
-                outputs = model(x)
-            loss, parts = loss_fn(outputs, targets)
-            vals = torch.stack([loss.detach()] + [parts[p] for p in PARTS]).double().cpu()
+            loss, parts = compute_loss(x, targets)
+            vals = torch.stack([loss.detach()] + [parts[p] for p in parts_names]).double().cpu()
             if not bool(torch.isfinite(vals[0])):
                 raise EdgesegError(f"loss became {float(vals[0])} at epoch {epoch + 1} iter {it + 1}; "
                                    f"lower the learning rate (lr={cfg.lr}) or check the annotations")
-            optimizer.zero_grad(set_to_none=True)
-            if scaler is not None:
-                scaler.scale(loss).backward()
-                if cfg.grad_clip:
-                    scaler.unscale_(optimizer)
-                    torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-                scaler.step(optimizer)
-                scaler.update()
-            else:
-                loss.backward()
-                if cfg.grad_clip:
-                    torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-                optimizer.step()
+            optimizer_step(loss, optimizer, scaler, model, cfg.grad_clip)
             if ema is not None:
                 ema.update(model)
             global_iter += 1
             sums += vals
             n += 1
             mean = (sums / n).tolist()
-            bar.update(1, loss=mean[0], **{p: mean[i + 1] for i, p in enumerate(PARTS)}, lr=lr)
+            bar.update(1, loss=mean[0], **{p: mean[i + 1] for i, p in enumerate(parts_names)}, lr=lr)
         bar.close()
         train_time = time.perf_counter() - t0
         mean = (sums / max(n, 1)).tolist()
 
         rec: Dict[str, Any] = {"epoch": epoch + 1, "train_loss": mean[0],
-                               **{f"loss_{p}": mean[i + 1] for i, p in enumerate(PARTS)},
-                               "lr": lr, "iters": n, "train_time_s": round(train_time, 2),
-                               "it_per_s": round(n / train_time, 3) if train_time > 0 else None,
-                               "val_box_ap50": None, "val_mask_ap50": None}
+                               **{f"loss_{p}": mean[i + 1] for i, p in enumerate(parts_names)},
+                               **speed_record(lr, n, train_time), "val_box_ap50": None, "val_mask_ap50": None}
         eval_model = ema.module if ema is not None else model
-        if (epoch + 1) % cfg.val_every == 0 or epoch + 1 == cfg.epochs:
+        if validates(epoch, cfg):
             res = evaluate_instances(eval_model, val_ds, cfg.input_size, cfg.val_batch_size, device, workers,
                                      cfg.max_val_samples, cfg.val_score_threshold, cfg.iou_threshold,
                                      cfg.max_detections, evaluator=cfg.evaluator, coco_gt=coco_gt)
@@ -737,32 +679,25 @@ def _train(cfg: InstanceTrainConfig, on_epoch_end: Optional[Callable[[Dict[str, 
         extra = {"epoch": epoch + 1, "val_mask_ap50": score, "val_box_ap50": rec["val_box_ap50"],
                  "val_mask_ap": rec.get("val_mask_ap"), "val_box_ap": rec.get("val_box_ap"), "dataset": cfg.data}
         meta = _make_meta(cfg, eval_model, train_ds, extra)
-        save_checkpoint(out / "last", eval_model, meta, model_cfg=model.edgeseg_cfg, extra={"train": cfg.to_dict()})
-        improved = score is not None and not math.isnan(score) and score > best
-        if improved or not (out / "best").is_dir():
-            best = max(best, score if score is not None and not math.isnan(score) else -1.0)
-            save_checkpoint(out / "best", eval_model, meta, model_cfg=model.edgeseg_cfg,
-                            extra={"train": cfg.to_dict()})
-        _atomic_torch_save({"epoch": epoch, "global_iter": global_iter, "best_score": best, "model": cfg.model,
-                            "model_state": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-                            "ema_state": ({k: v.detach().cpu() for k, v in ema.module.state_dict().items()}
-                                          if ema is not None else {}),
-                            "ema_updates": ema.updates if ema is not None else 0,
-                            "optimizer": optimizer.state_dict(),
-                            "scaler": scaler.state_dict() if scaler is not None else {},
-                            "torch_rng": torch.get_rng_state()}, out / STATE_FILE)
-        _atomic_write_text(out / "history.json", json.dumps(history, indent=2) + "\n")
-        plot_instance_history(history, out / "curve.png")
+        best, improved = save_checkpoints(out, eval_model, meta, score, best, cfg.to_dict(),
+                                          model_cfg=model.edgeseg_cfg)
+        save_run_state(out, {"epoch": epoch, "global_iter": global_iter, "best_score": best, "model": cfg.model,
+                             "model_state": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+                             "ema_state": ({k: v.detach().cpu() for k, v in ema.module.state_dict().items()}
+                                           if ema is not None else {}),
+                             "ema_updates": ema.updates if ema is not None else 0,
+                             "optimizer": optimizer.state_dict(),
+                             "scaler": scaler.state_dict() if scaler is not None else {},
+                             "torch_rng": torch.get_rng_state()}, history, plot_instance_history)
         msg = (f"epoch {epoch + 1}/{cfg.epochs}: loss {mean[0]:.4f} ("
-               + ", ".join(f"{p} {mean[i + 1]:.3f}" for i, p in enumerate(PARTS)) + ")")
+               + ", ".join(f"{p} {mean[i + 1]:.3f}" for i, p in enumerate(parts_names)) + ")")
         if score is not None:
             msg += f", val mask AP50 {score:.4f}, box AP50 {rec['val_box_ap50']:.4f}"
             if rec["val_mask_ap"] is not None:
                 msg += f", mask AP {rec['val_mask_ap']:.4f}, box AP {rec['val_box_ap']:.4f}"
             msg += " (best)" if improved else ""
-        _log(msg + f" [{rec['time_s']:.1f} s, {rec['it_per_s']} it/s]")
-        if on_epoch_end is not None and on_epoch_end(dict(rec)) is False:
-            _log(f"stopped after epoch {epoch + 1}; continue with resume=True")
+        log(msg + f" [{rec['time_s']:.1f} s, {rec['it_per_s']} it/s]")
+        if stop_requested(on_epoch_end, rec, epoch):
             break
 
     return out / "best"

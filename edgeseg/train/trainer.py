@@ -11,12 +11,7 @@ Writes into ``out_dir``::
 """
 from __future__ import annotations
 
-import dataclasses
 import json
-import math
-import os
-import random
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,20 +25,22 @@ from torch.utils.data import DataLoader
 from .. import defaults
 from ..errors import EdgesegError
 from ..meta import ModelMeta
-from ..models import create_model, is_model, list_models, model_task
-from ..models.checkpoint import load_checkpoint, save_checkpoint
+from ..models import create_model
+from ..models.checkpoint import load_checkpoint
+from .common import (RunConfig, atomic_write_text, begin_epoch, log, log_run_start, make_optimizer, make_train_loader,
+                     open_datasets, optimizer_step, prepare_model, resume_run, save_checkpoints, save_run_state,
+                     set_lr, setup_run, single_cv2_thread, speed_record, stop_requested, validates, worker_init)
+from .common import lr_at as _lr_at
+from .common import STATE_FILE, default_workers, resolve_device, seed_everything  # noqa: F401 (this module's API)
 from .dataset import EvalDataset, TrainDataset, eval_collate, normalize
 from .losses import build_loss, parse_loss_spec
 from .metrics import ConfusionMatrix
 from .plotting import plot_history
-from .._io import atomic_path
 from .._progress import Progress
-
-STATE_FILE = "train_state.pt"
 
 
 @dataclass
-class TrainConfig:
+class TrainConfig(RunConfig):
     """Everything a training run needs. Defaults train the shipped tiny model on synthetic data.
 
     ``data``/``val_data`` are dataset specs for :func:`edgeseg.data.open_dataset` (val defaults to
@@ -89,135 +86,32 @@ class TrainConfig:
     num_threads: Optional[int] = None
     progress: bool = True
 
+    _name = "training config"
+    _task = "semantic"
+
     def __post_init__(self) -> None:
-        if isinstance(self.input_size, int):
-            self.input_size = (self.input_size, self.input_size)
-        self.input_size = tuple(int(v) for v in self.input_size)  # type: ignore[assignment]
+        self._normalize()
         if isinstance(self.crop_size, int):
             self.crop_size = (self.crop_size, self.crop_size)
         if self.crop_size is not None:
             self.crop_size = tuple(int(v) for v in self.crop_size)  # type: ignore[assignment]
-        self.scale_range = tuple(float(v) for v in self.scale_range)  # type: ignore[assignment]
-        self.out_dir = str(self.out_dir)
 
     def validate(self) -> None:
         """Raise :class:`EdgesegError` naming the first bad field."""
-        def bad(msg: str) -> None:
-            raise EdgesegError(f"training config: {msg}")
-
-        if not is_model(self.model):
-            bad(f"unknown model {self.model!r}; valid names: {', '.join(list_models())}")
-        if model_task(self.model) != "semantic":
-            bad(f"{self.model!r} is a {model_task(self.model)} model; semantic models: "
-                f"{', '.join(list_models(task='semantic'))} (or train with --task {model_task(self.model)})")
-        for name in ("epochs", "batch_size", "val_every", "val_batch_size"):
-            if int(getattr(self, name)) < 1:
-                bad(f"{name} must be >= 1, got {getattr(self, name)}")
-        if not self.lr > 0:
-            bad(f"lr must be > 0, got {self.lr}")
-        if self.optimizer not in ("adamw", "sgd"):
-            bad(f"optimizer must be 'adamw' or 'sgd', got {self.optimizer!r}")
+        self._check_model_and_optimizer()
         if len(self.input_size) != 2 or min(self.input_size) < 8:
-            bad(f"input_size must be (h, w) with both >= 8, got {self.input_size}")
-        if (self.workers is not None and self.workers < 0) or self.warmup_iters < 0:
-            bad("workers and warmup_iters must be >= 0")
-        if self.max_iters_per_epoch is not None and self.max_iters_per_epoch < 1:
-            bad(f"max_iters_per_epoch must be >= 1, got {self.max_iters_per_epoch}")
-        if self.device not in ("auto", "cpu") and not self.device.startswith("cuda"):
-            bad(f"device must be 'auto', 'cpu' or 'cuda[:N]', got {self.device!r}")
+            self._bad(f"input_size must be (h, w) with both >= 8, got {self.input_size}")
+        self._check_loop()
         parse_loss_spec(self.loss)
-        if self.init_from is not None and self.resume:
-            bad("init_from and resume exclude each other: resume continues a run, init_from starts a new one "
-                "from another model's weights")
-
-    def to_dict(self) -> Dict[str, Any]:
-        d = dataclasses.asdict(self)
-        d["input_size"] = list(self.input_size)
-        d["scale_range"] = list(self.scale_range)
-        return d
-
-    @classmethod
-    def from_dict(cls, d: Dict[str, Any]) -> "TrainConfig":
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise EdgesegError(f"training config: unknown field(s) {unknown}; known: {sorted(known)}")
-        return cls(**d)
+        self._check_start()
 
 
 # ----------------------------------------------------------------------------------- helpers
 
 
-def resolve_device(name: str = "auto") -> torch.device:
-    """``"auto"`` -> cuda if available else cpu."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise EdgesegError(f"device {name!r} requested but CUDA is not available; use device='cpu'")
-    return torch.device(name)
-
-
-def _available_cpus() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
-
-
-def default_workers() -> int:
-    """Data-loading processes for this machine: 0 up to 2 cores (measured faster: the workers
-    steal the cores torch computes on), else ``min(4, cpus - 2)``."""
-    cpus = _available_cpus()
-    return 0 if cpus <= 2 else min(4, cpus - 2)
-
-
-def _worker_init(_: int) -> None:
-    # OpenCV's own thread pool fights torch's OpenMP threads; workers are single-threaded anyway
-    import cv2
-
-    cv2.setNumThreads(1)
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-
-
 def lr_at(it: int, total: int, base_lr: float, warmup: int, power: float) -> float:
     """Linear warmup to ``base_lr`` over ``warmup`` iterations, then poly decay to 0 at ``total``."""
-    if warmup > 0 and it < warmup:
-        return base_lr * (it + 1) / warmup
-    span = max(1, total - warmup)
-    t = min(1.0, (it - warmup) / span)
-    return base_lr * (1.0 - t) ** power
-
-
-def make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
-    """AdamW or SGD; no weight decay on norm weights and biases (1-D parameters)."""
-    decay, no_decay = [], []
-    for p in model.parameters():
-        if p.requires_grad:
-            (no_decay if p.ndim <= 1 else decay).append(p)
-    groups = [{"params": decay, "weight_decay": cfg.weight_decay},
-              {"params": no_decay, "weight_decay": 0.0}]
-    if cfg.optimizer == "sgd":
-        return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=True)
-    return torch.optim.AdamW(groups, lr=cfg.lr)
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    with atomic_path(path) as tmp:
-        tmp.write_text(text)
-
-
-def _atomic_torch_save(obj: Any, path: Path) -> None:
-    with atomic_path(path) as tmp:
-        torch.save(obj, tmp)
-
-
-def _log(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
+    return _lr_at(it, total, base_lr, warmup, "poly", power=power)
 
 
 # -------------------------------------------------------------------------------- evaluation
@@ -264,7 +158,7 @@ def evaluate(model: torch.nn.Module, dataset: Any, input_size: Tuple[int, int] =
     cm = ConfusionMatrix(n_cls, ignore_index)
     ds = EvalDataset(dataset, tuple(input_size), limit)
     loader = DataLoader(ds, batch_size=batch_size, shuffle=False, num_workers=workers, collate_fn=eval_collate,
-                        worker_init_fn=_worker_init if workers else None)
+                        worker_init_fn=worker_init if workers else None)
     model.eval()
     bar = Progress(len(loader), "val", enabled=progress)
     for images, labels, boxes in loader:
@@ -289,42 +183,6 @@ def _make_meta(cfg: TrainConfig, model: torch.nn.Module, dataset: Any, extra: Di
                      output_stride=int(model.output_stride), palette=palette, extra=extra)
 
 
-def _load_resume(out: Path, cfg: TrainConfig, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
-                 scaler: Any, device: torch.device) -> Optional[Dict[str, Any]]:
-    state_path, last = out / STATE_FILE, out / "last"
-    if not state_path.is_file() or not last.is_dir():
-        _log(f"resume: nothing to resume in {out} (no {STATE_FILE} / last/); starting from scratch")
-        return None
-    state = torch.load(state_path, map_location="cpu", weights_only=True)
-    if state.get("model") != cfg.model:
-        raise EdgesegError(f"resume: {out} holds a {state.get('model')!r} run but the config asks for "
-                           f"{cfg.model!r}; use another out_dir or the same model")
-    last_model, _, _ = load_checkpoint(last)
-    model.load_state_dict(last_model.state_dict())
-    optimizer.load_state_dict(state["optimizer"])
-    if scaler is not None and state.get("scaler"):
-        scaler.load_state_dict(state["scaler"])
-    torch.set_rng_state(state["torch_rng"])
-    hist_path = out / "history.json"
-    state["history"] = json.loads(hist_path.read_text()) if hist_path.is_file() else []
-    return state
-
-
-def _init_weights(model: torch.nn.Module, path: str, name: str, classes: List[str]) -> None:
-    """Start from the weights of checkpoint ``path`` (fine-tuning); same model and classes required."""
-    from ..models.checkpoint import load_checkpoint
-
-    src, meta, ccfg = load_checkpoint(path)
-    if ccfg["model"]["name"] != name:
-        raise EdgesegError(f"init_from: {path} holds a {ccfg['model']['name']!r} model but the config trains "
-                           f"{name!r}; use --model {ccfg['model']['name']} or another checkpoint")
-    if list(meta.classes) != list(classes):
-        raise EdgesegError(f"init_from: {path} was trained for classes {list(meta.classes)} but the data has "
-                           f"{list(classes)}; fine-tune from a checkpoint with the same classes")
-    model.load_state_dict(src.state_dict(), strict=True)
-    _log(f"init: weights from {path}")
-
-
 def train(cfg: TrainConfig, on_epoch_end: Optional[Callable[[Dict[str, Any]], Any]] = None) -> Path:
     """Train a semantic model as configured; returns the directory of the best checkpoint.
 
@@ -333,88 +191,49 @@ def train(cfg: TrainConfig, on_epoch_end: Optional[Callable[[Dict[str, Any]], An
     ``on_epoch_end(record)`` is called after each epoch is saved with its history record; returning
     ``False`` stops the run there (it can be resumed later).
     """
-    import cv2
-
     cfg.validate()
-    cv2_threads = cv2.getNumThreads()
-    cv2.setNumThreads(1)  # OpenCV's pool next to torch's OpenMP threads slows both down a lot
-    try:
+    with single_cv2_thread():
         return _train(cfg, on_epoch_end)
-    finally:
-        cv2.setNumThreads(cv2_threads)
 
 
 def _train(cfg: TrainConfig, on_epoch_end: Optional[Callable[[Dict[str, Any]], Any]]) -> Path:
     from ..data import open_dataset
 
     out = Path(cfg.out_dir)
-    seed_everything(cfg.seed)
-    device = resolve_device(cfg.device)
-    use_amp = device.type == "cuda" and cfg.amp is not False
-    torch.set_num_threads(int(cfg.num_threads or _available_cpus()))
-    if device.type == "cuda":
-        torch.backends.cudnn.benchmark = True
-
-    train_ds = open_dataset(cfg.data, "train", **cfg.data_kwargs)
-    val_ds = open_dataset(cfg.val_data or cfg.data, "val", **cfg.data_kwargs)
-    if len(train_ds) == 0:
-        raise EdgesegError(f"training dataset {cfg.data!r} is empty")
-    classes = list(train_ds.classes)
-    if list(val_ds.classes) != classes:
-        raise EdgesegError(f"train and val datasets have different classes: {classes} vs {list(val_ds.classes)}")
+    device, use_amp = setup_run(cfg)
+    train_ds, val_ds, classes = open_datasets(open_dataset, cfg)
     if cfg.class_weights is not None and len(cfg.class_weights) != len(classes):
         raise EdgesegError(f"class_weights has {len(cfg.class_weights)} entries for {len(classes)} classes "
                            f"{classes}; give one weight per class")
 
-    model = create_model(cfg.model, len(classes), **cfg.model_kwargs)
-    if cfg.init_from is not None:
-        _init_weights(model, cfg.init_from, cfg.model, classes)
-    model = model.to(device)
-    out.mkdir(parents=True, exist_ok=True)  # only once data and model are known to be good
+    model = prepare_model(create_model(cfg.model, len(classes), **cfg.model_kwargs), cfg, classes, device)
     loss_fn = build_loss(cfg.loss, cfg.class_weights).to(device)
     optimizer = make_optimizer(model, cfg)
     scaler = torch.amp.GradScaler("cuda") if use_amp else None
 
     tds = TrainDataset(train_ds, cfg.crop_size or cfg.input_size, cfg.seed, scale_range=cfg.scale_range, hflip=cfg.hflip,
                        color_jitter=cfg.color_jitter)
-    gen = torch.Generator()
-    drop_last = len(tds) >= cfg.batch_size
-    workers = default_workers() if cfg.workers is None else cfg.workers
-    loader = DataLoader(tds, batch_size=cfg.batch_size, shuffle=True, drop_last=drop_last,
-                        num_workers=workers, generator=gen, pin_memory=device.type == "cuda",
-                        worker_init_fn=_worker_init if workers else None)
-    iters = len(loader) if cfg.max_iters_per_epoch is None else min(len(loader), cfg.max_iters_per_epoch)
+    loader, gen, workers, iters = make_train_loader(tds, cfg, device)
     total_iters = cfg.epochs * iters
 
-    start_epoch, global_iter, best_miou, history = 0, 0, -1.0, []
-    if cfg.resume:
-        state = _load_resume(out, cfg, model, optimizer, scaler, device)
-        if state is not None:
-            start_epoch, global_iter = int(state["epoch"]) + 1, int(state["global_iter"])
-            best_miou, history = float(state["best_miou"]), state["history"][:start_epoch]
-            _log(f"resume: continuing {out} after epoch {start_epoch} (best mIoU {best_miou:.4f})")
-    _atomic_write_text(out / "train_config.json", json.dumps(cfg.to_dict(), indent=2) + "\n")
+    def load_last(state: Dict[str, Any]) -> None:  # the weights of the last saved epoch
+        model.load_state_dict(load_checkpoint(out / "last")[0].state_dict())
 
-    n_params = sum(p.numel() for p in model.parameters())
-    _log(f"train: {cfg.model} ({n_params / 1e6:.2f} M params, {len(classes)} classes) on {device}"
-         f"{' +AMP' if use_amp else ''}; {len(train_ds)} train / {len(val_ds)} val samples; "
-         f"{cfg.epochs} epochs x {iters} iters, batch {cfg.batch_size}, {torch.get_num_threads()} threads, "
-         f"{workers} data workers")
+    start_epoch, global_iter, best_miou, history = (
+        resume_run(out, cfg.model, optimizer, scaler, load_last, "best_miou", "mIoU", need_last=True)
+        if cfg.resume else (0, 0, -1.0, []))
+    atomic_write_text(out / "train_config.json", json.dumps(cfg.to_dict(), indent=2) + "\n")
+    log_run_start(cfg, model, len(classes), device, use_amp, len(train_ds), len(val_ds), iters, workers)
 
     for epoch in range(start_epoch, cfg.epochs):
         t0 = time.perf_counter()
-        tds.set_epoch(epoch)
-        gen.manual_seed(cfg.seed * 100_003 + epoch)
-        model.train()
-        bar = Progress(iters, f"epoch {epoch + 1}/{cfg.epochs}", enabled=cfg.progress)
+        bar = begin_epoch(epoch, cfg, tds, gen, model, iters)
         loss_sum, n = 0.0, 0
         lr = cfg.lr
         for it, (x, y) in enumerate(loader):
             if it >= iters:
                 break
-            lr = lr_at(global_iter, total_iters, cfg.lr, cfg.warmup_iters, cfg.poly_power)
-            for g in optimizer.param_groups:
-                g["lr"] = lr
+            lr = set_lr(optimizer, lr_at(global_iter, total_iters, cfg.lr, cfg.warmup_iters, cfg.poly_power))
             x = normalize(x.to(device, non_blocking=True))
             y = y.to(device, non_blocking=True)
             with torch.autocast(device.type, dtype=torch.float16, enabled=use_amp):
@@ -423,14 +242,7 @@ def _train(cfg: TrainConfig, on_epoch_end: Optional[Callable[[Dict[str, Any]], A
             if not torch.isfinite(loss):
                 raise EdgesegError(f"loss became {loss.item()} at epoch {epoch + 1} iter {it + 1}; "
                                    f"lower the learning rate (lr={cfg.lr}) or check the labels")
-            optimizer.zero_grad(set_to_none=True)
-            if scaler is not None:
-                scaler.scale(loss).backward()
-                scaler.step(optimizer)
-                scaler.update()
-            else:
-                loss.backward()
-                optimizer.step()
+            optimizer_step(loss, optimizer, scaler, model)
             global_iter += 1
             loss_sum += float(loss.detach())
             n += 1
@@ -438,11 +250,9 @@ def _train(cfg: TrainConfig, on_epoch_end: Optional[Callable[[Dict[str, Any]], A
         bar.close()
         train_time = time.perf_counter() - t0
 
-        rec: Dict[str, Any] = {"epoch": epoch + 1, "train_loss": loss_sum / max(n, 1), "lr": lr,
-                               "iters": n, "train_time_s": round(train_time, 2),
-                               "it_per_s": round(n / train_time, 3) if train_time > 0 else None,
-                               "val_miou": None, "val_pixel_acc": None}
-        if (epoch + 1) % cfg.val_every == 0 or epoch + 1 == cfg.epochs:
+        rec: Dict[str, Any] = {"epoch": epoch + 1, "train_loss": loss_sum / max(n, 1),
+                               **speed_record(lr, n, train_time), "val_miou": None, "val_pixel_acc": None}
+        if validates(epoch, cfg):
             res = evaluate(model, val_ds, cfg.input_size, len(classes), cfg.val_batch_size, device,
                            workers, cfg.max_val_samples)
             rec.update(val_miou=res["miou"], val_pixel_acc=res["pixel_acc"], val_per_class_iou=res["per_class_iou"])
@@ -452,24 +262,17 @@ def _train(cfg: TrainConfig, on_epoch_end: Optional[Callable[[Dict[str, Any]], A
         extra = {"epoch": epoch + 1, "val_miou": rec["val_miou"], "val_pixel_acc": rec["val_pixel_acc"],
                  "dataset": cfg.data}
         meta = _make_meta(cfg, model, train_ds, extra)
-        save_checkpoint(out / "last", model, meta, extra={"train": cfg.to_dict()})
         miou = rec["val_miou"]
-        improved = miou is not None and not math.isnan(miou) and miou > best_miou
-        if improved or not (out / "best").is_dir():
-            best_miou = max(best_miou, miou if miou is not None and not math.isnan(miou) else -1.0)
-            save_checkpoint(out / "best", model, meta, extra={"train": cfg.to_dict()})
-        _atomic_torch_save({"epoch": epoch, "global_iter": global_iter, "best_miou": best_miou,
-                            "model": cfg.model, "optimizer": optimizer.state_dict(),
-                            "scaler": scaler.state_dict() if scaler is not None else {},
-                            "torch_rng": torch.get_rng_state()}, out / STATE_FILE)
-        _atomic_write_text(out / "history.json", json.dumps(history, indent=2) + "\n")
-        plot_history(history, out / "curve.png")
+        best_miou, improved = save_checkpoints(out, model, meta, miou, best_miou, cfg.to_dict())
+        save_run_state(out, {"epoch": epoch, "global_iter": global_iter, "best_miou": best_miou,
+                             "model": cfg.model, "optimizer": optimizer.state_dict(),
+                             "scaler": scaler.state_dict() if scaler is not None else {},
+                             "torch_rng": torch.get_rng_state()}, history, plot_history)
         msg = f"epoch {epoch + 1}/{cfg.epochs}: loss {rec['train_loss']:.4f}"
         if miou is not None:
             msg += f", val mIoU {miou:.4f}, pixel acc {rec['val_pixel_acc']:.4f}{' (best)' if improved else ''}"
-        _log(msg + f" [{rec['time_s']:.1f} s]")
-        if on_epoch_end is not None and on_epoch_end(dict(rec)) is False:
-            _log(f"stopped after epoch {epoch + 1}; continue with resume=True")
+        log(msg + f" [{rec['time_s']:.1f} s]")
+        if stop_requested(on_epoch_end, rec, epoch):
             break
 
     return out / "best"

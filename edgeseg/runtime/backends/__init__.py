@@ -54,7 +54,19 @@ def get_backend(name: str) -> type[Backend]:
 
 
 def _suffix_key(path: Path) -> str:
-    return DIRECTORY if path.is_dir() else path.suffix.lower()
+    """The SUFFIXES key of ``path``. A directory whose model files (files with a registered
+    suffix) all belong to one backend that opens directories (``opens_directories = True``)
+    counts as that suffix: an OpenVINO export directory (model.xml + model.bin) resolves to
+    OpenVINO, while a checkpoint directory (model.safetensors + config.json) stays a DIRECTORY."""
+    if not path.is_dir():
+        return path.suffix.lower()
+    owners = {s: SUFFIXES[s] for s in {f.suffix.lower() for f in path.iterdir() if f.is_file()}
+              if s in SUFFIXES}
+    if len(set(owners.values())) == 1:
+        suffix, owner = next(iter(owners.items()))
+        if getattr(BACKENDS[owner], "opens_directories", False):
+            return suffix
+    return DIRECTORY
 
 
 def resolve_backend(path: str | Path, backend: str = "auto") -> type[Backend]:
@@ -99,6 +111,8 @@ def open_backend(path: str | Path, backend: str = "auto", **options: Any) -> Bac
 # Built-in backends register themselves on import (cheap: no engine is imported here).
 from . import onnxruntime_backend as _ort  # noqa: E402,F401
 from . import torch_backend as _torch  # noqa: E402,F401
+from . import openvino_backend as _openvino  # noqa: E402,F401
+from . import tensorrt_backend as _tensorrt  # noqa: E402,F401
 
 __all__ = [
     "Backend",

@@ -1,0 +1,389 @@
+"""INT8 for CPU deployments: static QDQ quantisation of an edgeseg ONNX with ONNX Runtime.
+
+    edgeseg export CKPT --format onnx --int8 [--calib DIR|synthetic] [--keep-float head,first]
+
+The FP32 ONNX (a checkpoint is exported first, under the strict ONNX parity gate) is prepared
+with ``quant_pre_process`` (shape inference + graph optimisation) and quantised with
+``onnxruntime.quantization.quantize_static`` in the QDQ format: per-channel symmetric INT8
+weights, per-tensor activations calibrated on images fed through edgeseg's own letterbox
+(:func:`edgeseg.runtime.predictor.preprocess`), so calibration sees exactly what the runtime
+feeds. Layers can be kept in float: ``first`` (the first convolution: 3 input channels make it
+slow and lossy in INT8), ``head`` (the convolutions that produce the outputs), or node names.
+The ModelMeta is carried over (with the quantisation settings under ``extra.export``).
+
+Defaults, and why (measured on this project's 2-core AVX-512-VNNI CPU, ONNX Runtime 1.32, the
+shipped liteseg_t at 288x288, one thread): activations ``uint8`` (U8S8) run ~2x faster than
+``int8`` (S8S8) activations there; keeping the first convolution in float is faster than
+quantising it. ``activations="int8"`` with ``symmetric=True`` gives the Q/DQ layout TensorRT
+needs (zero points 0), which :mod:`edgeseg.export.tensorrt` uses.
+
+Every INT8 export ends with the accuracy gate of :mod:`edgeseg.export.accuracy` (mIoU / mask
+AP drop <= 1 point by default); a failing model is kept as ``*.rejected.onnx`` with its report.
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from collections import deque
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Sequence
+
+import numpy as np
+
+from .. import __version__, defaults
+from .._io import IMAGE_SUFFIXES, atomic_path, read_image
+from ..errors import ExportError
+from ..meta import ModelMeta
+from .accuracy import DEFAULT_MAX_DROP, DeployReport, finish, open_source, run_gate
+from .onnx import parity_path, rejected_path
+from .parity import FRAME_SIZES
+
+#: Calibration images used unless told otherwise.
+DEFAULT_CALIB_IMAGES = 32
+#: Seed of synthetic calibration scenes: a stream of its own (train uses 0, val 1_000_003,
+#: test 2_000_003), so the gate never scores on images the quantiser calibrated on.
+CALIB_SEED = 7_000_003
+#: Layers kept in float by default (see the module docstring).
+DEFAULT_KEEP_FLOAT: tuple[str, ...] = ("first",)
+#: Special --keep-float words; anything else is a node name.
+KEEP_FLOAT_WORDS = ("first", "head", "none")
+METHODS = ("minmax", "entropy", "percentile")
+ACTIVATIONS = ("uint8", "int8")
+#: Ops that carry weights: where "first" and "head" stop looking.
+WEIGHTED_OPS = frozenset({"Conv", "ConvTranspose", "Gemm", "MatMul"})
+
+
+# ----------------------------------------------------------------------------- calibration data
+def calibration_frames(calib: str | os.PathLike = "synthetic", n: int = DEFAULT_CALIB_IMAGES,
+                       seed: int = CALIB_SEED) -> Iterator[np.ndarray]:
+    """BGR uint8 calibration frames: ``"synthetic"`` (or ``"synthetic:N"``, N overriding ``n``)
+    generates scenes of several sizes; a directory yields its images (sorted by name, at most
+    ``n``; jpg/png/bmp/tif/webp). Raises ExportError for a missing or image-less folder."""
+    if n < 1:
+        raise ExportError(f"calibration needs at least 1 image, got {n}")
+    text = str(calib)
+    if text == "synthetic" or text.startswith("synthetic:"):
+        from ..data.synthetic import generate
+
+        if ":" in text:
+            try:
+                n = int(text.split(":", 1)[1])
+            except ValueError:
+                raise ExportError(f"calibration spec {text!r}: expected synthetic:N with an integer N") from None
+        for i in range(n):
+            yield generate(i, seed=seed, size=FRAME_SIZES[i % len(FRAME_SIZES)]).image
+        return
+    folder = Path(calib)
+    if not folder.is_dir():
+        raise ExportError(f"calibration data {text!r} is neither 'synthetic' nor a folder of images; "
+                          "pass --calib DIR (a folder of representative frames) or --calib synthetic")
+    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    if not files:
+        raise ExportError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in calibration folder {str(folder)!r}")
+    for p in files[:n]:
+        yield read_image(p)
+
+
+def _reader_base() -> type:
+    from onnxruntime.quantization import CalibrationDataReader
+
+    return CalibrationDataReader
+
+
+def calibration_reader(frames: Iterable[np.ndarray], meta: ModelMeta,
+                       input_size: tuple[int, int] | None = None) -> Any:
+    """An ``onnxruntime.quantization.CalibrationDataReader`` that letterboxes ``frames`` with
+    the runtime's preprocessing into ``{meta.input_name: (1, 3, h, w) float32}`` batches."""
+    from ..runtime.predictor import preprocess
+
+    class LetterboxCalibrationReader(_reader_base()):  # type: ignore[misc]
+        def __init__(self) -> None:
+            self.tensors = [preprocess(f, meta, np.float32, input_size=input_size)[0] for f in frames]
+            if not self.tensors:
+                raise ExportError("no calibration images")
+            self.rewind()
+
+        def get_next(self) -> dict[str, np.ndarray] | None:
+            return next(self._it, None)
+
+        def rewind(self) -> None:
+            self._it = iter({meta.input_name: t} for t in self.tensors)
+
+        def __len__(self) -> int:
+            return len(self.tensors)
+
+    return LetterboxCalibrationReader()
+
+
+# ----------------------------------------------------------------------------- float layers
+def _producers(graph: Any) -> dict[str, Any]:
+    return {out: node for node in graph.node for out in node.output}
+
+
+def first_weighted_nodes(graph: Any) -> list[str]:
+    """Names of the weighted nodes (Conv, Gemm, ...) nearest the graph inputs: walking forward
+    from the inputs, the first weighted node met on every path."""
+    consumers: dict[str, list[Any]] = {}
+    for node in graph.node:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node)
+    inits = {t.name for t in graph.initializer}
+    queue = deque(i.name for i in graph.input if i.name not in inits)
+    seen_t: set[str] = set()
+    found: list[str] = []
+    while queue:
+        t = queue.popleft()
+        if t in seen_t:
+            continue
+        seen_t.add(t)
+        for node in consumers.get(t, []):
+            if node.op_type in WEIGHTED_OPS:
+                if node.name not in found:
+                    found.append(node.name)
+            else:
+                queue.extend(node.output)
+    return found
+
+
+def head_weighted_nodes(graph: Any) -> list[str]:
+    """Names of the weighted nodes that produce the graph outputs: walking back from each
+    output through unweighted ops (decode, reshape, resize, ...), the first weighted node met."""
+    producers = _producers(graph)
+    queue = deque(o.name for o in graph.output)
+    seen_t: set[str] = set()
+    found: list[str] = []
+    while queue:
+        t = queue.popleft()
+        if t in seen_t or t not in producers:
+            continue
+        seen_t.add(t)
+        node = producers[t]
+        if node.op_type in WEIGHTED_OPS:
+            if node.name not in found:
+                found.append(node.name)
+        else:
+            queue.extend(node.input)
+    return found
+
+
+def resolve_keep_float(model: Any, keep: Sequence[str] | str | None) -> list[str]:
+    """Node names to leave in float for ``keep``: "first", "head", "none" and/or node names
+    (a comma-separated string or a sequence). Unknown node names raise ExportError."""
+    if keep is None:
+        return []
+    words = [w.strip() for w in (keep.split(",") if isinstance(keep, str) else keep) if str(w).strip()]
+    if "none" in words:
+        if len(words) > 1:
+            raise ExportError(f"--keep-float 'none' cannot be combined with other entries, got {words}")
+        return []
+    names = {n.name for n in model.graph.node}
+    out: list[str] = []
+    for w in words:
+        if w == "first":
+            picked = first_weighted_nodes(model.graph)
+        elif w == "head":
+            picked = head_weighted_nodes(model.graph)
+        elif w in names:
+            picked = [w]
+        else:
+            convs = [n.name for n in model.graph.node if n.op_type in WEIGHTED_OPS][:6]
+            raise ExportError(f"--keep-float: {w!r} is neither one of {KEEP_FLOAT_WORDS} nor a node of the "
+                              f"model (weighted nodes are named like {convs})")
+        out.extend(p for p in picked if p not in out)
+    return out
+
+
+def _name_nodes(model: Any) -> None:
+    """Give unnamed nodes unique names (nodes_to_exclude and reports need them)."""
+    used = {n.name for n in model.graph.node if n.name}
+    for i, node in enumerate(model.graph.node):
+        if not node.name:
+            name = f"{node.op_type}_{i}"
+            while name in used:
+                name += "_"
+            node.name = name
+            used.add(name)
+
+
+# ----------------------------------------------------------------------------- quantise
+def quantize_onnx(
+    src: str | Path,
+    dst: str | Path,
+    meta: ModelMeta,
+    calib: str | os.PathLike = "synthetic",
+    calib_images: int = DEFAULT_CALIB_IMAGES,
+    keep_float: Sequence[str] | str | None = DEFAULT_KEEP_FLOAT,
+    per_channel: bool = True,
+    method: str = "minmax",
+    activations: str = "uint8",
+    symmetric: bool = False,
+    op_types: Sequence[str] | None = None,
+    seed: int = CALIB_SEED,
+    quantize_bias: bool = True,
+) -> dict[str, Any]:
+    """Quantise the FP32 ONNX ``src`` into a QDQ INT8 ONNX at ``dst`` (written atomically).
+
+    Args:
+        meta: the model's ModelMeta (normalisation for calibration; stored in ``dst`` with
+            the quantisation settings under ``extra.export.quantization``).
+        calib, calib_images: calibration frames (see :func:`calibration_frames`).
+        keep_float: layers left in float (see :func:`resolve_keep_float`).
+        per_channel: per-output-channel weight scales (recommended for convolutions).
+        method: calibration method: "minmax", "entropy" or "percentile".
+        activations: "uint8" (U8S8; fastest with ONNX Runtime on x86) or "int8" (S8S8).
+        symmetric: symmetric activations (zero point 0; TensorRT needs it, with "int8").
+        op_types: op types to quantise (default: all ONNX Runtime supports).
+        seed: seed of synthetic calibration scenes.
+        quantize_bias: store biases as int32 behind a DequantizeLinear (ONNX Runtime's default);
+            False keeps them float, the Q/DQ layout TensorRT's explicit quantization takes.
+
+    Returns the settings used (JSON-able), including the nodes kept in float.
+    """
+    import onnx
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    if method not in METHODS:
+        raise ExportError(f"calibration method must be one of {METHODS}, got {method!r}")
+    if activations not in ACTIVATIONS:
+        raise ExportError(f"activations must be one of {ACTIVATIONS}, got {activations!r}")
+    src, dst = Path(src), Path(dst)
+    calib_method = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
+                    "percentile": CalibrationMethod.Percentile}[method]
+    t0 = time.perf_counter()
+    reader = calibration_reader(calibration_frames(calib, calib_images, seed), meta)
+    with tempfile.TemporaryDirectory(prefix="edgeseg-q-") as work:
+        prepared = Path(work) / "prepared.onnx"
+        try:
+            quant_pre_process(str(src), str(prepared), skip_symbolic_shape=False)
+        except Exception:  # noqa: BLE001 - symbolic shape inference fails on some graphs; plain is fine
+            try:
+                quant_pre_process(str(src), str(prepared), skip_symbolic_shape=True)
+            except Exception as e:  # noqa: BLE001
+                raise ExportError(f"ONNX Runtime's quantisation pre-processing of {src.name} failed: "
+                                  f"{type(e).__name__}: {e}") from None
+        model = onnx.load(str(prepared))
+        _name_nodes(model)
+        onnx.save(model, str(prepared))
+        excluded = resolve_keep_float(model, keep_float)
+        with atomic_path(dst) as tmp:
+            try:
+                quantize_static(
+                    str(prepared), str(tmp), reader, quant_format=QuantFormat.QDQ, per_channel=per_channel,
+                    activation_type=QuantType.QUInt8 if activations == "uint8" else QuantType.QInt8,
+                    weight_type=QuantType.QInt8, calibrate_method=calib_method, nodes_to_exclude=excluded,
+                    op_types_to_quantize=list(op_types) if op_types else None,
+                    extra_options={"ActivationSymmetric": bool(symmetric), "WeightSymmetric": True,
+                                   "QuantizeBias": bool(quantize_bias)})
+            except ExportError:
+                raise
+            except Exception as e:  # noqa: BLE001 - ORT's quantiser raises many types
+                raise ExportError(f"ONNX Runtime quantisation of {src.name} failed: {type(e).__name__}: {e}") from None
+            settings = {"format": "QDQ", "weights": "int8 symmetric" + (" per-channel" if per_channel else ""),
+                        "activations": activations + (" symmetric" if symmetric else ""),
+                        "bias": "int32" if quantize_bias else "float",
+                        "method": method, "calibration": str(calib), "calibration_images": len(reader),
+                        "kept_float": excluded, "op_types": list(op_types) if op_types else "all",
+                        "onnxruntime": _ort_version(), "seconds": round(time.perf_counter() - t0, 2)}
+            q = onnx.load(str(tmp))
+            qmeta = meta.replace(edgeseg_version=__version__, extra={
+                **meta.extra, "export": {**meta.extra.get("export", {}), "precision": "int8",
+                                         "quantization": settings}})
+            _store_meta(q, qmeta)
+            try:
+                onnx.checker.check_model(q)
+            except onnx.checker.ValidationError as e:
+                raise ExportError(f"the quantised graph fails onnx.checker: {e}") from None
+            onnx.save(q, str(tmp))
+    return settings
+
+
+def _ort_version() -> str:
+    import onnxruntime
+
+    return onnxruntime.__version__
+
+
+def _store_meta(proto: Any, meta: ModelMeta) -> None:
+    keep = [p for p in proto.metadata_props if p.key != defaults.META_KEY]
+    del proto.metadata_props[:]
+    proto.metadata_props.extend(keep)
+    entry = proto.metadata_props.add()
+    entry.key, entry.value = defaults.META_KEY, meta.to_json()
+    proto.producer_name = "edgeseg"
+    proto.producer_version = __version__
+
+
+# ----------------------------------------------------------------------------- export
+def default_int8_path(source: str | Path) -> Path:
+    """``CKPT.int8.onnx`` beside a checkpoint directory, ``model.int8.onnx`` beside an ONNX."""
+    p = Path(source)
+    return p.with_name(p.stem + ".int8.onnx") if p.suffix.lower() == ".onnx" else p.with_name(p.name + ".int8.onnx")
+
+
+def export_onnx_int8(
+    source: str | Path,
+    out: str | Path,
+    calib: str | os.PathLike = "synthetic",
+    calib_images: int = DEFAULT_CALIB_IMAGES,
+    keep_float: Sequence[str] | str | None = DEFAULT_KEEP_FLOAT,
+    per_channel: bool = True,
+    method: str = "minmax",
+    activations: str = "uint8",
+    op_types: Sequence[str] | None = None,
+    input_size: int | tuple[int, int] | None = None,
+    dynamic: bool | None = None,
+    opset: int | None = None,
+    val: str | None = None,
+    val_images: int | None = None,
+    max_drop: float = DEFAULT_MAX_DROP,
+    parity_images: int | None = None,
+    min_agreement: float = defaults.PARITY_MIN_AGREEMENT,
+    seed: int = 0,
+    verbose: bool = True,
+) -> DeployReport:
+    """Export a checkpoint (or an edgeseg FP32 ``.onnx``) to a QDQ INT8 ONNX and gate it.
+
+    Quantisation arguments as in :func:`quantize_onnx`; ``input_size``/``dynamic``/``opset``
+    as in :func:`~edgeseg.export.onnx.export_onnx` (checkpoint sources only); gate arguments as
+    in :func:`~edgeseg.export.openvino.export_openvino`. The model is written to ``out`` only if
+    the mIoU / mask AP drop against the reference is within ``max_drop``; otherwise it is kept
+    as ``<out>.rejected.onnx`` beside the report ``<out>.parity.json`` and ExportError is raised.
+    """
+    from ..runtime.backends.onnxruntime_backend import OnnxRuntimeBackend
+
+    t0 = time.perf_counter()
+    out = Path(out)
+    if out.suffix.lower() != ".onnx":
+        raise ExportError(f"the INT8 model path must end in .onnx (got {str(out)!r}); e.g. model.int8.onnx")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="edgeseg-int8-") as work:
+        src = open_source(source, work, input_size=input_size, dynamic=dynamic, opset=opset,
+                          parity_images=parity_images, min_agreement=min_agreement, seed=seed)
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{out.stem}.", suffix=".onnx", dir=out.parent)
+        os.close(fd)
+        tmp = Path(tmp_name)
+        try:
+            settings = quantize_onnx(src.onnx, tmp, src.meta, calib=calib, calib_images=calib_images,
+                                     keep_float=keep_float, per_channel=per_channel, method=method,
+                                     activations=activations, op_types=op_types)
+            candidate = OnnxRuntimeBackend(tmp, device="cpu")
+            gate = run_gate(src, candidate, "int8", val=val, val_images=val_images, max_drop=max_drop,
+                            parity_images=parity_images, min_agreement=min_agreement, seed=seed)
+            report = DeployReport(
+                format="onnx", precision="int8", path=out, source=src.path, reference=src.reference_name,
+                meta=candidate.meta or src.meta, size_bytes=tmp.stat().st_size,
+                seconds=time.perf_counter() - t0, gate=gate, report_path=parity_path(out),
+                details={"quantization": settings})
+            return finish([(tmp, out, rejected_path(out))], report, verbose,
+                          hint="calibrate on more representative images (--calib DIR), try --calib-method "
+                               "entropy, or keep sensitive layers in float (--keep-float head,first)")
+        finally:
+            if tmp.exists():
+                tmp.unlink()
+
+
+__all__ = ["quantize_onnx", "export_onnx_int8", "calibration_frames", "calibration_reader",
+           "resolve_keep_float", "first_weighted_nodes", "head_weighted_nodes", "default_int8_path",
+           "DEFAULT_CALIB_IMAGES", "DEFAULT_KEEP_FLOAT", "CALIB_SEED"]

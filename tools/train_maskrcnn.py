@@ -1,0 +1,147 @@
+#!/usr/bin/env python
+"""Reproduce the Mask R-CNN model of the zoo (tools/zoo/maskrcnn/).
+
+Trains ``maskrcnn`` from scratch on the synthetic scenes with the shared instance trainer, exports
+it to ONNX (standard operators: NonMaxSuppression, RoiAlign, TopK; parity gate against PyTorch),
+evaluates the exported model through the deployed runtime (ONNX Runtime, then the C++
+``paste_masks`` of the 28x28 RoI masks into each frame) with pycocotools' COCOeval on a synthetic
+split never used in training or model selection, measures its speed at the network size and the
+cost of pasting every detection into a 1920x1080 frame, and writes:
+
+    tools/zoo/maskrcnn/history.json      per-epoch losses / AP50 / lr / time
+    tools/zoo/maskrcnn/curve.png         training curve
+    tools/zoo/maskrcnn/eval.json         COCO mask/box AP on the held-out split, latency, parameters
+    tools/zoo/maskrcnn/recipe.json       the exact InstanceTrainConfig used
+    tools/zoo/maskrcnn/checkpoint/       PyTorch weights (safetensors + config.json)
+
+The ONNX model stays in the run directory (``--out``/maskrcnn.onnx); ``edgeseg export`` rebuilds
+it from the checkpoint.
+
+Usage: python tools/train_maskrcnn.py [--epochs N] [--out runs/maskrcnn] [--resume] [--threads 1]
+       python tools/train_maskrcnn.py --checkpoint tools/zoo/maskrcnn/checkpoint   (export + evaluate only)
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--epochs", type=int, default=12)
+    ap.add_argument("--batch-size", type=int, default=8)
+    ap.add_argument("--lr", type=float, default=2e-3)
+    ap.add_argument("--imgsz", type=int, default=256)
+    ap.add_argument("--train-images", type=int, default=6000)
+    ap.add_argument("--iters-per-epoch", type=int, default=200)
+    ap.add_argument("--val-images", type=int, default=100, help="validation images per epoch (model selection)")
+    ap.add_argument("--threads", type=int, default=None,
+                    help="torch threads (default: all cores; use 1 when another job shares the CPU)")
+    ap.add_argument("--workers", type=int, default=1, help="data loader processes")
+    ap.add_argument("--out", default="runs/maskrcnn", help="training run directory")
+    ap.add_argument("--eval-split", default="test", help="synthetic split for the final figure")
+    ap.add_argument("--eval-images", type=int, default=200)
+    ap.add_argument("--resume", action="store_true")
+    ap.add_argument("--checkpoint", default=None, help="skip training and export this checkpoint directory")
+    ap.add_argument("--no-install", action="store_true", help="do not copy into tools/zoo/maskrcnn")
+    args = ap.parse_args(argv)
+
+    from edgeseg.export.onnx import export_onnx
+    from edgeseg.train.instance_trainer import InstanceTrainConfig, train_instance
+
+    cfg = InstanceTrainConfig(model="maskrcnn", data=f"synthetic:{args.train_images}", val_data="synthetic",
+                              epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, warmup_iters=300,
+                              input_size=(args.imgsz, args.imgsz), out_dir=args.out, resume=args.resume, seed=0,
+                              max_iters_per_epoch=args.iters_per_epoch, max_val_samples=args.val_images,
+                              num_threads=args.threads, workers=args.workers)
+    t0 = time.time()
+    trained = args.checkpoint is None
+    best = train_instance(cfg) if trained else Path(args.checkpoint)
+    train_s = time.time() - t0
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    onnx_path = out / "maskrcnn.onnx"
+    export_onnx(best, onnx_path, verbose=True)
+
+    report = evaluate(onnx_path, args.eval_split, args.eval_images)
+    report.update({"model": "maskrcnn", "parameters": _parameters(best), "onnx_bytes": onnx_path.stat().st_size,
+                   **({"train_seconds": round(train_s)} if trained else {"checkpoint": str(best)})})
+    print(json.dumps(report, indent=2))
+
+    if not args.no_install:
+        zoo = ROOT / "tools" / "zoo" / "maskrcnn"
+        zoo.mkdir(parents=True, exist_ok=True)
+        if trained:
+            for name in ("history.json", "curve.png"):
+                if (out / name).exists():
+                    shutil.copy2(out / name, zoo / name)
+            (zoo / "recipe.json").write_text(json.dumps(cfg.to_dict(), indent=2, default=str) + "\n")
+            ckpt = zoo / "checkpoint"
+            ckpt.mkdir(exist_ok=True)
+            for f in Path(best).iterdir():
+                if f.is_file():
+                    shutil.copy2(f, ckpt / f.name)
+                    (ckpt / f.name).chmod(0o644)
+        (zoo / "eval.json").write_text(json.dumps(report, indent=2) + "\n")
+        print(f"installed {zoo}/")
+    return 0
+
+
+def _parameters(checkpoint: Path) -> int:
+    from edgeseg.models.checkpoint import load_checkpoint
+
+    model, _, _ = load_checkpoint(checkpoint)
+    return int(sum(p.numel() for p in model.parameters()))
+
+
+def evaluate(onnx_path: Path, split: str, n: int) -> dict:
+    """COCO mask/box AP of the exported model through the deployed runtime, its speed, and the share
+    of post-processing (pasting every detection) in the latency of a 1920x1080 frame."""
+    import numpy as np
+
+    from edgeseg import defaults, load
+    from edgeseg.data import open_instance_dataset
+    from edgeseg.data.synthetic import generate
+    from edgeseg.train.coco_eval import coco_gt_from_dataset, evaluate_coco
+
+    predictor = load(onnx_path, score_threshold=defaults.EVAL_SCORE_THRESHOLD)
+    dataset = open_instance_dataset("synthetic", split)
+    n = min(n, len(dataset))
+    gt = coco_gt_from_dataset(dataset, n)
+    dets = []
+    for i in range(n):
+        s = dataset.sample(i)
+        dets.extend(predictor(s.image).to_coco(image_id=s.image_id, category_ids=dataset.cat_ids))
+    metrics = evaluate_coco(gt, dets)
+
+    def timed(frames: list) -> dict:
+        fast = load(onnx_path)  # the deployment thresholds (fewer, real detections)
+        fast.warmup(3)
+        stages: dict = {"pre": [], "infer": [], "post": []}
+        counts = []
+        for f in frames:
+            r = fast(f)
+            counts.append(len(r))
+            for k in stages:
+                stages[k].append(r.timings[k])
+        p50 = {k: round(float(np.median(v)), 2) for k, v in stages.items()}
+        total = np.sum([stages[k] for k in stages], axis=0)
+        return {"latency_ms_p50": p50, "fps_p50": round(1000.0 / float(np.median(total)), 1),
+                "post_share_p50": round(float(np.median(np.asarray(stages["post"]) / total)), 4),
+                "detections_mean": round(float(np.mean(counts)), 2)}
+
+    at_size = timed([dataset.sample(i).image for i in range(min(n, 100))])
+    full_hd = timed([generate(i, seed=7, size=(1080, 1920)).image for i in range(20)])
+    return {"split": f"synthetic/{split}", "images": n, "evaluator": "pycocotools COCOeval", **metrics,
+            **at_size, "frame_1920x1080": full_hd}
+
+
+if __name__ == "__main__":
+    sys.exit(main())
