@@ -21,12 +21,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from _zoo import install_run  # noqa: E402  (tools/ is on sys.path when run as a script)
+
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -73,24 +73,8 @@ def main(argv: list[str] | None = None) -> int:
     print(json.dumps(report, indent=2))
 
     if not args.no_install:
-        zoo = ROOT / "tools" / "zoo" / "instance_default"
-        zoo.mkdir(parents=True, exist_ok=True)
-        if trained:
-            for name in ("history.json", "curve.png"):
-                if (out / name).exists():
-                    shutil.copy2(out / name, zoo / name)
-            (zoo / "recipe.json").write_text(json.dumps(cfg.to_dict(), indent=2, default=str) + "\n")
-            ckpt = zoo / "checkpoint"
-            ckpt.mkdir(exist_ok=True)
-            for f in Path(best).iterdir():
-                if f.is_file():
-                    shutil.copy2(f, ckpt / f.name)
-                    (ckpt / f.name).chmod(0o644)
-        (zoo / "eval.json").write_text(json.dumps(report, indent=2) + "\n")
-        dst = ROOT / "edgeseg" / "assets" / "instance_default.onnx"
-        shutil.copy2(onnx_path, dst)
-        dst.chmod(0o644)
-        print(f"installed {dst} ({dst.stat().st_size / 1e6:.2f} MB) and {zoo}/")
+        install_run("instance_default", out, best, report, cfg.to_dict() if trained else None,
+                    onnx_path=onnx_path, asset="instance_default.onnx")
     return 0
 
 
