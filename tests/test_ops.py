@@ -18,10 +18,10 @@ from edgeseg.errors import ArrayError
 
 try:  # tests/ may or may not be a package
     from .reference import (ref_argmax, ref_letterbox, ref_letterbox_geometry, ref_overlay,
-                            ref_upsample_argmax)
+                            ref_upsample_argmax, ref_upsample_logits)
 except ImportError:
     from reference import (ref_argmax, ref_letterbox, ref_letterbox_geometry, ref_overlay,
-                           ref_upsample_argmax)
+                           ref_upsample_argmax, ref_upsample_logits)
 
 SETTINGS = settings(max_examples=30, deadline=None,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
@@ -135,6 +135,50 @@ def test_upsample_argmax_matches_reference(c, h, w, oh, ow, dtype, batched, seed
     x = rand_logits(rng, (c, h, w), dtype, ties=False)
     got = ops.upsample_argmax(x[None] if batched else x, (oh, ow))
     assert_agrees(got, x, (oh, ow))
+
+
+def blocky_logits(rng, c, h, w, dtype, block=4):
+    """Segmentation-like logits: a label map of blocks (one-hot, scaled) plus noise, so most
+    bilinear cells are label-uniform (the fast path) and the rest straddle a boundary."""
+    lab = rng.integers(0, c, size=(-(-h // block), -(-w // block)))
+    lab = np.kron(lab, np.ones((block, block), np.int64))[:h, :w]
+    x = 4.0 * (np.arange(c)[:, None, None] == lab[None]) + rng.standard_normal((c, h, w))
+    return x.astype(dtype)
+
+
+@SETTINGS
+@given(c=st.sampled_from([2, 7, 19, 300]), h=st.integers(1, 24), w=st.integers(1, 24),
+       oh=st.integers(1, 120), ow=st.integers(1, 120), block=st.integers(1, 8),
+       dtype=st.sampled_from(FLOATS), letterboxed=st.booleans(), seed=st.integers(0, 2**31))
+def test_upsample_argmax_label_uniform_cells(c, h, w, oh, ow, block, dtype, letterboxed, seed):
+    """Blocky logits (mostly label-uniform cells: labels filled without blending) agree with the
+    float64 reference, identically across threads and SIMD/scalar."""
+    rng = np.random.default_rng(seed)
+    x = blocky_logits(rng, c, h, w, dtype, block)
+    info = ops.letterbox_info((oh, ow), (h * 4, w * 4)) if letterboxed else None
+    got = run_all_modes(lambda: ops.upsample_argmax(x, (oh, ow), letterbox=info))
+    assert_agrees(got, x, (oh, ow), info)
+
+
+def test_upsample_argmax_non_finite_logits_like_the_blend():
+    """NaN/inf in a label-uniform region: those cells take the full blend (an infinity times a
+    zero weight is NaN, which wins like numpy's argmax), exactly as the float64 reference does.
+    The identity size has zero weights everywhere."""
+    rng = np.random.default_rng(7)
+    for dt in FLOATS:
+        x = blocky_logits(rng, 5, 12, 16, dt, block=6)
+        x[2, 3, 4] = -np.inf
+        x[4, 8, 9] = np.nan
+        x[1, 1, 13] = np.inf
+        for size in [(47, 61), (12, 16)]:
+            got = run_all_modes(lambda: ops.upsample_argmax(x, size))
+            up = ref_upsample_logits(x.astype(np.float64), size)
+            want, margin = ref_upsample_argmax(x.astype(np.float64), size)
+            has_nan = np.isnan(up).any(axis=0)
+            assert has_nan.any()
+            np.testing.assert_array_equal(got[has_nan], want[has_nan])
+            sure = ~has_nan & (margin > MARGIN)
+            np.testing.assert_array_equal(got[sure], want[sure])
 
 
 def test_upsample_argmax_exact_ties_first_index():

@@ -19,26 +19,16 @@ void argmax(const void* logits, FloatType dtype, int64_t N, int64_t C, int64_t H
   parallel_for(
       total,
       [&](int64_t t0, int64_t t1) {
-        std::vector<float> best(kTile), conv(dtype == FloatType::F16 ? kTile : 0);
         std::vector<int32_t> idx(kTile);
         for (int64_t t = t0; t < t1; ++t) {
           const int64_t n = t / tiles_per_image;
           const int64_t p0 = (t % tiles_per_image) * kTile;
           const int64_t len = std::min(kTile, HW - p0);
-          for (int64_t c = 0; c < C; ++c) {
-            const int64_t off = (n * C + c) * HW + p0;
-            const float* v;
-            if (dtype == FloatType::F32) {
-              v = static_cast<const float*>(logits) + off;
-            } else {
-              rows::half_to_float(static_cast<const uint16_t*>(logits) + off, conv.data(), len);
-              v = conv.data();
-            }
-            if (c == 0)
-              rows::argmax_init(v, best.data(), idx.data(), len);
-            else
-              rows::argmax_update(v, best.data(), idx.data(), static_cast<int32_t>(c), len);
-          }
+          const int64_t off = n * C * HW + p0;
+          if (dtype == FloatType::F32)
+            rows::argmax_channels(static_cast<const float*>(logits) + off, C, HW, idx.data(), len);
+          else
+            rows::argmax_channels(static_cast<const uint16_t*>(logits) + off, C, HW, idx.data(), len);
           store_labels(idx.data(), labels, label_type, n * HW + p0, len);
         }
       },

@@ -5,8 +5,9 @@
 //   labels[n, y, x] = argmax_c logits[n, c, y, x]; the first index wins on ties and the first NaN
 //   wins over any number, exactly as numpy.argmax(axis=-3).
 //
-// Pixels are processed in tiles of a few thousand so the running max/index stay in L1 while the
-// channel planes stream through; tiles are spread over the thread pool.
+// Pixels are processed in tiles of a few thousand spread over the thread pool; within a tile,
+// blocks of 32 pixels keep their running max/index in registers while the C channel planes
+// stream through (float16 is converted in registers, so it reads half the bytes).
 #pragma once
 
 #include <cstdint>

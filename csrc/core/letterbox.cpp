@@ -44,18 +44,9 @@ void letterbox(const uint8_t* image, int64_t H, int64_t W, void* out, FloatType 
         float* slot[2] = {buf.data(), buf.data() + 3 * rw};
         int64_t slot_row[2] = {-1, -1};
         auto fill = [&](int s, int64_t r) {
-          const uint8_t* src = image + r * W * 3;
           float* R = slot[s];
-          float* G = R + rw;
-          float* B = G + rw;
-          for (int64_t x = 0; x < rw; ++x) {
-            const uint8_t* p0 = src + xo0[x];
-            const uint8_t* p1 = src + xo1[x];
-            const float w0 = tx.w0[x], w1 = tx.w1[x];
-            B[x] = static_cast<float>(p0[0]) * w0 + static_cast<float>(p1[0]) * w1;
-            G[x] = static_cast<float>(p0[1]) * w0 + static_cast<float>(p1[1]) * w1;
-            R[x] = static_cast<float>(p0[2]) * w0 + static_cast<float>(p1[2]) * w1;
-          }
+          rows::resample_bgr_row(image + r * W * 3, (H - r) * W * 3, xo0.data(), xo1.data(),
+                                 tx.w0.data(), tx.w1.data(), R, R + rw, R + 2 * rw, rw);
           slot_row[s] = r;
         };
 

@@ -7,6 +7,14 @@
 
 #include "half.h"
 
+// The portable loops are forced inline: called from an AVX2 function (for its tail) they are then
+// compiled with VEX encoding, avoiding the AVX<->SSE transition penalty of a call into SSE code.
+#if defined(__GNUC__) || defined(__clang__)
+#define EDGESEG_SCALAR __attribute__((always_inline)) inline
+#else
+#define EDGESEG_SCALAR inline
+#endif
+
 #if (defined(__x86_64__) || defined(__i386__)) && (defined(__GNUC__) || defined(__clang__))
 #define EDGESEG_HAVE_AVX2 1
 #include <immintrin.h>
@@ -48,53 +56,92 @@ inline bool use_simd() {
 
 // ---- portable loops -------------------------------------------------------------------------
 
-inline bool beats(float v, float b) { return (v > b) || (v != v && b == b); }
+EDGESEG_SCALAR bool beats(float v, float b) { return (v > b) || (v != v && b == b); }
 
-void half_to_float_scalar(const uint16_t* src, float* dst, int64_t n) {
+EDGESEG_SCALAR void half_to_float_scalar(const uint16_t* src, float* dst, int64_t n) {
   for (int64_t i = 0; i < n; ++i) dst[i] = edgeseg::half_to_float(src[i]);
 }
-void float_to_half_scalar(const float* src, uint16_t* dst, int64_t n) {
-  for (int64_t i = 0; i < n; ++i) dst[i] = edgeseg::float_to_half(src[i]);
-}
-void argmax_update_scalar(const float* v, float* best, int32_t* idx, int32_t c, int64_t n) {
-  for (int64_t i = 0; i < n; ++i) {
-    const float x = v[i], b = best[i];
-    const bool t = beats(x, b);
-    best[i] = t ? x : b;
-    idx[i] = t ? c : idx[i];
-  }
-}
-void lerp_scalar(const float* a, const float* b, float wa, float wb, float* out, int64_t n) {
-  for (int64_t i = 0; i < n; ++i) out[i] = a[i] * wa + b[i] * wb;
-}
-void lerp_argmax_update_scalar(const float* a, const float* b, float wa, float wb, float* best,
-                               int32_t* idx, int32_t c, int64_t n) {
-  for (int64_t i = 0; i < n; ++i) {
-    const float x = a[i] * wa + b[i] * wb, bb = best[i];
-    const bool t = beats(x, bb);
-    best[i] = t ? x : bb;
-    idx[i] = t ? c : idx[i];
-  }
-}
-void gather_lerp_scalar(const float* src, const int32_t* i0, const int32_t* i1, const float* w0,
-                        const float* w1, float* out, int64_t n) {
-  for (int64_t i = 0; i < n; ++i) out[i] = src[i0[i]] * w0[i] + src[i1[i]] * w1[i];
-}
-void lerp_argmax_channels_scalar(const float* a, const float* b, float wa, float wb, int64_t C,
-                                 int64_t stride, int32_t* idx, int64_t n) {
+template <typename T, typename Load>
+EDGESEG_SCALAR void argmax_channels_scalar_t(const T* v, int64_t C, int64_t stride, int32_t* idx, int64_t n,
+                              Load load) {
   constexpr int64_t kBlock = 16;  // small fixed blocks the compiler can vectorise (NEON/SSE2)
   float best[kBlock];
   int32_t bi[kBlock];
   for (int64_t i0 = 0; i0 < n; i0 += kBlock) {
     const int64_t m = n - i0 < kBlock ? n - i0 : kBlock;
     for (int64_t j = 0; j < m; ++j) {
-      best[j] = a[i0 + j] * wa + b[i0 + j] * wb;
+      best[j] = load(v[i0 + j]);
       bi[j] = 0;
     }
     for (int64_t c = 1; c < C; ++c) {
-      const float* pa = a + c * stride + i0;
-      const float* pb = b + c * stride + i0;
+      const T* p = v + c * stride + i0;
       const int32_t ci = static_cast<int32_t>(c);
+      for (int64_t j = 0; j < m; ++j) {
+        const float x = load(p[j]), bb = best[j];
+        const bool t = beats(x, bb);
+        best[j] = t ? x : bb;
+        bi[j] = t ? ci : bi[j];
+      }
+    }
+    for (int64_t j = 0; j < m; ++j) idx[i0 + j] = bi[j];
+  }
+}
+EDGESEG_SCALAR void argmax_channels_scalar(const float* v, int64_t C, int64_t stride, int32_t* idx, int64_t n) {
+  argmax_channels_scalar_t(v, C, stride, idx, n, [](float x) { return x; });
+}
+EDGESEG_SCALAR void argmax_channels_scalar(const uint16_t* v, int64_t C, int64_t stride, int32_t* idx,
+                            int64_t n) {
+  argmax_channels_scalar_t(v, C, stride, idx, n, [](uint16_t h) { return edgeseg::half_to_float(h); });
+}
+EDGESEG_SCALAR void clear_nonfinite_scalar(const float* v, int64_t C, int64_t stride, uint8_t* flags, int64_t n) {
+  for (int64_t c = 0; c < C; ++c) {
+    const float* p = v + c * stride;
+    for (int64_t i = 0; i < n; ++i) {
+      const float d = p[i] - p[i];  // 0 for finite values, NaN for NaN and +-inf
+      flags[i] = d == 0.0f ? flags[i] : 0;
+    }
+  }
+}
+EDGESEG_SCALAR void clear_nonfinite_scalar(const uint16_t* v, int64_t C, int64_t stride, uint8_t* flags,
+                            int64_t n) {
+  for (int64_t c = 0; c < C; ++c) {
+    const uint16_t* p = v + c * stride;
+    for (int64_t i = 0; i < n; ++i) flags[i] = (p[i] & 0x7c00u) == 0x7c00u ? 0 : flags[i];
+  }
+}
+EDGESEG_SCALAR void resample_bgr_row_scalar(const uint8_t* src, int64_t /*readable*/, const int32_t* o0,
+                             const int32_t* o1, const float* w0, const float* w1, float* R,
+                             float* G, float* B, int64_t n) {
+  for (int64_t x = 0; x < n; ++x) {
+    const uint8_t* p0 = src + o0[x];
+    const uint8_t* p1 = src + o1[x];
+    B[x] = static_cast<float>(p0[0]) * w0[x] + static_cast<float>(p1[0]) * w1[x];
+    G[x] = static_cast<float>(p0[1]) * w0[x] + static_cast<float>(p1[1]) * w1[x];
+    R[x] = static_cast<float>(p0[2]) * w0[x] + static_cast<float>(p1[2]) * w1[x];
+  }
+}
+EDGESEG_SCALAR void gather_lerp_scalar(const float* src, const int32_t* i0, const int32_t* i1, const float* w0,
+                        const float* w1, float* out, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) out[i] = src[i0[i]] * w0[i] + src[i1[i]] * w1[i];
+}
+EDGESEG_SCALAR void lerp_argmax_channels_scalar(const float* a, const float* b, float wa, float wb,
+                                 const int32_t* chans, int64_t nch, int64_t stride, int32_t* idx,
+                                 int64_t n) {
+  constexpr int64_t kBlock = 16;  // small fixed blocks the compiler can vectorise (NEON/SSE2)
+  float best[kBlock];
+  int32_t bi[kBlock];
+  for (int64_t i0 = 0; i0 < n; i0 += kBlock) {
+    const int64_t m = n - i0 < kBlock ? n - i0 : kBlock;
+    const float* pa = a + chans[0] * stride + i0;
+    const float* pb = b + chans[0] * stride + i0;
+    for (int64_t j = 0; j < m; ++j) {
+      best[j] = pa[j] * wa + pb[j] * wb;
+      bi[j] = chans[0];
+    }
+    for (int64_t k = 1; k < nch; ++k) {
+      const int32_t ci = chans[k];
+      pa = a + ci * stride + i0;
+      pb = b + ci * stride + i0;
       for (int64_t j = 0; j < m; ++j) {
         const float x = pa[j] * wa + pb[j] * wb, bb = best[j];
         const bool t = beats(x, bb);
@@ -105,11 +152,11 @@ void lerp_argmax_channels_scalar(const float* a, const float* b, float wa, float
     for (int64_t j = 0; j < m; ++j) idx[i0 + j] = bi[j];
   }
 }
-void lerp_affine_scalar(const float* a, const float* b, float wa, float wb, float k, float bias,
+EDGESEG_SCALAR void lerp_affine_scalar(const float* a, const float* b, float wa, float wb, float k, float bias,
                         float* out, int64_t n) {
   for (int64_t i = 0; i < n; ++i) out[i] = (a[i] * wa + b[i] * wb) * k + bias;
 }
-void lerp_affine_scalar(const float* a, const float* b, float wa, float wb, float k, float bias,
+EDGESEG_SCALAR void lerp_affine_scalar(const float* a, const float* b, float wa, float wb, float k, float bias,
                         uint16_t* out, int64_t n) {
   for (int64_t i = 0; i < n; ++i)
     out[i] = edgeseg::float_to_half((a[i] * wa + b[i] * wb) * k + bias);
@@ -127,63 +174,96 @@ EDGESEG_AVX2 void half_to_float_avx2(const uint16_t* src, float* dst, int64_t n)
   half_to_float_scalar(src + i, dst + i, n - i);
 }
 
-EDGESEG_AVX2 void float_to_half_avx2(const float* src, uint16_t* dst, int64_t n) {
-  int64_t i = 0;
-  for (; i + 8 <= n; i += 8) {
-    __m128i h = _mm256_cvtps_ph(_mm256_loadu_ps(src + i), _MM_FROUND_TO_NEAREST_INT);
-    _mm_storeu_si128(reinterpret_cast<__m128i*>(dst + i), h);
-  }
-  float_to_half_scalar(src + i, dst + i, n - i);
-}
-
-// mask of lanes where x beats b: x > b, or x is NaN and b is not.
+// mask of lanes where x beats b: (x > b or unordered) and b is not NaN, i.e. x > b, or x is NaN
+// and b is not.
 EDGESEG_AVX2 inline __m256 beats_avx2(__m256 x, __m256 b) {
-  __m256 gt = _mm256_cmp_ps(x, b, _CMP_GT_OQ);
-  __m256 xnan = _mm256_cmp_ps(x, x, _CMP_UNORD_Q);
-  __m256 bord = _mm256_cmp_ps(b, b, _CMP_ORD_Q);
-  return _mm256_or_ps(gt, _mm256_and_ps(xnan, bord));
+  return _mm256_and_ps(_mm256_cmp_ps(x, b, _CMP_NLE_UQ), _mm256_cmp_ps(b, b, _CMP_ORD_Q));
 }
 
-EDGESEG_AVX2 inline void update8(__m256 x, float* best, int32_t* idx, __m256 cv) {
-  __m256 b = _mm256_loadu_ps(best);
-  __m256 t = beats_avx2(x, b);
-  _mm256_storeu_ps(best, _mm256_blendv_ps(b, x, t));
-  __m256 id = _mm256_castsi256_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(idx)));
-  _mm256_storeu_si256(reinterpret_cast<__m256i*>(idx),
-                      _mm256_castps_si256(_mm256_blendv_ps(id, cv, t)));
+EDGESEG_AVX2 inline __m256 load8(const float* p) { return _mm256_loadu_ps(p); }
+EDGESEG_AVX2 inline __m256 load8(const uint16_t* p) {
+  return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
 }
 
-EDGESEG_AVX2 void argmax_update_avx2(const float* v, float* best, int32_t* idx, int32_t c,
-                                     int64_t n) {
-  const __m256 cv = _mm256_castsi256_ps(_mm256_set1_epi32(c));
+// 32 pixels per step: running max and index of 4 x 8 lanes stay in registers over the channels.
+template <typename T>
+EDGESEG_AVX2 void argmax_channels_avx2_t(const T* v, int64_t C, int64_t stride, int32_t* idx,
+                                         int64_t n) {
   int64_t i = 0;
-  for (; i + 8 <= n; i += 8) update8(_mm256_loadu_ps(v + i), best + i, idx + i, cv);
-  argmax_update_scalar(v + i, best + i, idx + i, c, n - i);
-}
-
-EDGESEG_AVX2 void lerp_avx2(const float* a, const float* b, float wa, float wb, float* out,
-                            int64_t n) {
-  const __m256 va = _mm256_set1_ps(wa), vb = _mm256_set1_ps(wb);
-  int64_t i = 0;
-  for (; i + 8 <= n; i += 8) {
-    __m256 x = _mm256_add_ps(_mm256_mul_ps(_mm256_loadu_ps(a + i), va),
-                             _mm256_mul_ps(_mm256_loadu_ps(b + i), vb));
-    _mm256_storeu_ps(out + i, x);
+  for (; i + 32 <= n; i += 32) {
+    const T* p = v + i;
+    __m256 b0 = load8(p), b1 = load8(p + 8), b2 = load8(p + 16), b3 = load8(p + 24);
+    __m256 i0 = _mm256_setzero_ps(), i1 = i0, i2 = i0, i3 = i0;
+    for (int64_t c = 1; c < C; ++c) {
+      p += stride;
+      const __m256 cv = _mm256_castsi256_ps(_mm256_set1_epi32(static_cast<int32_t>(c)));
+      const __m256 x0 = load8(p), x1 = load8(p + 8), x2 = load8(p + 16), x3 = load8(p + 24);
+      const __m256 t0 = beats_avx2(x0, b0), t1 = beats_avx2(x1, b1);
+      const __m256 t2 = beats_avx2(x2, b2), t3 = beats_avx2(x3, b3);
+      b0 = _mm256_blendv_ps(b0, x0, t0);
+      b1 = _mm256_blendv_ps(b1, x1, t1);
+      b2 = _mm256_blendv_ps(b2, x2, t2);
+      b3 = _mm256_blendv_ps(b3, x3, t3);
+      i0 = _mm256_blendv_ps(i0, cv, t0);
+      i1 = _mm256_blendv_ps(i1, cv, t1);
+      i2 = _mm256_blendv_ps(i2, cv, t2);
+      i3 = _mm256_blendv_ps(i3, cv, t3);
+    }
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(idx + i), _mm256_castps_si256(i0));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(idx + i + 8), _mm256_castps_si256(i1));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(idx + i + 16), _mm256_castps_si256(i2));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(idx + i + 24), _mm256_castps_si256(i3));
   }
-  lerp_scalar(a + i, b + i, wa, wb, out + i, n - i);
+  for (; i + 8 <= n; i += 8) {
+    const T* p = v + i;
+    __m256 b0 = load8(p), i0 = _mm256_setzero_ps();
+    for (int64_t c = 1; c < C; ++c) {
+      p += stride;
+      const __m256 cv = _mm256_castsi256_ps(_mm256_set1_epi32(static_cast<int32_t>(c)));
+      const __m256 x0 = load8(p), t0 = beats_avx2(x0, b0);
+      b0 = _mm256_blendv_ps(b0, x0, t0);
+      i0 = _mm256_blendv_ps(i0, cv, t0);
+    }
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(idx + i), _mm256_castps_si256(i0));
+  }
+  argmax_channels_scalar(v + i, C, stride, idx + i, n - i);
+}
+EDGESEG_AVX2 void argmax_channels_avx2(const float* v, int64_t C, int64_t stride, int32_t* idx,
+                                       int64_t n) {
+  argmax_channels_avx2_t(v, C, stride, idx, n);
+}
+EDGESEG_AVX2 void argmax_channels_avx2(const uint16_t* v, int64_t C, int64_t stride,
+                                       int32_t* idx, int64_t n) {
+  argmax_channels_avx2_t(v, C, stride, idx, n);
 }
 
-EDGESEG_AVX2 void lerp_argmax_update_avx2(const float* a, const float* b, float wa, float wb,
-                                          float* best, int32_t* idx, int32_t c, int64_t n) {
-  const __m256 va = _mm256_set1_ps(wa), vb = _mm256_set1_ps(wb);
-  const __m256 cv = _mm256_castsi256_ps(_mm256_set1_epi32(c));
-  int64_t i = 0;
-  for (; i + 8 <= n; i += 8) {
-    __m256 x = _mm256_add_ps(_mm256_mul_ps(_mm256_loadu_ps(a + i), va),
-                             _mm256_mul_ps(_mm256_loadu_ps(b + i), vb));
-    update8(x, best + i, idx + i, cv);
+// float(q0 & m) * a + float(q1 & m) * b, lane-wise.
+EDGESEG_AVX2 inline __m256 byte_lerp8(__m256i q0, __m256i q1, __m256i m, __m256 a, __m256 b) {
+  const __m256 v0 = _mm256_cvtepi32_ps(_mm256_and_si256(q0, m));
+  const __m256 v1 = _mm256_cvtepi32_ps(_mm256_and_si256(q1, m));
+  return _mm256_add_ps(_mm256_mul_ps(v0, a), _mm256_mul_ps(v1, b));
+}
+
+EDGESEG_AVX2 void resample_bgr_row_avx2(const uint8_t* src, int64_t readable, const int32_t* o0,
+                                         const int32_t* o1, const float* w0, const float* w1,
+                                         float* R, float* G, float* B, int64_t n) {
+  int64_t safe = n;  // pixels whose 4-byte loads stay inside the readable bytes (o1 is monotone)
+  while (safe > 0 && o1[safe - 1] + 4 > readable) --safe;
+  const __m256i m = _mm256_set1_epi32(0xff);
+  const int* base = reinterpret_cast<const int*>(src);
+  int64_t x = 0;
+  for (; x + 8 <= safe; x += 8) {
+    const __m256i q0 = _mm256_i32gather_epi32(
+        base, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(o0 + x)), 1);
+    const __m256i q1 = _mm256_i32gather_epi32(
+        base, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(o1 + x)), 1);
+    const __m256 a = _mm256_loadu_ps(w0 + x), b = _mm256_loadu_ps(w1 + x);
+    _mm256_storeu_ps(B + x, byte_lerp8(q0, q1, m, a, b));
+    _mm256_storeu_ps(G + x, byte_lerp8(_mm256_srli_epi32(q0, 8), _mm256_srli_epi32(q1, 8), m, a, b));
+    _mm256_storeu_ps(R + x, byte_lerp8(_mm256_srli_epi32(q0, 16), _mm256_srli_epi32(q1, 16), m, a, b));
   }
-  lerp_argmax_update_scalar(a + i, b + i, wa, wb, best + i, idx + i, c, n - i);
+  resample_bgr_row_scalar(src, readable, o0 + x, o1 + x, w0 + x, w1 + x, R + x, G + x, B + x,
+                          n - x);
 }
 
 EDGESEG_AVX2 void gather_lerp_avx2(const float* src, const int32_t* i0, const int32_t* i1,
@@ -199,27 +279,26 @@ EDGESEG_AVX2 void gather_lerp_avx2(const float* src, const int32_t* i0, const in
   gather_lerp_scalar(src, i0 + i, i1 + i, w0 + i, w1 + i, out + i, n - i);
 }
 
+EDGESEG_AVX2 inline __m256 lerp8(const float* a, const float* b, __m256 va, __m256 vb) {
+  return _mm256_add_ps(_mm256_mul_ps(_mm256_loadu_ps(a), va), _mm256_mul_ps(_mm256_loadu_ps(b), vb));
+}
+
 EDGESEG_AVX2 void lerp_argmax_channels_avx2(const float* a, const float* b, float wa, float wb,
-                                            int64_t C, int64_t stride, int32_t* idx, int64_t n) {
+                                            const int32_t* chans, int64_t nch, int64_t stride,
+                                            int32_t* idx, int64_t n) {
   const __m256 va = _mm256_set1_ps(wa), vb = _mm256_set1_ps(wb);
   int64_t i = 0;
   for (; i + 16 <= n; i += 16) {  // 16 pixels: running max/index in 4 registers
-    const float* pa = a + i;
-    const float* pb = b + i;
-    __m256 b0 = _mm256_add_ps(_mm256_mul_ps(_mm256_loadu_ps(pa), va),
-                              _mm256_mul_ps(_mm256_loadu_ps(pb), vb));
-    __m256 b1 = _mm256_add_ps(_mm256_mul_ps(_mm256_loadu_ps(pa + 8), va),
-                              _mm256_mul_ps(_mm256_loadu_ps(pb + 8), vb));
-    __m256 i0 = _mm256_setzero_ps(), i1 = _mm256_setzero_ps();
-    for (int64_t c = 1; c < C; ++c) {
-      pa += stride;
-      pb += stride;
-      const __m256 cv = _mm256_castsi256_ps(_mm256_set1_epi32(static_cast<int32_t>(c)));
-      __m256 x0 = _mm256_add_ps(_mm256_mul_ps(_mm256_loadu_ps(pa), va),
-                                _mm256_mul_ps(_mm256_loadu_ps(pb), vb));
-      __m256 x1 = _mm256_add_ps(_mm256_mul_ps(_mm256_loadu_ps(pa + 8), va),
-                                _mm256_mul_ps(_mm256_loadu_ps(pb + 8), vb));
-      __m256 t0 = beats_avx2(x0, b0), t1 = beats_avx2(x1, b1);
+    const float* pa = a + chans[0] * stride + i;
+    const float* pb = b + chans[0] * stride + i;
+    __m256 b0 = lerp8(pa, pb, va, vb), b1 = lerp8(pa + 8, pb + 8, va, vb);
+    __m256 i0 = _mm256_castsi256_ps(_mm256_set1_epi32(chans[0])), i1 = i0;
+    for (int64_t k = 1; k < nch; ++k) {
+      pa = a + chans[k] * stride + i;
+      pb = b + chans[k] * stride + i;
+      const __m256 cv = _mm256_castsi256_ps(_mm256_set1_epi32(chans[k]));
+      const __m256 x0 = lerp8(pa, pb, va, vb), x1 = lerp8(pa + 8, pb + 8, va, vb);
+      const __m256 t0 = beats_avx2(x0, b0), t1 = beats_avx2(x1, b1);
       b0 = _mm256_blendv_ps(b0, x0, t0);
       b1 = _mm256_blendv_ps(b1, x1, t1);
       i0 = _mm256_blendv_ps(i0, cv, t0);
@@ -228,14 +307,12 @@ EDGESEG_AVX2 void lerp_argmax_channels_avx2(const float* a, const float* b, floa
     _mm256_storeu_si256(reinterpret_cast<__m256i*>(idx + i), _mm256_castps_si256(i0));
     _mm256_storeu_si256(reinterpret_cast<__m256i*>(idx + i + 8), _mm256_castps_si256(i1));
   }
-  lerp_argmax_channels_scalar(a + i, b + i, wa, wb, C, stride, idx + i, n - i);
+  lerp_argmax_channels_scalar(a + i, b + i, wa, wb, chans, nch, stride, idx + i, n - i);
 }
 
 EDGESEG_AVX2 inline __m256 lerp_affine8(const float* a, const float* b, __m256 va, __m256 vb,
                                         __m256 vk, __m256 vbias) {
-  __m256 x = _mm256_add_ps(_mm256_mul_ps(_mm256_loadu_ps(a), va),
-                           _mm256_mul_ps(_mm256_loadu_ps(b), vb));
-  return _mm256_add_ps(_mm256_mul_ps(x, vk), vbias);
+  return _mm256_add_ps(_mm256_mul_ps(lerp8(a, b, va, vb), vk), vbias);
 }
 
 EDGESEG_AVX2 void lerp_affine_avx2(const float* a, const float* b, float wa, float wb, float k,
@@ -281,30 +358,30 @@ namespace rows {
 void half_to_float(const uint16_t* src, float* dst, int64_t n) {
   EDGESEG_DISPATCH(half_to_float, src, dst, n);
 }
-void float_to_half(const float* src, uint16_t* dst, int64_t n) {
-  EDGESEG_DISPATCH(float_to_half, src, dst, n);
+void argmax_channels(const float* v, int64_t C, int64_t stride, int32_t* idx, int64_t n) {
+  EDGESEG_DISPATCH(argmax_channels, v, C, stride, idx, n);
 }
-void argmax_init(const float* v, float* best, int32_t* idx, int64_t n) {
-  std::memcpy(best, v, static_cast<size_t>(n) * sizeof(float));
-  std::memset(idx, 0, static_cast<size_t>(n) * sizeof(int32_t));
+void argmax_channels(const uint16_t* v, int64_t C, int64_t stride, int32_t* idx, int64_t n) {
+  EDGESEG_DISPATCH(argmax_channels, v, C, stride, idx, n);
 }
-void argmax_update(const float* v, float* best, int32_t* idx, int32_t c, int64_t n) {
-  EDGESEG_DISPATCH(argmax_update, v, best, idx, c, n);
+void clear_nonfinite(const float* v, int64_t C, int64_t stride, uint8_t* flags, int64_t n) {
+  clear_nonfinite_scalar(v, C, stride, flags, n);  // the compiler vectorises it
 }
-void lerp(const float* a, const float* b, float wa, float wb, float* out, int64_t n) {
-  EDGESEG_DISPATCH(lerp, a, b, wa, wb, out, n);
+void clear_nonfinite(const uint16_t* v, int64_t C, int64_t stride, uint8_t* flags, int64_t n) {
+  clear_nonfinite_scalar(v, C, stride, flags, n);
 }
-void lerp_argmax_update(const float* a, const float* b, float wa, float wb, float* best,
-                        int32_t* idx, int32_t c, int64_t n) {
-  EDGESEG_DISPATCH(lerp_argmax_update, a, b, wa, wb, best, idx, c, n);
+void resample_bgr_row(const uint8_t* src, int64_t readable, const int32_t* o0, const int32_t* o1,
+                      const float* w0, const float* w1, float* R, float* G, float* B, int64_t n) {
+  EDGESEG_DISPATCH(resample_bgr_row, src, readable, o0, o1, w0, w1, R, G, B, n);
 }
 void gather_lerp(const float* src, const int32_t* i0, const int32_t* i1, const float* w0,
                  const float* w1, float* out, int64_t n) {
   EDGESEG_DISPATCH(gather_lerp, src, i0, i1, w0, w1, out, n);
 }
-void lerp_argmax_channels(const float* a, const float* b, float wa, float wb, int64_t C,
-                          int64_t stride, int32_t* idx, int64_t n) {
-  EDGESEG_DISPATCH(lerp_argmax_channels, a, b, wa, wb, C, stride, idx, n);
+void lerp_argmax_channels(const float* a, const float* b, float wa, float wb,
+                          const int32_t* chans, int64_t nch, int64_t stride, int32_t* idx,
+                          int64_t n) {
+  EDGESEG_DISPATCH(lerp_argmax_channels, a, b, wa, wb, chans, nch, stride, idx, n);
 }
 void lerp_affine(const float* a, const float* b, float wa, float wb, float k, float bias,
                  float* out, int64_t n) {

@@ -22,26 +22,30 @@ namespace rows {
 
 // dst[i] = float(src[i]) for IEEE half bits src.
 void half_to_float(const uint16_t* src, float* dst, int64_t n);
-// dst[i] = half(src[i]) rounded to nearest even.
-void float_to_half(const float* src, uint16_t* dst, int64_t n);
-// best[i] = v[i]; idx[i] = 0.
-void argmax_init(const float* v, float* best, int32_t* idx, int64_t n);
-// Where v[i] beats best[i] (v > best, or v is NaN and best is not): best = v, idx = c.
-// First index wins on ties; the first NaN wins, as numpy.argmax.
-void argmax_update(const float* v, float* best, int32_t* idx, int32_t c, int64_t n);
-// out[i] = a[i]*wa + b[i]*wb.
-void lerp(const float* a, const float* b, float wa, float wb, float* out, int64_t n);
-// v = a[i]*wa + b[i]*wb, then argmax_update with v.
-void lerp_argmax_update(const float* a, const float* b, float wa, float wb, float* best,
-                        int32_t* idx, int32_t c, int64_t n);
+// idx[i] = argmax_c v[c*stride + i] over C channel planes (float32, or IEEE half bits read
+// directly). The first index wins on ties and the first NaN wins over any number (as
+// numpy.argmax). The running max stays in registers across channels.
+void argmax_channels(const float* v, int64_t C, int64_t stride, int32_t* idx, int64_t n);
+void argmax_channels(const uint16_t* v, int64_t C, int64_t stride, int32_t* idx, int64_t n);
+// flags[i] = 0 where any of the C planes holds a NaN or infinity at i (flags left as is elsewhere).
+void clear_nonfinite(const float* v, int64_t C, int64_t stride, uint8_t* flags, int64_t n);
+void clear_nonfinite(const uint16_t* v, int64_t C, int64_t stride, uint8_t* flags, int64_t n);
+// Horizontal bilinear taps of one BGR uint8 row into float R, G, B planes:
+// for channel ch, plane[i] = float(src[o0[i] + ch]) * w0[i] + float(src[o1[i] + ch]) * w1[i]
+// (o0/o1 are byte offsets of pixels). `readable` = bytes readable from src (the SIMD path loads
+// 4 bytes per pixel, so it leaves pixels within 4 bytes of that end to the scalar loop).
+void resample_bgr_row(const uint8_t* src, int64_t readable, const int32_t* o0, const int32_t* o1,
+                      const float* w0, const float* w1, float* R, float* G, float* B, int64_t n);
 // out[i] = src[i0[i]]*w0[i] + src[i1[i]]*w1[i] (horizontal bilinear taps).
 void gather_lerp(const float* src, const int32_t* i0, const int32_t* i1, const float* w0,
                  const float* w1, float* out, int64_t n);
-// Fused vertical blend + argmax over C channels held as planes with stride `stride`:
-// v_c[i] = a[c*stride + i]*wa + b[c*stride + i]*wb; idx[i] = argmax_c v_c[i] (same rules as
-// argmax_update). The running max stays in registers across channels.
-void lerp_argmax_channels(const float* a, const float* b, float wa, float wb, int64_t C,
-                          int64_t stride, int32_t* idx, int64_t n);
+// Fused vertical blend + argmax over the channels chans[0..nch) (ascending) of planes with
+// stride `stride`: v_k[i] = a[chans[k]*stride + i]*wa + b[chans[k]*stride + i]*wb;
+// idx[i] = the channel of the largest v_k[i] (same rules as argmax_channels). The running max
+// stays in registers across channels.
+void lerp_argmax_channels(const float* a, const float* b, float wa, float wb,
+                          const int32_t* chans, int64_t nch, int64_t stride, int32_t* idx,
+                          int64_t n);
 // out[i] = (a[i]*wa + b[i]*wb) * k + bias, as float or as half.
 void lerp_affine(const float* a, const float* b, float wa, float wb, float k, float bias,
                  float* out, int64_t n);
