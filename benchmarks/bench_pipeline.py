@@ -17,7 +17,8 @@
 (c) Latency under overload: a live source producing 60 FPS (pre-rendered 1280x720 frames, see
     edgeseg.bench.ReplaySource) with the model's infer stage slowed to ~10 FPS by sleeping. Prints
     frame age p50/p99 against 2 inference periods (target: below), and the drop accounting:
-    produced - processed against the stale-drop counter (+ a frame left in the slot at stop).
+    produced - processed against the drop counters (stale at the source + superseded before
+    inference, + a frame left in the slot at stop).
 
 Writes all numbers as JSON (atomically) to benchmarks/bench_pipeline.json (gitignored).
 """
@@ -213,20 +214,25 @@ def bench_live(predictor: Any, frames: Sequence[np.ndarray], n: int, fps: float 
     period = st["infer"]["p50"]
     produced, processed = src.captured, summary["frames"]
     stale = summary["dropped"].get("stale", 0)
+    superseded = summary["dropped"].get("superseded", 0)  # preprocessed, replaced by a newer frame
     in_slot = produced - src.delivered - src.dropped  # taken by nobody: the newest frame at stop
-    # every frame handed to the pipeline was processed, and the pipeline counted the source's drops
-    accounting_ok = processed == src.delivered and stale == src.dropped and in_slot in (0, 1)
+    # every frame handed to the pipeline was processed or superseded, and the pipeline counted the
+    # source's drops
+    accounting_ok = (processed + superseded == src.delivered and stale == src.dropped
+                     and in_slot in (0, 1))
     age = {k: st["frame_age"][k] for k in ("p50", "p90", "p99")}
     ok = age["p99"] < 2 * period
     print(f"(c) live {fps:g} FPS source, infer slowed to {infer_fps:g} FPS (measured p50 {period:.1f} ms): "
           f"frame age p50 {age['p50']:.1f} / p99 {age['p99']:.1f} ms vs 2 inference periods {2 * period:.1f} ms "
           f"({'met' if ok else 'NOT met'}); end-to-end p99 {st['end_to_end']['p99']:.1f} ms")
     print(f"    produced {produced}, processed {processed}, produced - processed = {produced - processed}; "
-          f"stale drops counted {stale} (+ {in_slot} left in the slot at stop; accounting "
+          f"drops counted: {stale} stale at the source + {superseded} superseded before inference "
+          f"(+ {in_slot} left in the slot at stop; accounting "
           f"{'consistent' if accounting_ok else 'INCONSISTENT'}); throughput {summary['fps']} FPS")
     return {"source_fps": fps, "infer_fps_target": infer_fps, "infer_p50_ms": period, "frame_age_ms": age,
             "end_to_end_ms": st["end_to_end"], "produced": produced, "processed": processed,
-            "produced_minus_processed": produced - processed, "dropped_stale": stale, "left_in_slot": in_slot,
+            "produced_minus_processed": produced - processed, "dropped_stale": stale,
+            "dropped_superseded": superseded, "left_in_slot": in_slot,
             "accounting_ok": accounting_ok, "age_below_two_periods": ok,
             "fps": summary["fps"]}
 

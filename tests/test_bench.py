@@ -211,5 +211,5 @@ def test_bench_pipeline_script_quick(tiny_onnx, tmp_path):
     assert b["peer"]["frames"] == b["ours"]["frames"] == 30 and b["ratio"] > 0
     assert b["frames_written"] == {"peer": 30, "ours": 30}
     assert c["processed"] == 8 and c["accounting_ok"] and c["left_in_slot"] in (0, 1)
-    assert c["produced"] - c["processed"] == c["dropped_stale"] + c["left_in_slot"]
+    assert c["produced"] - c["processed"] == c["dropped_stale"] + c["dropped_superseded"] + c["left_in_slot"]
     assert c["dropped_stale"] > 0  # 60 FPS in, ~10 FPS out

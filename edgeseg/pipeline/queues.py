@@ -47,6 +47,13 @@ class BoundedQueue:
             self._items.append(END)
             self._cond.notify_all()
 
+    def peek(self, timeout: float) -> Any:
+        """The oldest item without removing it; None on timeout."""
+        with self._cond:
+            if not self._cond.wait_for(lambda: bool(self._items), timeout):
+                return None
+            return self._items[0]
+
     def get(self, timeout: float) -> Any:
         """Pop the oldest item; None on timeout."""
         with self._cond:

@@ -28,7 +28,7 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 import numpy as np
 
 from .. import defaults
-from ..errors import EdgesegError
+from ..errors import EdgesegError, SourceError
 from ..runtime.results import InstanceResult, SemanticResult
 from .live import LiveSource
 from .queues import END, BoundedQueue
@@ -200,7 +200,10 @@ class Pipeline:
             self._spawn("capture", self._feeder)
         q = self.queues
         self._spawn("pre", self._stage, self._take, self._pre, q["pre"])
-        self._spawn("infer", self._stage, q["pre"].get, self._infer, q["infer"])
+        # (with deeper queues the pre thread could hold an older frame meanwhile: no refresh)
+        fresh = isinstance(self.source, LiveSource) and q["pre"].maxsize == 1
+        take_pre = self._take_fresh if fresh else q["pre"].get
+        self._spawn("infer", self._stage, take_pre, self._infer, q["infer"])
         self._spawn("post", self._stage, q["infer"].get, self._post, q["post"])
         self._spawn("render", self._stage, q["post"].get, self._render, q["render"])
         self._spawn("sink", self._sink_loop)
@@ -338,6 +341,27 @@ class Pipeline:
         elif frame is not None:
             self._taken += 1
         return frame
+
+    def _take_fresh(self, timeout: float) -> Any:
+        """Next input of the infer stage from a live source. A preprocessed frame waits in the
+        queue while the previous one is inferred; if the source has captured a newer frame by the
+        time inference is free, that one is preprocessed here and inferred instead (the waiting
+        one is dropped as "superseded"). Without this, an overloaded model would always start on
+        a frame one inference period old. The pre thread cannot race for the source meanwhile: it
+        waits for room in the (still full) queue."""
+        q = self.queues["pre"]
+        item = q.peek(timeout)
+        if item is None or item is END:
+            return q.get(0.0) if item is END else None
+        try:
+            fresh = self.source.get(0.0)
+        except SourceError:  # the pre thread meets the error on its next read
+            fresh = None
+        if isinstance(fresh, Frame):
+            q.get(0.0)
+            self.stats.drop("superseded")
+            return self._pre(fresh)
+        return q.get(0.0)
 
     def _stage(self, take: Callable[[float], Any], work: Callable[[Any], Any], out: BoundedQueue) -> None:
         try:
