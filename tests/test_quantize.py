@@ -19,8 +19,8 @@ from edgeseg.data import synthetic  # noqa: E402
 from edgeseg.errors import ExportError  # noqa: E402
 from edgeseg.export import export_onnx, parity_path, rejected_path  # noqa: E402
 from edgeseg.export.accuracy import accuracy_gate, match_detections  # noqa: E402
-from edgeseg.export.quantize import (calibration_frames, export_onnx_int8, first_weighted_nodes,  # noqa: E402
-                                     head_weighted_nodes, resolve_keep_float)
+from edgeseg.export.quantize import (DEFAULT_OP_TYPES, calibration_frames, export_onnx_int8, first_weighted_nodes,  # noqa: E402
+                                     head_weighted_nodes, resolve_keep_float, resolve_op_types)
 from edgeseg.meta import ModelMeta  # noqa: E402
 from edgeseg.models import create_model, save_checkpoint  # noqa: E402
 
@@ -55,6 +55,8 @@ def test_trained_model_int8_within_one_point(zoo_int8):
     ops = _ops(rep.path)
     assert ops["QuantizeLinear"] > 10 and ops["DequantizeLinear"] > 10
     q = rep.details["quantization"]
+    assert q["op_types"] == list(DEFAULT_OP_TYPES)  # convolutions + fused activations by default
+    assert ops["Relu"] <= 1  # folded into the quantised convolutions (the float first conv keeps its own)
     assert q["kept_float"] == ["/encoder/stem/stem.0/stem.0.0/Conv"] and q["calibration_images"] == 12
     assert rep.path.stat().st_size < 0.5 * ZOO.joinpath("model.safetensors").stat().st_size
     report = json.loads(parity_path(rep.path).read_text())
@@ -195,7 +197,16 @@ def test_instance_int8_gate_and_data_mismatch(inst, tmp_path):
         accuracy_gate(inst_onnx, inst_onnx, meta, n_images=1)
 
 
+def test_op_types_resolution():
+    assert resolve_op_types(None) is None and resolve_op_types("all") is None
+    assert resolve_op_types("Conv, Relu") == ["Conv", "Relu"] and resolve_op_types(("MaxPool",)) == ["MaxPool"]
+    for bad in ("", "conv", "Conv;Relu"):
+        with pytest.raises(ExportError, match="op"):
+            resolve_op_types(bad)
+
+
 def test_cli_int8_errors(tmp_path):
+    assert main(["export", str(tmp_path), "--format", "onnx", "--int8-ops", "Conv"]) == 2  # without --int8
     assert main(["export", str(tmp_path), "--format", "onnx", "--keep-float", "head"]) == 2
     assert main(["export", str(tmp_path), "--format", "onnx", "--int8", "--fp16"]) == 2
     assert main(["export", str(tmp_path / "missing"), "--format", "onnx", "--int8"]) == 2
