@@ -302,3 +302,54 @@ def test_open_source_kinds():
     assert redact_url("http://a:b@h/x") == "http://a:***@h/x"
     with pytest.raises(SourceError, match="synthetic:FPS"):
         open_source("synthetic:fast")
+
+
+# ------------------------------------------------------------------------------- network stream
+
+
+@pytest.fixture()
+def http_video(tmp_path):
+    """A real HTTP server (in a thread) serving an MJPEG AVI, read by OpenCV's FFmpeg backend as a
+    network stream; yields (url, server) and shuts the server down."""
+    import functools
+    import http.server
+    import socketserver
+
+    import cv2
+
+    w = cv2.VideoWriter(str(tmp_path / "cam.avi"), cv2.VideoWriter_fourcc(*"MJPG"), 30, (SIZE[1], SIZE[0]))
+    for t in range(60):
+        w.write(np.full((*SIZE, 3), (4 * t) % 256, np.uint8))
+    w.release()
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args) -> None:
+            pass
+
+    srv = socketserver.ThreadingTCPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(tmp_path)))
+    srv.daemon_threads = True
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{srv.server_address[1]}/cam.avi", srv
+    finally:
+        srv.shutdown()
+        srv.server_close()
+
+
+def test_http_stream_through_the_pipeline(predictor, http_video, tmp_path):
+    url, _ = http_video
+    src = open_source(url, **_live())
+    assert isinstance(src, StreamSource) and src.live
+    out = tmp_path / "frames.jsonl"
+    summary = Pipeline(predictor, src, sinks=[JsonlSink(out)], max_frames=10).run()
+    assert summary["frames"] == 10
+    records = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(records) == 10 and all(r["age_ms"] >= 0 for r in records)
+
+
+def test_unreachable_stream_fails_with_a_clear_error(predictor, http_video):
+    url, srv = http_video
+    srv.shutdown()
+    srv.server_close()  # nothing listens on that port any more
+    with pytest.raises(SourceError, match="cannot open stream"):
+        Pipeline(predictor, open_source(url, **_live()), max_frames=3).run()
