@@ -339,9 +339,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
 def _eval_instance(args: argparse.Namespace, predictor: Any) -> int:
     """Mask and box AP of an instance model through pycocotools' COCOeval."""
     from ._io import write_json
-    from ._progress import track
     from .data import open_instance_dataset
-    from .train.coco_eval import coco_gt_from_dataset, evaluate_coco
+    from .train.coco_eval import evaluate_predictor
 
     if args.conf is None:  # AP integrates over all scores: keep low-confidence detections
         predictor.thresholds.score = defaults.EVAL_SCORE_THRESHOLD
@@ -351,26 +350,16 @@ def _eval_instance(args: argparse.Namespace, predictor: Any) -> int:
         raise EdgesegError(
             f"the model detects {predictor.meta.num_classes} classes {predictor.meta.classes} but {args.data} "
             f"has {len(dataset.classes)} {list(dataset.classes)}; evaluate on the dataset the model was trained for")
-    n = len(dataset) if args.limit is None else min(args.limit, len(dataset))
-    gt = coco_gt_from_dataset(dataset, n)
-    cat_ids = getattr(dataset, "cat_ids", None)
-    dets: list[dict[str, Any]] = []
-    timings: list[float] = []
-    for i in track(range(n), desc="eval", enabled=not args.quiet):
-        sample = dataset.sample(i)
-        result = predictor(sample.image)
-        timings.append(sum(result.timings.values()))
-        dets.extend(result.to_coco(image_id=sample.image_id, category_ids=cat_ids))
-    metrics = evaluate_coco(gt, dets)
-    report = {"model": str(args.model or "shipped default"), "data": args.data, "split": args.split, "images": n,
-              "detections": len(dets), "evaluator": "pycocotools COCOeval", **metrics,
-              "ms_per_image_p50": round(float(sorted(timings)[len(timings) // 2]), 2) if timings else None}
+    metrics = evaluate_predictor(predictor, dataset, args.limit, progress=not args.quiet)
+    n, n_dets = metrics["images"], metrics["detections"]
+    report = {"model": str(args.model or "shipped default"), "data": args.data, "split": args.split,
+              "evaluator": "pycocotools COCOeval", **metrics}
     for kind in ("segm", "bbox"):
         m = metrics.get(kind)
         if m:
             print(f"{'mask' if kind == 'segm' else 'box '} AP {m['AP']:.4f}  AP50 {m['AP50']:.4f}  "
                   f"AP75 {m['AP75']:.4f}")
-    print(f"({n} images, {len(dets)} detections, COCOeval)")
+    print(f"({n} images, {n_dets} detections, COCOeval)")
     if args.json:
         write_json(args.json, report)
         print(f"report: {args.json}")

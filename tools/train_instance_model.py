@@ -84,18 +84,12 @@ def evaluate(onnx_path: Path, split: str, n: int) -> dict:
 
     from edgeseg import defaults, load
     from edgeseg.data import open_instance_dataset
-    from edgeseg.train.coco_eval import coco_gt_from_dataset, evaluate_coco
+    from edgeseg.train.coco_eval import evaluate_predictor
 
     predictor = load(onnx_path, score_threshold=defaults.EVAL_SCORE_THRESHOLD)
     dataset = open_instance_dataset("synthetic", split)
-    n = min(n, len(dataset))
-    gt = coco_gt_from_dataset(dataset, n)
-    dets, totals = [], []
-    for i in range(n):
-        s = dataset.sample(i)
-        r = predictor(s.image)
-        dets.extend(r.to_coco(image_id=s.image_id, category_ids=dataset.cat_ids))
-    metrics = evaluate_coco(gt, dets)
+    metrics = evaluate_predictor(predictor, dataset, n)
+    n, totals = metrics["images"], []
     # Speed at the deployment threshold (fewer, real detections), after a warm-up.
     fast = load(onnx_path)
     fast.warmup(3)
@@ -106,7 +100,8 @@ def evaluate(onnx_path: Path, split: str, n: int) -> dict:
             stages[k].append(r.timings[k])
         totals.append(sum(r.timings.values()))
     p50 = {k: round(float(np.median(v)), 2) for k, v in stages.items()}
-    return {"split": f"synthetic/{split}", "images": n, "evaluator": "pycocotools COCOeval", **metrics,
+    return {"split": f"synthetic/{split}", "evaluator": "pycocotools COCOeval",
+            **{k: metrics[k] for k in ("images", "segm", "bbox")},
             "latency_ms_p50": p50, "fps_p50": round(1000.0 / float(np.median(totals)), 1)}
 
 

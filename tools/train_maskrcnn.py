@@ -95,17 +95,12 @@ def evaluate(onnx_path: Path, split: str, n: int) -> dict:
     from edgeseg import defaults, load
     from edgeseg.data import open_instance_dataset
     from edgeseg.data.synthetic import generate
-    from edgeseg.train.coco_eval import coco_gt_from_dataset, evaluate_coco
+    from edgeseg.train.coco_eval import evaluate_predictor
 
     predictor = load(onnx_path, score_threshold=defaults.EVAL_SCORE_THRESHOLD)
     dataset = open_instance_dataset("synthetic", split)
-    n = min(n, len(dataset))
-    gt = coco_gt_from_dataset(dataset, n)
-    dets = []
-    for i in range(n):
-        s = dataset.sample(i)
-        dets.extend(predictor(s.image).to_coco(image_id=s.image_id, category_ids=dataset.cat_ids))
-    metrics = evaluate_coco(gt, dets)
+    metrics = evaluate_predictor(predictor, dataset, n)
+    n = metrics["images"]
 
     def timed(frames: list) -> dict:
         fast = load(onnx_path)  # the deployment thresholds (fewer, real detections)
@@ -125,8 +120,8 @@ def evaluate(onnx_path: Path, split: str, n: int) -> dict:
 
     at_size = timed([dataset.sample(i).image for i in range(min(n, 100))])
     full_hd = timed([generate(i, seed=7, size=(1080, 1920)).image for i in range(20)])
-    return {"split": f"synthetic/{split}", "images": n, "evaluator": "pycocotools COCOeval", **metrics,
-            **at_size, "frame_1920x1080": full_hd}
+    return {"split": f"synthetic/{split}", "evaluator": "pycocotools COCOeval",
+            **{k: metrics[k] for k in ("images", "segm", "bbox")}, **at_size, "frame_1920x1080": full_hd}
 
 
 if __name__ == "__main__":

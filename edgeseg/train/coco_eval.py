@@ -220,5 +220,30 @@ def evaluate_coco(gt: Union[dict, PathLike], detections: Sequence[dict],
     return results
 
 
-__all__ = ["coco_gt_from_dataset", "detections_to_coco", "evaluate_coco", "STAT_NAMES",
-           "IOU_TYPES"]
+def evaluate_predictor(predictor: Any, dataset: Any, n: Optional[int] = None,
+                       progress: bool = False) -> dict[str, Any]:
+    """Run an instance predictor over the first ``n`` samples of ``dataset`` (an
+    :func:`~edgeseg.data.open_instance_dataset` dataset) and score it with COCOeval.
+
+    Returns ``{"images", "detections", "segm": {...}, "bbox": {...}, "ms_per_image_p50"}``. The
+    predictor's thresholds are used as they are: for AP, lower its score threshold first
+    (``defaults.EVAL_SCORE_THRESHOLD``), since AP integrates over all scores.
+    """
+    from .._progress import track
+
+    n = len(dataset) if n is None else min(int(n), len(dataset))
+    gt = coco_gt_from_dataset(dataset, n)
+    cat_ids = getattr(dataset, "cat_ids", None)
+    dets: list[dict[str, Any]] = []
+    totals: list[float] = []
+    for i in track(range(n), desc="eval", enabled=progress):
+        sample = dataset.sample(i)
+        result = predictor(sample.image)
+        totals.append(sum(result.timings.values()))
+        dets.extend(result.to_coco(image_id=sample.image_id, category_ids=cat_ids))
+    return {"images": n, "detections": len(dets), **evaluate_coco(gt, dets),
+            "ms_per_image_p50": round(float(np.median(totals)), 2) if totals else None}
+
+
+__all__ = ["coco_gt_from_dataset", "detections_to_coco", "evaluate_coco", "evaluate_predictor",
+           "STAT_NAMES", "IOU_TYPES"]
