@@ -12,23 +12,35 @@ void argmax(const void* logits, FloatType dtype, int64_t N, int64_t C, int64_t H
             LabelType label_type) {
   if (N <= 0 || C <= 0 || HW <= 0) return;
   constexpr int64_t kTile = 2048;
+  // Channels per pass over a tile. Planes are HW elements apart, often a large power of two, so
+  // all of them map to the same cache sets: streaming many at once defeats the caches'
+  // associativity and the prefetchers. A few at a time, with the running max/index parked in
+  // L1 between passes, keeps the reads sequential enough.
+  // (measured on a 2-core Xeon: 4 per pass read float16 ~1.2x and float32 about as fast as all
+  // 19 at once)
+  constexpr int64_t kGroup = 4;
   const int64_t tiles_per_image = (HW + kTile - 1) / kTile;
   const int64_t total = N * tiles_per_image;
-  // Fewer than ~64K channel-pixels per chunk is not worth a thread wake-up.
-  const int64_t min_chunk = std::max<int64_t>(1, 65536 / (kTile * C));
+  const int64_t min_chunk = min_chunk_for(kTile * C);
   parallel_for(
       total,
       [&](int64_t t0, int64_t t1) {
         std::vector<int32_t> idx(kTile);
+        std::vector<float> best(kTile);
         for (int64_t t = t0; t < t1; ++t) {
           const int64_t n = t / tiles_per_image;
           const int64_t p0 = (t % tiles_per_image) * kTile;
           const int64_t len = std::min(kTile, HW - p0);
           const int64_t off = n * C * HW + p0;
-          if (dtype == FloatType::F32)
-            rows::argmax_channels(static_cast<const float*>(logits) + off, C, HW, idx.data(), len);
-          else
-            rows::argmax_channels(static_cast<const uint16_t*>(logits) + off, C, HW, idx.data(), len);
+          for (int64_t c0 = 0; c0 < C; c0 += kGroup) {
+            const int64_t c1 = std::min(C, c0 + kGroup);
+            if (dtype == FloatType::F32)
+              rows::argmax_channels(static_cast<const float*>(logits) + off, c0, c1, HW,
+                                    best.data(), idx.data(), len);
+            else
+              rows::argmax_channels(static_cast<const uint16_t*>(logits) + off, c0, c1, HW,
+                                    best.data(), idx.data(), len);
+          }
           store_labels(idx.data(), labels, label_type, n * HW + p0, len);
         }
       },

@@ -86,7 +86,7 @@ void letterbox(const uint8_t* image, int64_t H, int64_t W, void* out, FloatType 
           }
         }
       },
-      8);
+      min_chunk_for(3 * ow));
 }
 
 }  // namespace edgeseg

@@ -61,7 +61,7 @@ void overlay(const uint8_t* image, const void* labels, LabelType label_type, int
                      W, y0, y1, out);
         }
       },
-      16);
+      min_chunk_for(3 * W));
 }
 
 }  // namespace edgeseg

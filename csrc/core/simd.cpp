@@ -62,36 +62,35 @@ EDGESEG_SCALAR void half_to_float_scalar(const uint16_t* src, float* dst, int64_
   for (int64_t i = 0; i < n; ++i) dst[i] = edgeseg::half_to_float(src[i]);
 }
 template <typename T, typename Load>
-EDGESEG_SCALAR void argmax_channels_scalar_t(const T* v, int64_t C, int64_t stride, int32_t* idx, int64_t n,
-                              Load load) {
-  constexpr int64_t kBlock = 16;  // small fixed blocks the compiler can vectorise (NEON/SSE2)
-  float best[kBlock];
-  int32_t bi[kBlock];
-  for (int64_t i0 = 0; i0 < n; i0 += kBlock) {
-    const int64_t m = n - i0 < kBlock ? n - i0 : kBlock;
-    for (int64_t j = 0; j < m; ++j) {
-      best[j] = load(v[i0 + j]);
-      bi[j] = 0;
+EDGESEG_SCALAR void argmax_channels_scalar_t(const T* v, int64_t c0, int64_t c1, int64_t stride,
+                                             float* best, int32_t* idx, int64_t n, Load load) {
+  int64_t c = c0;
+  if (c == 0) {
+    for (int64_t i = 0; i < n; ++i) {
+      best[i] = load(v[i]);
+      idx[i] = 0;
     }
-    for (int64_t c = 1; c < C; ++c) {
-      const T* p = v + c * stride + i0;
-      const int32_t ci = static_cast<int32_t>(c);
-      for (int64_t j = 0; j < m; ++j) {
-        const float x = load(p[j]), bb = best[j];
-        const bool t = beats(x, bb);
-        best[j] = t ? x : bb;
-        bi[j] = t ? ci : bi[j];
-      }
+    c = 1;
+  }
+  for (; c < c1; ++c) {
+    const T* p = v + c * stride;
+    const int32_t ci = static_cast<int32_t>(c);
+    for (int64_t i = 0; i < n; ++i) {
+      const float x = load(p[i]), bb = best[i];
+      const bool t = beats(x, bb);
+      best[i] = t ? x : bb;
+      idx[i] = t ? ci : idx[i];
     }
-    for (int64_t j = 0; j < m; ++j) idx[i0 + j] = bi[j];
   }
 }
-EDGESEG_SCALAR void argmax_channels_scalar(const float* v, int64_t C, int64_t stride, int32_t* idx, int64_t n) {
-  argmax_channels_scalar_t(v, C, stride, idx, n, [](float x) { return x; });
+EDGESEG_SCALAR void argmax_channels_scalar(const float* v, int64_t c0, int64_t c1, int64_t stride,
+                                           float* best, int32_t* idx, int64_t n) {
+  argmax_channels_scalar_t(v, c0, c1, stride, best, idx, n, [](float x) { return x; });
 }
-EDGESEG_SCALAR void argmax_channels_scalar(const uint16_t* v, int64_t C, int64_t stride, int32_t* idx,
-                            int64_t n) {
-  argmax_channels_scalar_t(v, C, stride, idx, n, [](uint16_t h) { return edgeseg::half_to_float(h); });
+EDGESEG_SCALAR void argmax_channels_scalar(const uint16_t* v, int64_t c0, int64_t c1,
+                                           int64_t stride, float* best, int32_t* idx, int64_t n) {
+  argmax_channels_scalar_t(v, c0, c1, stride, best, idx, n,
+                           [](uint16_t h) { return edgeseg::half_to_float(h); });
 }
 EDGESEG_SCALAR void clear_nonfinite_scalar(const float* v, int64_t C, int64_t stride, uint8_t* flags, int64_t n) {
   for (int64_t c = 0; c < C; ++c) {
@@ -185,17 +184,28 @@ EDGESEG_AVX2 inline __m256 load8(const uint16_t* p) {
   return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
 }
 
-// 32 pixels per step: running max and index of 4 x 8 lanes stay in registers over the channels.
+// 32 pixels per step: running max and index of 4 x 8 lanes stay in registers over the channels
+// [c0, c1), loaded from / stored to best and idx between calls.
 template <typename T>
-EDGESEG_AVX2 void argmax_channels_avx2_t(const T* v, int64_t C, int64_t stride, int32_t* idx,
-                                         int64_t n) {
+EDGESEG_AVX2 void argmax_channels_avx2_t(const T* v, int64_t c0, int64_t c1, int64_t stride,
+                                         float* best, int32_t* idx, int64_t n) {
   int64_t i = 0;
+  const int64_t cs = c0 == 0 ? 1 : c0;  // first channel compared
   for (; i + 32 <= n; i += 32) {
-    const T* p = v + i;
-    __m256 b0 = load8(p), b1 = load8(p + 8), b2 = load8(p + 16), b3 = load8(p + 24);
-    __m256 i0 = _mm256_setzero_ps(), i1 = i0, i2 = i0, i3 = i0;
-    for (int64_t c = 1; c < C; ++c) {
-      p += stride;
+    __m256 b0, b1, b2, b3, i0, i1, i2, i3;
+    if (c0 == 0) {
+      b0 = load8(v + i), b1 = load8(v + i + 8), b2 = load8(v + i + 16), b3 = load8(v + i + 24);
+      i0 = i1 = i2 = i3 = _mm256_setzero_ps();
+    } else {
+      b0 = _mm256_loadu_ps(best + i), b1 = _mm256_loadu_ps(best + i + 8);
+      b2 = _mm256_loadu_ps(best + i + 16), b3 = _mm256_loadu_ps(best + i + 24);
+      i0 = _mm256_loadu_ps(reinterpret_cast<const float*>(idx + i));
+      i1 = _mm256_loadu_ps(reinterpret_cast<const float*>(idx + i + 8));
+      i2 = _mm256_loadu_ps(reinterpret_cast<const float*>(idx + i + 16));
+      i3 = _mm256_loadu_ps(reinterpret_cast<const float*>(idx + i + 24));
+    }
+    const T* p = v + cs * stride + i;
+    for (int64_t c = cs; c < c1; ++c, p += stride) {
       const __m256 cv = _mm256_castsi256_ps(_mm256_set1_epi32(static_cast<int32_t>(c)));
       const __m256 x0 = load8(p), x1 = load8(p + 8), x2 = load8(p + 16), x3 = load8(p + 24);
       const __m256 t0 = beats_avx2(x0, b0), t1 = beats_avx2(x1, b1);
@@ -209,32 +219,24 @@ EDGESEG_AVX2 void argmax_channels_avx2_t(const T* v, int64_t C, int64_t stride, 
       i2 = _mm256_blendv_ps(i2, cv, t2);
       i3 = _mm256_blendv_ps(i3, cv, t3);
     }
-    _mm256_storeu_si256(reinterpret_cast<__m256i*>(idx + i), _mm256_castps_si256(i0));
-    _mm256_storeu_si256(reinterpret_cast<__m256i*>(idx + i + 8), _mm256_castps_si256(i1));
-    _mm256_storeu_si256(reinterpret_cast<__m256i*>(idx + i + 16), _mm256_castps_si256(i2));
-    _mm256_storeu_si256(reinterpret_cast<__m256i*>(idx + i + 24), _mm256_castps_si256(i3));
+    _mm256_storeu_ps(best + i, b0);
+    _mm256_storeu_ps(best + i + 8, b1);
+    _mm256_storeu_ps(best + i + 16, b2);
+    _mm256_storeu_ps(best + i + 24, b3);
+    _mm256_storeu_ps(reinterpret_cast<float*>(idx + i), i0);
+    _mm256_storeu_ps(reinterpret_cast<float*>(idx + i + 8), i1);
+    _mm256_storeu_ps(reinterpret_cast<float*>(idx + i + 16), i2);
+    _mm256_storeu_ps(reinterpret_cast<float*>(idx + i + 24), i3);
   }
-  for (; i + 8 <= n; i += 8) {
-    const T* p = v + i;
-    __m256 b0 = load8(p), i0 = _mm256_setzero_ps();
-    for (int64_t c = 1; c < C; ++c) {
-      p += stride;
-      const __m256 cv = _mm256_castsi256_ps(_mm256_set1_epi32(static_cast<int32_t>(c)));
-      const __m256 x0 = load8(p), t0 = beats_avx2(x0, b0);
-      b0 = _mm256_blendv_ps(b0, x0, t0);
-      i0 = _mm256_blendv_ps(i0, cv, t0);
-    }
-    _mm256_storeu_si256(reinterpret_cast<__m256i*>(idx + i), _mm256_castps_si256(i0));
-  }
-  argmax_channels_scalar(v + i, C, stride, idx + i, n - i);
+  argmax_channels_scalar(v + i, c0, c1, stride, best + i, idx + i, n - i);
 }
-EDGESEG_AVX2 void argmax_channels_avx2(const float* v, int64_t C, int64_t stride, int32_t* idx,
-                                       int64_t n) {
-  argmax_channels_avx2_t(v, C, stride, idx, n);
+EDGESEG_AVX2 void argmax_channels_avx2(const float* v, int64_t c0, int64_t c1, int64_t stride,
+                                       float* best, int32_t* idx, int64_t n) {
+  argmax_channels_avx2_t(v, c0, c1, stride, best, idx, n);
 }
-EDGESEG_AVX2 void argmax_channels_avx2(const uint16_t* v, int64_t C, int64_t stride,
-                                       int32_t* idx, int64_t n) {
-  argmax_channels_avx2_t(v, C, stride, idx, n);
+EDGESEG_AVX2 void argmax_channels_avx2(const uint16_t* v, int64_t c0, int64_t c1, int64_t stride,
+                                       float* best, int32_t* idx, int64_t n) {
+  argmax_channels_avx2_t(v, c0, c1, stride, best, idx, n);
 }
 
 // float(q0 & m) * a + float(q1 & m) * b, lane-wise.
@@ -358,11 +360,13 @@ namespace rows {
 void half_to_float(const uint16_t* src, float* dst, int64_t n) {
   EDGESEG_DISPATCH(half_to_float, src, dst, n);
 }
-void argmax_channels(const float* v, int64_t C, int64_t stride, int32_t* idx, int64_t n) {
-  EDGESEG_DISPATCH(argmax_channels, v, C, stride, idx, n);
+void argmax_channels(const float* v, int64_t c0, int64_t c1, int64_t stride, float* best,
+                     int32_t* idx, int64_t n) {
+  EDGESEG_DISPATCH(argmax_channels, v, c0, c1, stride, best, idx, n);
 }
-void argmax_channels(const uint16_t* v, int64_t C, int64_t stride, int32_t* idx, int64_t n) {
-  EDGESEG_DISPATCH(argmax_channels, v, C, stride, idx, n);
+void argmax_channels(const uint16_t* v, int64_t c0, int64_t c1, int64_t stride, float* best,
+                     int32_t* idx, int64_t n) {
+  EDGESEG_DISPATCH(argmax_channels, v, c0, c1, stride, best, idx, n);
 }
 void clear_nonfinite(const float* v, int64_t C, int64_t stride, uint8_t* flags, int64_t n) {
   clear_nonfinite_scalar(v, C, stride, flags, n);  // the compiler vectorises it

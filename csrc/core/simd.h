@@ -22,11 +22,15 @@ namespace rows {
 
 // dst[i] = float(src[i]) for IEEE half bits src.
 void half_to_float(const uint16_t* src, float* dst, int64_t n);
-// idx[i] = argmax_c v[c*stride + i] over C channel planes (float32, or IEEE half bits read
-// directly). The first index wins on ties and the first NaN wins over any number (as
-// numpy.argmax). The running max stays in registers across channels.
-void argmax_channels(const float* v, int64_t C, int64_t stride, int32_t* idx, int64_t n);
-void argmax_channels(const uint16_t* v, int64_t C, int64_t stride, int32_t* idx, int64_t n);
+// Running argmax over the channel planes [c0, c1) of v (plane c at v + c*stride; float32, or
+// IEEE half bits read directly): with c0 == 0 it starts from channel 0, otherwise from best/idx
+// as a previous call left them; best/idx hold the running max and its channel afterwards. The
+// first index wins on ties and the first NaN wins over any number (as numpy.argmax). Within a
+// call the running max stays in registers across channels.
+void argmax_channels(const float* v, int64_t c0, int64_t c1, int64_t stride, float* best,
+                     int32_t* idx, int64_t n);
+void argmax_channels(const uint16_t* v, int64_t c0, int64_t c1, int64_t stride, float* best,
+                     int32_t* idx, int64_t n);
 // flags[i] = 0 where any of the C planes holds a NaN or infinity at i (flags left as is elsewhere).
 void clear_nonfinite(const float* v, int64_t C, int64_t stride, uint8_t* flags, int64_t n);
 void clear_nonfinite(const uint16_t* v, int64_t C, int64_t stride, uint8_t* flags, int64_t n);

@@ -74,6 +74,19 @@ std::vector<int32_t> low_res_labels(const void* logits, FloatType dtype, int64_t
   return low;
 }
 
+// Fraction of 2x2 low-resolution cells whose four labels agree (1 for a single row or column).
+double uniform_fraction(const std::vector<int32_t>& low, int64_t h, int64_t w) {
+  if (h < 2 || w < 2) return 1.0;
+  int64_t same = 0;
+  for (int64_t y = 0; y + 1 < h; ++y) {
+    const int32_t* a = low.data() + y * w;
+    const int32_t* b = a + w;
+    for (int64_t x = 0; x + 1 < w; ++x)
+      same += a[x] >= 0 && a[x] == a[x + 1] && a[x] == b[x] && a[x] == b[x + 1];
+  }
+  return static_cast<double>(same) / static_cast<double>((h - 1) * (w - 1));
+}
+
 std::vector<Run> column_runs(const AxisTaps& tx, int64_t W) {
   std::vector<Run> runs;
   for (int64_t x = 0; x < W; ++x) {
@@ -102,14 +115,17 @@ void upsample_argmax(const void* logits, FloatType dtype, int64_t C, int64_t h, 
   const AxisTaps tx = make_axis_taps(W, w, ax, bx);
   const std::vector<int32_t> low = low_res_labels(logits, dtype, C, h * w);
   const std::vector<Run> runs = column_runs(tx, W);
-  std::vector<int32_t> all_channels(C);
-  for (int64_t c = 0; c < C; ++c) all_channels[c] = static_cast<int32_t>(c);
+  // Pruning the channels of a boundary cell costs ~16 C comparisons: worth it when the cell covers
+  // many output pixels and the label map is made of regions (most 2x2 low-resolution cells
+  // uniform). For noise-like logits the candidates of neighbouring runs differ, their union is
+  // nearly every channel, and the pruning would be pure overhead.
+  const bool prune = 1.0 / (ax * ay) >= 32.0 && uniform_fraction(low, h, w) >= 0.5;
 
   // Column tile: keep 2 * C * tile floats around 128 KiB, at least 64 columns.
   int64_t tile = (128 * 1024) / (2 * 4 * C);
   tile = std::max<int64_t>(64, (tile / 16) * 16);
   tile = std::min<int64_t>(tile, W);
-  const int64_t min_rows = std::max<int64_t>(1, 32768 / std::max<int64_t>(1, W * C));
+  const int64_t min_rows = min_chunk_for(W);
 
   parallel_for(
       H,
@@ -119,7 +135,8 @@ void upsample_argmax(const void* logits, FloatType dtype, int64_t C, int64_t h, 
         std::vector<float> conv(dtype == FloatType::F16 ? w : 0);
         std::vector<int32_t> idx(tile);
         std::vector<Segment> segs;
-        std::vector<int32_t> cand;
+        std::vector<int32_t> cand, pruned;
+        std::vector<uint8_t> mark(C, 0);
 
         for (int64_t xs = 0; xs < W; xs += tile) {
           const int64_t xe = std::min(W, xs + tile), tw = xe - xs;
@@ -154,12 +171,25 @@ void upsample_argmax(const void* logits, FloatType dtype, int64_t C, int64_t h, 
 
           // Split the tile's columns for source rows (r0, r1). Where the four source pixels a
           // column run blends all have the same argmax k, every blend of them has argmax k too
-          // (a convex combination keeps k's lead), so the run is filled with k. Elsewhere only
-          // the channels not beaten at all four corners by a corner's winner are blended.
+          // (a convex combination keeps k's lead), so the run is filled with k. Adjacent other
+          // runs form one blend segment over the union of their candidate channels: those not
+          // beaten at all four corners by a corner's winner (or all channels, see prune).
           auto segment = [&](int64_t r0, int64_t r1) {
             segs.clear();
             cand.clear();
             any_blend = false;
+            bool open = false;  // segs.back() is a blend segment still collecting channels
+            auto close = [&]() {  // its channels: the union of its runs' candidates, ascending
+              Segment& sg = segs.back();
+              sg.c0 = static_cast<int64_t>(cand.size());
+              for (int64_t c = 0; c < C; ++c)
+                if (mark[c]) {
+                  cand.push_back(static_cast<int32_t>(c));
+                  mark[c] = 0;
+                }
+              sg.c1 = static_cast<int64_t>(cand.size());
+              open = false;
+            };
             for (size_t k = first_run; k < runs.size() && runs[k].x0 < xe; ++k) {
               const Run& run = runs[k];
               const int64_t p[4] = {r0 * w + run.i0, r0 * w + run.i1, r1 * w + run.i0,
@@ -169,20 +199,30 @@ void upsample_argmax(const void* logits, FloatType dtype, int64_t C, int64_t h, 
               const int32_t label = same ? lab[0] : -1;  // -1 also for a non-finite corner
               const int64_t x0 = std::max(run.x0, xs), x1 = std::min(run.x1, xe);
               if (label >= 0) {
+                if (open) close();
                 if (!segs.empty() && segs.back().label == label && segs.back().x1 == x0)
                   segs.back().x1 = x1;
                 else
                   segs.push_back(Segment{x0, x1, label, 0, 0});
                 continue;
               }
-              const int64_t c0 = static_cast<int64_t>(cand.size());
-              if (std::min({lab[0], lab[1], lab[2], lab[3]}) < 0)
-                cand.insert(cand.end(), all_channels.begin(), all_channels.end());
-              else
-                append_candidates(logits, dtype, C, h * w, p, lab, cand);
-              segs.push_back(Segment{x0, x1, -1, c0, static_cast<int64_t>(cand.size())});
+              if (open && segs.back().x1 == x0) {
+                segs.back().x1 = x1;  // adjacent blend runs share one segment
+              } else {
+                if (open) close();
+                segs.push_back(Segment{x0, x1, -1, 0, 0});
+                open = true;
+              }
+              if (prune && std::min({lab[0], lab[1], lab[2], lab[3]}) >= 0) {
+                pruned.clear();
+                append_candidates(logits, dtype, C, h * w, p, lab, pruned);
+                for (int32_t c : pruned) mark[c] = 1;
+              } else {
+                std::fill(mark.begin(), mark.end(), uint8_t{1});
+              }
               any_blend = true;
             }
+            if (open) close();
           };
 
           for (int64_t y = y0; y < y1; ++y) {
