@@ -336,6 +336,20 @@ def test_letterbox_padding_mean_std_and_out():
         np.testing.assert_allclose(t[0, c, 12:], pad[c], rtol=1e-6)
 
 
+@pytest.mark.parametrize("H,W,size", [(20, 37, (40, 37)), (33, 10, (32, 10)), (7, 9, (7, 9)), (1, 1, 1),
+                                     (64, 64, 64), (5, 70, (5, 70))])
+def test_letterbox_without_resize_along_an_axis(H, W, size):
+    """Frames already at the network width (and height): the row copy / single-row shortcuts give
+    the reference values, identically on every SIMD/thread mode, for f32 and f16."""
+    rng = np.random.default_rng(H * 100 + W)
+    img = rng.integers(0, 256, size=(H, W, 3), dtype=np.uint8)
+    h, w = (size, size) if isinstance(size, int) else size
+    want = ref_letterbox(img, (h, w), defaults.MEAN_RGB, defaults.STD_RGB, defaults.PAD_VALUE)
+    for dt, tol in ((np.float32, 2e-5), (np.float16, 2e-3)):
+        got = run_all_modes(lambda: ops.letterbox(img, size, dtype=dt)[0])
+        np.testing.assert_allclose(got.astype(np.float64), want, atol=tol, rtol=0)
+
+
 def test_letterbox_upscale_and_identity():
     rng = np.random.default_rng(5)
     img = rng.integers(0, 256, size=(12, 12, 3), dtype=np.uint8)

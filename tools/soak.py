@@ -60,13 +60,16 @@ def _size(text: str) -> tuple:
     return h, w
 
 
-def analyse(samples: list[dict[str, float]], warmup_frames: int) -> dict[str, Any]:
-    """RSS growth and thread constancy over the samples taken at or after ``warmup_frames``."""
+def analyse(samples: list[dict[str, float]], warmup_frames: int, total: int | None = None) -> dict[str, Any]:
+    """RSS growth and thread constancy over the samples taken at or after ``warmup_frames``. The
+    sample at the last frame (``total``) is taken while the stage threads already wind down (the
+    source stops at the frame limit), so it counts for memory but not for the thread count."""
     after = [s for s in samples if s["frame"] >= warmup_frames] or samples[-1:]
     rss = np.array([s["rss_mb"] for s in after])
     frames = np.array([s["frame"] for s in after], dtype=np.float64)
     slope = float(np.polyfit(frames, rss, 1)[0]) * 1000 if len(after) >= 3 and np.ptp(frames) > 0 else None
-    threads = [int(s["threads"]) for s in after]
+    threads = [int(s["threads"]) for s in after if total is None or s["frame"] < total] or \
+        [int(s["threads"]) for s in after]
     return {
         "rss_mb": {"warm": round(float(rss[0]), 2), "final": round(float(rss[-1]), 2),
                    "max_after_warmup": round(float(rss.max()), 2), "growth": round(float(rss[-1] - rss[0]), 2),
@@ -143,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.keep is None:
             shutil.rmtree(out_dir, ignore_errors=True)
 
-    result = analyse(samples, warmup)
+    result = analyse(samples, warmup, args.frames)
     rss, thr = result["rss_mb"], result["threads"]
     rss_ok = rss["growth"] < TARGET_RSS_GROWTH_MB and rss["max_growth"] < TARGET_RSS_GROWTH_MB
     report: dict[str, Any] = {

@@ -26,6 +26,9 @@ void letterbox(const uint8_t* image, int64_t H, int64_t W, void* out, FloatType 
   const AxisTaps ty = make_axis_taps(rh, H, ay, 0.5 * ay - 0.5);
   const AxisTaps tx = make_axis_taps(rw, W, ax, 0.5 * ax - 0.5);
   const int64_t plane = oh * ow;
+  // Without resizing along an axis its taps are (i, weight 1) + (i + 1, weight 0), and
+  // v * 1 + u * 0 == v exactly for the finite values here: the shortcuts below change no bit.
+  const bool same_w = rw == W, same_h = rh == H;
   const int64_t pad_right = ow - pad_left - rw;
   uint16_t pad_h[3];
   for (int c = 0; c < 3; ++c) pad_h[c] = float_to_half(pad[c]);
@@ -45,8 +48,11 @@ void letterbox(const uint8_t* image, int64_t H, int64_t W, void* out, FloatType 
         int64_t slot_row[2] = {-1, -1};
         auto fill = [&](int s, int64_t r) {
           float* R = slot[s];
-          rows::resample_bgr_row(image + r * W * 3, (H - r) * W * 3, xo0.data(), xo1.data(),
-                                 tx.w0.data(), tx.w1.data(), R, R + rw, R + 2 * rw, rw);
+          if (same_w)  // no horizontal resize: the taps would be (x, weight 1) + (x + 1, weight 0)
+            rows::bgr_row_to_planes(image + r * W * 3, (H - r) * W * 3, R, R + rw, R + 2 * rw, rw);
+          else
+            rows::resample_bgr_row(image + r * W * 3, (H - r) * W * 3, xo0.data(), xo1.data(),
+                                   tx.w0.data(), tx.w1.data(), R, R + rw, R + 2 * rw, rw);
           slot_row[s] = r;
         };
 
@@ -56,7 +62,8 @@ void letterbox(const uint8_t* image, int64_t H, int64_t W, void* out, FloatType 
           int s0 = 0, s1 = 0;
           float wa = 1.0f, wb = 0.0f;
           if (inside) {
-            acquire_rows(slot_row, ty.i0[ry], ty.i1[ry], s0, s1, fill);
+            // no vertical resize: the second row has weight 0, so it need not be read
+            acquire_rows(slot_row, ty.i0[ry], same_h ? ty.i0[ry] : ty.i1[ry], s0, s1, fill);
             wa = ty.w0[ry];
             wb = ty.w1[ry];
           }

@@ -119,6 +119,14 @@ EDGESEG_SCALAR void resample_bgr_row_scalar(const uint8_t* src, int64_t /*readab
     R[x] = static_cast<float>(p0[2]) * w0[x] + static_cast<float>(p1[2]) * w1[x];
   }
 }
+EDGESEG_SCALAR void bgr_row_to_planes_scalar(const uint8_t* src, int64_t /*readable*/, float* R,
+                                             float* G, float* B, int64_t n) {
+  for (int64_t x = 0; x < n; ++x) {
+    B[x] = static_cast<float>(src[3 * x]);
+    G[x] = static_cast<float>(src[3 * x + 1]);
+    R[x] = static_cast<float>(src[3 * x + 2]);
+  }
+}
 EDGESEG_SCALAR void gather_lerp_scalar(const float* src, const int32_t* i0, const int32_t* i1, const float* w0,
                         const float* w1, float* out, int64_t n) {
   for (int64_t i = 0; i < n; ++i) out[i] = src[i0[i]] * w0[i] + src[i1[i]] * w1[i];
@@ -268,6 +276,31 @@ EDGESEG_AVX2 void resample_bgr_row_avx2(const uint8_t* src, int64_t readable, co
                           n - x);
 }
 
+// Channel ch of 4 BGR pixels held in bytes 0..11 of v, as 4 int32 lanes.
+EDGESEG_AVX2 inline __m128i bgr4_channel(__m128i v, int ch) {
+  const char z = static_cast<char>(0x80);  // pshufb: 0x80 writes a zero byte
+  const __m128i m = _mm_setr_epi8(static_cast<char>(ch), z, z, z, static_cast<char>(ch + 3), z, z, z,
+                                  static_cast<char>(ch + 6), z, z, z, static_cast<char>(ch + 9), z, z, z);
+  return _mm_shuffle_epi8(v, m);
+}
+
+// Byte shuffles instead of gathers (gathers are slow on CPUs with the gather data sampling
+// mitigation).
+EDGESEG_AVX2 void bgr_row_to_planes_avx2(const uint8_t* src, int64_t readable, float* R, float* G,
+                                          float* B, int64_t n) {
+  int64_t x = 0;
+  for (; x + 8 <= n && 3 * x + 28 <= readable; x += 8) {  // 16-byte loads at 3x and 3x + 12
+    const __m128i lo = _mm_loadu_si128(reinterpret_cast<const __m128i*>(src + 3 * x));
+    const __m128i hi = _mm_loadu_si128(reinterpret_cast<const __m128i*>(src + 3 * x + 12));
+    float* planes[3] = {B, G, R};
+    for (int ch = 0; ch < 3; ++ch) {
+      const __m256i v = _mm256_set_m128i(bgr4_channel(hi, ch), bgr4_channel(lo, ch));
+      _mm256_storeu_ps(planes[ch] + x, _mm256_cvtepi32_ps(v));
+    }
+  }
+  bgr_row_to_planes_scalar(src + 3 * x, readable - 3 * x, R + x, G + x, B + x, n - x);
+}
+
 EDGESEG_AVX2 void gather_lerp_avx2(const float* src, const int32_t* i0, const int32_t* i1,
                                    const float* w0, const float* w1, float* out, int64_t n) {
   int64_t i = 0;
@@ -377,6 +410,10 @@ void clear_nonfinite(const uint16_t* v, int64_t C, int64_t stride, uint8_t* flag
 void resample_bgr_row(const uint8_t* src, int64_t readable, const int32_t* o0, const int32_t* o1,
                       const float* w0, const float* w1, float* R, float* G, float* B, int64_t n) {
   EDGESEG_DISPATCH(resample_bgr_row, src, readable, o0, o1, w0, w1, R, G, B, n);
+}
+void bgr_row_to_planes(const uint8_t* src, int64_t readable, float* R, float* G, float* B,
+                       int64_t n) {
+  EDGESEG_DISPATCH(bgr_row_to_planes, src, readable, R, G, B, n);
 }
 void gather_lerp(const float* src, const int32_t* i0, const int32_t* i1, const float* w0,
                  const float* w1, float* out, int64_t n) {

@@ -40,6 +40,10 @@ void clear_nonfinite(const uint16_t* v, int64_t C, int64_t stride, uint8_t* flag
 // 4 bytes per pixel, so it leaves pixels within 4 bytes of that end to the scalar loop).
 void resample_bgr_row(const uint8_t* src, int64_t readable, const int32_t* o0, const int32_t* o1,
                       const float* w0, const float* w1, float* R, float* G, float* B, int64_t n);
+// A BGR uint8 row of n pixels into float R, G, B planes unchanged (the identity of
+// resample_bgr_row: same values bit for bit). `readable` as there.
+void bgr_row_to_planes(const uint8_t* src, int64_t readable, float* R, float* G, float* B,
+                       int64_t n);
 // out[i] = src[i0[i]]*w0[i] + src[i1[i]]*w1[i] (horizontal bilinear taps).
 void gather_lerp(const float* src, const int32_t* i0, const int32_t* i1, const float* w0,
                  const float* w1, float* out, int64_t n);

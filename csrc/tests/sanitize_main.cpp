@@ -146,6 +146,15 @@ int main() {
               overlay(img.data(), lab32.data(), LabelType::I32, H, W, pal.data(), 4, 30000, img.data());
               overlay(img.data(), lab32.data(), LabelType::I32, H, W, pal.data(), 0, 65536, img.data());
             }
+      for (int H : {1, 2, 9})  // frames already at the network size (row-copy path, last-row tails)
+        for (int W : {1, 5, 8, 9, 10, 11, 17, 70}) {
+          std::vector<uint8_t> img(H * W * 3, 11);
+          std::vector<float> o(3 * H * W);
+          std::vector<uint16_t> o16(3 * H * W);
+          float k[3] = {1, 1, 1}, b[3] = {0, 0, 0}, p[3] = {1, 2, 3};
+          letterbox(img.data(), H, W, o.data(), FloatType::F32, H, W, H, W, 0, 0, k, b, p);
+          letterbox(img.data(), H, W, o16.data(), FloatType::F16, H, W, H, W, 0, 0, k, b, p);
+        }
       instance_kernels(rng);
     }
   }
