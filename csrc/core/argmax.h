@@ -6,7 +6,7 @@
 //   wins over any number, exactly as numpy.argmax(axis=-3).
 //
 // Pixels are processed in tiles of 2048 spread over the thread pool. A tile is swept over the
-// channels 4 planes at a time: blocks of 32 pixels keep their running max/index in registers
+// channels 8 planes at a time: blocks of 32 pixels keep their running max/index in registers
 // within a pass and park them in an L1 buffer between passes. Planes are H*W apart (often a large
 // power of two, so they share cache sets); reading a few at a time keeps the hardware prefetchers
 // useful. float16 is converted in registers, so it reads half the bytes.
