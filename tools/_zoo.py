@@ -1,4 +1,5 @@
-"""What the tools/train_*.py scripts share: installing a finished run into tools/zoo/ (and edgeseg/assets/)."""
+"""What the tools/train_*.py scripts share: installing a finished run into tools/zoo/ (and
+edgeseg/assets/); for the instance models also training, export and evaluation."""
 from __future__ import annotations
 
 import json
@@ -35,3 +36,66 @@ def install_run(name: str, out: Path, best: Path, report: dict[str, Any], recipe
         print(f"installed {dst} ({dst.stat().st_size / 1e6:.2f} MB)")
     print(f"installed {zoo}/")
     return zoo
+
+
+def train_export_instance(cfg: Any, checkpoint: Optional[str], onnx_name: str) -> tuple[Path, Path, dict[str, Any]]:
+    """Train ``cfg`` (an InstanceTrainConfig) unless ``checkpoint`` is given, export the best
+    checkpoint to ``cfg.out_dir/onnx_name`` (with the parity gate); returns (checkpoint dir, ONNX
+    path, facts for the report: training seconds or the checkpoint used)."""
+    import time
+
+    from edgeseg.export.onnx import export_onnx
+    from edgeseg.train.instance_trainer import train_instance
+
+    t0 = time.time()
+    best = train_instance(cfg) if checkpoint is None else Path(checkpoint)
+    facts = {"train_seconds": round(time.time() - t0)} if checkpoint is None else {"checkpoint": str(best)}
+    out = Path(cfg.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    onnx_path = out / onnx_name
+    export_onnx(best, onnx_path, verbose=True)
+    return best, onnx_path, facts
+
+
+def evaluate_instance(onnx_path: Path, split: str, n: int) -> dict[str, Any]:
+    """COCO mask/box AP of an exported instance model through the deployed runtime on a synthetic
+    split (pycocotools COCOeval), its speed at the network size, and the share of
+    post-processing (pasting / assembling every detection) in the latency of 1920x1080 frames."""
+    import numpy as np
+
+    from edgeseg import defaults, load
+    from edgeseg.data import open_instance_dataset
+    from edgeseg.data.synthetic import generate
+    from edgeseg.train.coco_eval import evaluate_predictor
+
+    dataset = open_instance_dataset("synthetic", split)
+    metrics = evaluate_predictor(load(onnx_path, score_threshold=defaults.EVAL_SCORE_THRESHOLD), dataset, n)
+
+    def timed(frames: list) -> dict[str, Any]:
+        fast = load(onnx_path)  # the deployment thresholds (fewer, real detections)
+        fast.warmup(3)
+        stages: dict[str, list[float]] = {"pre": [], "infer": [], "post": []}
+        counts = []
+        for f in frames:
+            r = fast(f)
+            counts.append(len(r))
+            for k in stages:
+                stages[k].append(r.timings[k])
+        total = np.sum([stages[k] for k in stages], axis=0)
+        return {"latency_ms_p50": {k: round(float(np.median(v)), 2) for k, v in stages.items()},
+                "fps_p50": round(1000.0 / float(np.median(total)), 1),
+                "post_share_p50": round(float(np.median(np.asarray(stages["post"]) / total)), 4),
+                "detections_mean": round(float(np.mean(counts)), 2)}
+
+    at_size = timed([dataset.sample(i).image for i in range(min(metrics["images"], 100))])
+    full_hd = timed([generate(i, seed=7, size=(1080, 1920)).image for i in range(20)])
+    return {"split": f"synthetic/{split}", "evaluator": "pycocotools COCOeval",
+            **{k: metrics[k] for k in ("images", "segm", "bbox")}, **at_size, "frame_1920x1080": full_hd}
+
+
+def parameters(checkpoint: Path) -> int:
+    """Parameter count of a checkpoint directory's model."""
+    from edgeseg.models.checkpoint import load_checkpoint
+
+    model, _, _ = load_checkpoint(checkpoint)
+    return int(sum(p.numel() for p in model.parameters()))

@@ -22,11 +22,8 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
-from pathlib import Path
 
-from _zoo import install_run  # noqa: E402  (tools/ is on sys.path when run as a script)
-
+from _zoo import evaluate_instance, install_run, parameters, train_export_instance  # noqa: E402  (tools/ is on sys.path when run as a script)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -49,60 +46,24 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-install", action="store_true", help="do not copy into edgeseg/assets")
     args = ap.parse_args(argv)
 
-    from edgeseg.export.onnx import export_onnx
-    from edgeseg.train.instance_trainer import InstanceTrainConfig, train_instance
+    from edgeseg.train.instance_trainer import InstanceTrainConfig
 
     cfg = InstanceTrainConfig(model=args.model, data=f"synthetic:{args.train_images}", val_data="synthetic",
                               epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                               input_size=(args.imgsz, args.imgsz), out_dir=args.out, resume=args.resume, seed=0,
                               max_iters_per_epoch=args.iters_per_epoch, max_val_samples=args.val_images,
                               num_threads=args.threads, workers=args.workers)
-    t0 = time.time()
+    best, onnx_path, facts = train_export_instance(cfg, args.checkpoint, "instance_default.onnx")
     trained = args.checkpoint is None
-    best = train_instance(cfg) if trained else Path(args.checkpoint)
-    train_s = time.time() - t0
-
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    onnx_path = out / "instance_default.onnx"
-    export_onnx(best, onnx_path, verbose=True)
-
-    report = evaluate(onnx_path, args.eval_split, args.eval_images)
-    report.update({"model": args.model, "onnx_bytes": onnx_path.stat().st_size,
-                   **({"train_seconds": round(train_s)} if trained else {"checkpoint": str(best)})})
+    report = evaluate_instance(onnx_path, args.eval_split, args.eval_images)
+    report.update({"model": args.model, "parameters": parameters(best), "onnx_bytes": onnx_path.stat().st_size,
+                   **facts})
     print(json.dumps(report, indent=2))
 
     if not args.no_install:
-        install_run("instance_default", out, best, report, cfg.to_dict() if trained else None,
+        install_run("instance_default", onnx_path.parent, best, report, cfg.to_dict() if trained else None,
                     onnx_path=onnx_path, asset="instance_default.onnx")
     return 0
-
-
-def evaluate(onnx_path: Path, split: str, n: int) -> dict:
-    """COCO mask/box AP of the exported model through the deployed runtime, plus its speed."""
-    import numpy as np
-
-    from edgeseg import defaults, load
-    from edgeseg.data import open_instance_dataset
-    from edgeseg.train.coco_eval import evaluate_predictor
-
-    predictor = load(onnx_path, score_threshold=defaults.EVAL_SCORE_THRESHOLD)
-    dataset = open_instance_dataset("synthetic", split)
-    metrics = evaluate_predictor(predictor, dataset, n)
-    n, totals = metrics["images"], []
-    # Speed at the deployment threshold (fewer, real detections), after a warm-up.
-    fast = load(onnx_path)
-    fast.warmup(3)
-    stages = {"pre": [], "infer": [], "post": []}
-    for i in range(min(n, 100)):
-        r = fast(dataset.sample(i).image)
-        for k in stages:
-            stages[k].append(r.timings[k])
-        totals.append(sum(r.timings.values()))
-    p50 = {k: round(float(np.median(v)), 2) for k, v in stages.items()}
-    return {"split": f"synthetic/{split}", "evaluator": "pycocotools COCOeval",
-            **{k: metrics[k] for k in ("images", "segm", "bbox")},
-            "latency_ms_p50": p50, "fps_p50": round(1000.0 / float(np.median(totals)), 1)}
 
 
 if __name__ == "__main__":

@@ -25,11 +25,8 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
-from pathlib import Path
 
-from _zoo import install_run  # noqa: E402  (tools/ is on sys.path when run as a script)
-
+from _zoo import evaluate_instance, install_run, parameters, train_export_instance  # noqa: E402  (tools/ is on sys.path when run as a script)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -52,76 +49,23 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-install", action="store_true", help="do not copy into tools/zoo/maskrcnn")
     args = ap.parse_args(argv)
 
-    from edgeseg.export.onnx import export_onnx
-    from edgeseg.train.instance_trainer import InstanceTrainConfig, train_instance
+    from edgeseg.train.instance_trainer import InstanceTrainConfig
 
     cfg = InstanceTrainConfig(model="maskrcnn", data=f"synthetic:{args.train_images}", val_data="synthetic",
                               epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, warmup_iters=300,
                               input_size=(args.imgsz, args.imgsz), out_dir=args.out, resume=args.resume, seed=0,
                               max_iters_per_epoch=args.iters_per_epoch, max_val_samples=args.val_images,
                               num_threads=args.threads, workers=args.workers)
-    t0 = time.time()
+    best, onnx_path, facts = train_export_instance(cfg, args.checkpoint, "maskrcnn.onnx")
     trained = args.checkpoint is None
-    best = train_instance(cfg) if trained else Path(args.checkpoint)
-    train_s = time.time() - t0
-
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    onnx_path = out / "maskrcnn.onnx"
-    export_onnx(best, onnx_path, verbose=True)
-
-    report = evaluate(onnx_path, args.eval_split, args.eval_images)
-    report.update({"model": "maskrcnn", "parameters": _parameters(best), "onnx_bytes": onnx_path.stat().st_size,
-                   **({"train_seconds": round(train_s)} if trained else {"checkpoint": str(best)})})
+    report = evaluate_instance(onnx_path, args.eval_split, args.eval_images)
+    report.update({"model": "maskrcnn", "parameters": parameters(best), "onnx_bytes": onnx_path.stat().st_size,
+                   **facts})
     print(json.dumps(report, indent=2))
 
     if not args.no_install:
-        install_run("maskrcnn", out, best, report, cfg.to_dict() if trained else None)
+        install_run("maskrcnn", onnx_path.parent, best, report, cfg.to_dict() if trained else None)
     return 0
-
-
-def _parameters(checkpoint: Path) -> int:
-    from edgeseg.models.checkpoint import load_checkpoint
-
-    model, _, _ = load_checkpoint(checkpoint)
-    return int(sum(p.numel() for p in model.parameters()))
-
-
-def evaluate(onnx_path: Path, split: str, n: int) -> dict:
-    """COCO mask/box AP of the exported model through the deployed runtime, its speed, and the share
-    of post-processing (pasting every detection) in the latency of a 1920x1080 frame."""
-    import numpy as np
-
-    from edgeseg import defaults, load
-    from edgeseg.data import open_instance_dataset
-    from edgeseg.data.synthetic import generate
-    from edgeseg.train.coco_eval import evaluate_predictor
-
-    predictor = load(onnx_path, score_threshold=defaults.EVAL_SCORE_THRESHOLD)
-    dataset = open_instance_dataset("synthetic", split)
-    metrics = evaluate_predictor(predictor, dataset, n)
-    n = metrics["images"]
-
-    def timed(frames: list) -> dict:
-        fast = load(onnx_path)  # the deployment thresholds (fewer, real detections)
-        fast.warmup(3)
-        stages: dict = {"pre": [], "infer": [], "post": []}
-        counts = []
-        for f in frames:
-            r = fast(f)
-            counts.append(len(r))
-            for k in stages:
-                stages[k].append(r.timings[k])
-        p50 = {k: round(float(np.median(v)), 2) for k, v in stages.items()}
-        total = np.sum([stages[k] for k in stages], axis=0)
-        return {"latency_ms_p50": p50, "fps_p50": round(1000.0 / float(np.median(total)), 1),
-                "post_share_p50": round(float(np.median(np.asarray(stages["post"]) / total)), 4),
-                "detections_mean": round(float(np.mean(counts)), 2)}
-
-    at_size = timed([dataset.sample(i).image for i in range(min(n, 100))])
-    full_hd = timed([generate(i, seed=7, size=(1080, 1920)).image for i in range(20)])
-    return {"split": f"synthetic/{split}", "evaluator": "pycocotools COCOeval",
-            **{k: metrics[k] for k in ("images", "segm", "bbox")}, **at_size, "frame_1920x1080": full_hd}
 
 
 if __name__ == "__main__":
