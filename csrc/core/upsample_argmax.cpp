@@ -36,8 +36,8 @@ inline float logit_at(const void* logits, FloatType dtype, int64_t hw, int64_t c
 
 // Channels that can win somewhere in the cell spanned by the finite low-res pixels p[0..4)
 // whose argmaxes are lab[0..4), appended to cand in ascending order. A channel j that one of
-// those winners k beats at all four corners (k > j, or k == j with k < j) is beaten by k at every
-// convex combination too, so it is left out.
+// those winners k beats at all four corners (logit k > logit j, or equal with k < j) is beaten by
+// k at every convex combination too, so it is left out.
 void append_candidates(const void* logits, FloatType dtype, int64_t C, int64_t hw,
                        const int64_t p[4], const int32_t lab[4], std::vector<int32_t>& cand) {
   for (int64_t j = 0; j < C; ++j) {
