@@ -143,13 +143,17 @@ class LiveSource(Source):
             self.close()
 
     def close(self) -> None:
-        """Stop the capture thread (waits at most ~1 s) and release the device."""
+        """Stop the capture thread (waits at most ~1 s) and release the device. A capture thread
+        still inside a driver call after that releases the device itself when the call returns
+        (releasing an OpenCV capture while another thread reads it is not safe)."""
         self._stop.set()
         with self._cond:
             self._cond.notify_all()
         t, self._thread = self._thread, None
         if t is not None and t is not threading.current_thread():
             t.join(timeout=1.0)
+            if t.is_alive():
+                return
         try:
             self._release()
         except Exception:  # releasing a broken device must not mask the real outcome
@@ -226,6 +230,9 @@ class LiveSource(Source):
                     self._error = e if isinstance(e, SourceError) else SourceError(
                         f"{self.describe()}: capture failed: {type(e).__name__}: {e}")
                     self._cond.notify_all()
+        finally:
+            if self._stop.is_set():  # closed meanwhile (maybe right after a reconnect opened it)
+                self._safe_release()
 
     def _reconnect(self, gen: int) -> bool:
         """Reopen with exponential backoff; False if stopped; SourceError after the time limit."""
