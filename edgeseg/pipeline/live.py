@@ -18,10 +18,12 @@ Subclasses implement three hooks: ``_open()`` (raise SourceError if the device c
 """
 from __future__ import annotations
 
+import atexit
 import re
 import sys
 import threading
 import time
+import weakref
 from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
@@ -32,6 +34,17 @@ from .sources import Frame, Source
 
 #: Counter names of :meth:`LiveSource.counters` (besides "stale" drops).
 EVENTS = ("read_failures", "read_timeouts", "reconnects")
+
+#: Live sources with a capture thread, closed at interpreter exit (see _close_all).
+_RUNNING: "weakref.WeakSet[LiveSource]" = weakref.WeakSet()
+
+
+@atexit.register
+def _close_all() -> None:
+    """Stop the capture threads of sources nobody closed before the interpreter finalizes: a
+    daemon thread still inside an OpenCV call then would abort the process (std::terminate)."""
+    for src in list(_RUNNING):
+        src.close()
 
 
 def _stderr_log(msg: str) -> None:
@@ -165,6 +178,7 @@ class LiveSource(Source):
         t = threading.Thread(target=self._capture, args=(self._gen, opened), daemon=True,
                              name=f"edgeseg-capture-{self._gen}")
         self._thread = t
+        _RUNNING.add(self)
         t.start()
 
     def _abandon_stuck_read(self, now: float) -> None:

@@ -17,9 +17,11 @@ Use it as ``Pipeline(...).run()`` (blocking), ``start()/stop()/join()`` (from an
 """
 from __future__ import annotations
 
+import atexit
 import sys
 import threading
 import time
+import weakref
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -123,6 +125,25 @@ class _Item:  # what travels between stages
     result: StreamResult | None = None
 
 
+#: Pipelines whose threads were started, stopped at interpreter exit (see _stop_all).
+_STARTED: "weakref.WeakSet[Pipeline]" = weakref.WeakSet()
+
+
+@atexit.register
+def _stop_all() -> None:
+    """Stop pipelines still running when the interpreter exits and give their threads a moment
+    to finish: a daemon stage thread inside an OpenCV call during finalization would abort the
+    process (std::terminate); sinks get closed on the way out."""
+    pipes = [p for p in list(_STARTED) if p.running]
+    for p in pipes:
+        p.stop("interpreter exit")
+    for p in pipes:
+        try:
+            p.join(timeout=2.0)
+        except BaseException:  # noqa: BLE001 - an error of the run itself was reported (or not) by its owner
+            pass
+
+
 def _stderr_log(msg: str) -> None:
     print(f"edgeseg: {msg}", file=sys.stderr, flush=True)
 
@@ -207,6 +228,7 @@ class Pipeline:
         self._spawn("post", self._stage, q["infer"].get, self._post, q["post"])
         self._spawn("render", self._stage, q["post"].get, self._render, q["render"])
         self._spawn("sink", self._sink_loop)
+        _STARTED.add(self)
         return self
 
     def stop(self, reason: str = "stopped") -> None:
