@@ -162,6 +162,8 @@ def test_overloaded_model_starts_on_the_newest_frame(predictor):
     assert summary["frames"] + dropped["superseded"] == src.delivered
     # without the refresh the median would be ~2 periods (160 ms): the frame waited a full period
     assert np.median([r.age_ms for r in got[1:]]) < 1.5 * period * 1e3
+    time.sleep(0.2)  # the refresh never reopens the source once the pipeline closed it
+    assert src.closed and src._thread is None
 
 
 class FlakySource(LiveSource):

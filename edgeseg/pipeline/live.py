@@ -115,6 +115,11 @@ class LiveSource(Source):
         self._last_frame = time.perf_counter()
         self._spawn(opened=True)
 
+    @property
+    def closed(self) -> bool:
+        """True once :meth:`close` was called (until a new :meth:`start`)."""
+        return self._stop.is_set()
+
     def get(self, timeout: float) -> Frame | object | None:
         """The newest frame not yet delivered; None after ``timeout`` seconds without one;
         :data:`END` once the source has ended. Raises SourceError when the source gave up."""

@@ -375,6 +375,8 @@ class Pipeline:
         item = q.peek(timeout)
         if item is None or item is END:
             return q.get(0.0) if item is END else None
+        if self._stop.is_set() or self._source_done.is_set() or self.source.closed:
+            return q.get(0.0)  # the source is finished: get() would open it again
         try:
             fresh = self.source.get(0.0)
         except SourceError:  # the pre thread meets the error on its next read
