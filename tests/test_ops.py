@@ -115,6 +115,29 @@ def test_argmax_threads_and_simd_identical():
         np.testing.assert_array_equal(run_all_modes(lambda: ops.argmax(x)), ref_argmax(x))
 
 
+def test_argmax_half_every_pair_order():
+    """float16 runs on integer order keys: every half value against a shuffled copy of all of
+    them (so ordered pairs across signs, zeros, subnormals, infinities and NaN payloads), in
+    both channel orders, matches numpy on every SIMD/thread mode."""
+    h = np.arange(0, 1 << 16, dtype=np.uint32).astype(np.uint16).view(np.float16)
+    perm = np.random.default_rng(3).permutation(h)
+    for x in (np.stack([h, perm]), np.stack([perm, h]), np.stack([h, perm, -h])):
+        x = np.ascontiguousarray(x.reshape(x.shape[0], 256, 256))
+        run_all_modes(lambda: np.testing.assert_array_equal(ops.argmax(x), ref_argmax(x)))
+
+
+@pytest.mark.parametrize("c", [65535, 65536, 65537])
+def test_argmax_half_channel_count_limits(c):
+    """Key path up to 65536 channels (uint16 indices), float path beyond."""
+    rng = np.random.default_rng(c)
+    for dt in FLOATS:
+        x = rng.standard_normal((c, 1, 3)).astype(dt)
+        x[c - 1, 0, 1] = 100  # the last channel wins here
+        got = run_all_modes(lambda: ops.argmax(x))
+        assert got.dtype == np.int32 and got[0, 1] == c - 1
+        np.testing.assert_array_equal(got, ref_argmax(x))
+
+
 # ---- upsample_argmax ----------------------------------------------------------------------------
 
 

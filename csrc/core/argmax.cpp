@@ -22,11 +22,15 @@ void argmax(const void* logits, FloatType dtype, int64_t N, int64_t C, int64_t H
   const int64_t tiles_per_image = (HW + kTile - 1) / kTile;
   const int64_t total = N * tiles_per_image;
   const int64_t min_chunk = min_chunk_for(kTile * C);
+  // float16 with up to 65536 channels runs on int16 order keys (rows::argmax_channels overload).
+  const bool keys = dtype == FloatType::F16 && C <= 65536;
   parallel_for(
       total,
       [&](int64_t t0, int64_t t1) {
-        std::vector<int32_t> idx(kTile);
-        std::vector<float> best(kTile);
+        std::vector<int32_t> idx(keys ? 0 : kTile);
+        std::vector<float> best(keys ? 0 : kTile);
+        std::vector<uint16_t> kidx(keys ? kTile : 0);
+        std::vector<int16_t> kbest(keys ? kTile : 0);
         for (int64_t t = t0; t < t1; ++t) {
           const int64_t n = t / tiles_per_image;
           const int64_t p0 = (t % tiles_per_image) * kTile;
@@ -37,11 +41,17 @@ void argmax(const void* logits, FloatType dtype, int64_t N, int64_t C, int64_t H
             if (dtype == FloatType::F32)
               rows::argmax_channels(static_cast<const float*>(logits) + off, c0, c1, HW,
                                     best.data(), idx.data(), len);
+            else if (keys)
+              rows::argmax_channels(static_cast<const uint16_t*>(logits) + off, c0, c1, HW,
+                                    kbest.data(), kidx.data(), len);
             else
               rows::argmax_channels(static_cast<const uint16_t*>(logits) + off, c0, c1, HW,
                                     best.data(), idx.data(), len);
           }
-          store_labels(idx.data(), labels, label_type, n * HW + p0, len);
+          if (keys)
+            store_labels(kidx.data(), labels, label_type, n * HW + p0, len);
+          else
+            store_labels(idx.data(), labels, label_type, n * HW + p0, len);
         }
       },
       min_chunk);

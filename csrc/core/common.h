@@ -14,10 +14,11 @@ inline LabelType label_type_for(int64_t num_classes) {
 }
 
 // Store n int32 class indices as the label type at out + offset (elements).
-inline void store_labels(const int32_t* idx, void* out, LabelType lt, int64_t offset, int64_t n) {
+template <typename Index>
+inline void store_labels(const Index* idx, void* out, LabelType lt, int64_t offset, int64_t n) {
   if (lt == LabelType::I32) {
     int32_t* o = static_cast<int32_t*>(out) + offset;
-    for (int64_t i = 0; i < n; ++i) o[i] = idx[i];
+    for (int64_t i = 0; i < n; ++i) o[i] = static_cast<int32_t>(idx[i]);
   } else {
     uint8_t* o = static_cast<uint8_t*>(out) + offset;
     for (int64_t i = 0; i < n; ++i) o[i] = static_cast<uint8_t>(idx[i]);

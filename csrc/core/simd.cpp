@@ -61,9 +61,20 @@ EDGESEG_SCALAR bool beats(float v, float b) { return (v > b) || (v != v && b == 
 EDGESEG_SCALAR void half_to_float_scalar(const uint16_t* src, float* dst, int64_t n) {
   for (int64_t i = 0; i < n; ++i) dst[i] = edgeseg::half_to_float(src[i]);
 }
-template <typename T, typename Load>
+// Order-preserving int16 key of an IEEE half: -mag for negatives, mag otherwise (so -0 and +0
+// tie, as floats do), and one key above +inf for every NaN (so any NaN beats any number and,
+// NaNs tying, the first one stays). Comparing keys is comparing the floats, numpy.argmax's way.
+EDGESEG_SCALAR int16_t half_key(uint16_t h) {
+  const int32_t mag = h & 0x7fff;
+  if (mag > 0x7c00) return 0x7fff;
+  return static_cast<int16_t>((h & 0x8000) ? -mag : mag);
+}
+EDGESEG_SCALAR bool beats(int16_t k, int16_t b) { return k > b; }
+
+// Running argmax; Load maps an element to the compared value (Best: float or an int16 key).
+template <typename T, typename Best, typename Index, typename Load>
 EDGESEG_SCALAR void argmax_channels_scalar_t(const T* v, int64_t c0, int64_t c1, int64_t stride,
-                                             float* best, int32_t* idx, int64_t n, Load load) {
+                                             Best* best, Index* idx, int64_t n, Load load) {
   int64_t c = c0;
   if (c == 0) {
     for (int64_t i = 0; i < n; ++i) {
@@ -74,9 +85,9 @@ EDGESEG_SCALAR void argmax_channels_scalar_t(const T* v, int64_t c0, int64_t c1,
   }
   for (; c < c1; ++c) {
     const T* p = v + c * stride;
-    const int32_t ci = static_cast<int32_t>(c);
+    const Index ci = static_cast<Index>(c);
     for (int64_t i = 0; i < n; ++i) {
-      const float x = load(p[i]), bb = best[i];
+      const Best x = load(p[i]), bb = best[i];
       const bool t = beats(x, bb);
       best[i] = t ? x : bb;
       idx[i] = t ? ci : idx[i];
@@ -91,6 +102,10 @@ EDGESEG_SCALAR void argmax_channels_scalar(const uint16_t* v, int64_t c0, int64_
                                            int64_t stride, float* best, int32_t* idx, int64_t n) {
   argmax_channels_scalar_t(v, c0, c1, stride, best, idx, n,
                            [](uint16_t h) { return edgeseg::half_to_float(h); });
+}
+EDGESEG_SCALAR void argmax_channels_scalar(const uint16_t* v, int64_t c0, int64_t c1, int64_t stride,
+                                           int16_t* best, uint16_t* idx, int64_t n) {
+  argmax_channels_scalar_t(v, c0, c1, stride, best, idx, n, half_key);
 }
 EDGESEG_SCALAR void clear_nonfinite_scalar(const float* v, int64_t C, int64_t stride, uint8_t* flags, int64_t n) {
   for (int64_t c = 0; c < C; ++c) {
@@ -247,6 +262,51 @@ EDGESEG_AVX2 void argmax_channels_avx2(const uint16_t* v, int64_t c0, int64_t c1
   argmax_channels_avx2_t(v, c0, c1, stride, best, idx, n);
 }
 
+// half_key of 16 lanes: sign(mag, h) negates where h's sign bit is set (-0 -> 0); the max with
+// nan ^ 0x8000 (0x7fff in NaN lanes, the int16 minimum elsewhere) raises NaN lanes to 0x7fff.
+EDGESEG_AVX2 inline __m256i half_key16(const uint16_t* p) {
+  const __m256i h = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
+  const __m256i mag = _mm256_and_si256(h, _mm256_set1_epi16(0x7fff));
+  const __m256i nan = _mm256_cmpgt_epi16(mag, _mm256_set1_epi16(0x7c00));
+  return _mm256_max_epi16(_mm256_sign_epi16(mag, h),
+                          _mm256_xor_si256(nan, _mm256_set1_epi16(INT16_MIN)));
+}
+
+// Half-precision argmax on int16 keys: 16 pixels per register, 32 per step. Channels ascend, so
+// the index update is max(idx, t & c): where channel c wins it is larger than any index so far.
+EDGESEG_AVX2 void argmax_channels_avx2(const uint16_t* v, int64_t c0, int64_t c1, int64_t stride,
+                                       int16_t* best, uint16_t* idx, int64_t n) {
+  int64_t i = 0;
+  const int64_t cs = c0 == 0 ? 1 : c0;
+  for (; i + 32 <= n; i += 32) {
+    __m256i b0, b1, i0, i1;
+    if (c0 == 0) {
+      b0 = half_key16(v + i), b1 = half_key16(v + i + 16);
+      i0 = i1 = _mm256_setzero_si256();
+    } else {
+      b0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(best + i));
+      b1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(best + i + 16));
+      i0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(idx + i));
+      i1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(idx + i + 16));
+    }
+    const uint16_t* p = v + cs * stride + i;
+    for (int64_t c = cs; c < c1; ++c, p += stride) {
+      const __m256i cv = _mm256_set1_epi16(static_cast<int16_t>(c));
+      const __m256i x0 = half_key16(p), x1 = half_key16(p + 16);
+      const __m256i t0 = _mm256_cmpgt_epi16(x0, b0), t1 = _mm256_cmpgt_epi16(x1, b1);
+      b0 = _mm256_max_epi16(b0, x0);
+      b1 = _mm256_max_epi16(b1, x1);
+      i0 = _mm256_max_epu16(i0, _mm256_and_si256(t0, cv));
+      i1 = _mm256_max_epu16(i1, _mm256_and_si256(t1, cv));
+    }
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(best + i), b0);
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(best + i + 16), b1);
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(idx + i), i0);
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(idx + i + 16), i1);
+  }
+  argmax_channels_scalar(v + i, c0, c1, stride, best + i, idx + i, n - i);
+}
+
 // float(q0 & m) * a + float(q1 & m) * b, lane-wise.
 EDGESEG_AVX2 inline __m256 byte_lerp8(__m256i q0, __m256i q1, __m256i m, __m256 a, __m256 b) {
   const __m256 v0 = _mm256_cvtepi32_ps(_mm256_and_si256(q0, m));
@@ -399,6 +459,10 @@ void argmax_channels(const float* v, int64_t c0, int64_t c1, int64_t stride, flo
 }
 void argmax_channels(const uint16_t* v, int64_t c0, int64_t c1, int64_t stride, float* best,
                      int32_t* idx, int64_t n) {
+  EDGESEG_DISPATCH(argmax_channels, v, c0, c1, stride, best, idx, n);
+}
+void argmax_channels(const uint16_t* v, int64_t c0, int64_t c1, int64_t stride, int16_t* best,
+                     uint16_t* idx, int64_t n) {
   EDGESEG_DISPATCH(argmax_channels, v, c0, c1, stride, best, idx, n);
 }
 void clear_nonfinite(const float* v, int64_t C, int64_t stride, uint8_t* flags, int64_t n) {

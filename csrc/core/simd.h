@@ -31,6 +31,11 @@ void argmax_channels(const float* v, int64_t c0, int64_t c1, int64_t stride, flo
                      int32_t* idx, int64_t n);
 void argmax_channels(const uint16_t* v, int64_t c0, int64_t c1, int64_t stride, float* best,
                      int32_t* idx, int64_t n);
+// Half-precision argmax with the running max kept as int16 order keys (see half_key in
+// simd.cpp; comparing keys is comparing the floats) and uint16 channel indices: twice the lanes
+// of the float version per register, and integer ops only. Same contract otherwise (C <= 65536).
+void argmax_channels(const uint16_t* v, int64_t c0, int64_t c1, int64_t stride, int16_t* best,
+                     uint16_t* idx, int64_t n);
 // flags[i] = 0 where any of the C planes holds a NaN or infinity at i (flags left as is elsewhere).
 void clear_nonfinite(const float* v, int64_t C, int64_t stride, uint8_t* flags, int64_t n);
 void clear_nonfinite(const uint16_t* v, int64_t C, int64_t stride, uint8_t* flags, int64_t n);
