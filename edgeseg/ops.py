@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 import os
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Optional, Sequence, Tuple, Union
 
 import numpy as np
@@ -102,16 +103,35 @@ def _triple(v, fn: str, name: str) -> Tuple[float, float, float]:
     return t  # type: ignore[return-value]
 
 
+@lru_cache(maxsize=64)
+def _normalisation(mean, std, pad_value) -> Tuple[Tuple[float, ...], ...]:
+    """Per-channel (scale, bias, normalised pad) of letterbox: out = pixel * scale + bias."""
+    mean_t, std_t = _triple(mean, "letterbox", "mean"), _triple(std, "letterbox", "std")
+    if any(s == 0 or not math.isfinite(s) for s in std_t):
+        raise ArrayError(f"letterbox: std must be finite and non-zero, got {std!r}")
+    pad_t = _triple(pad_value, "letterbox", "pad_value")
+    scale = tuple(1.0 / s for s in std_t)
+    bias = tuple(-m / s for m, s in zip(mean_t, std_t))
+    pad = tuple((p - m) / s for p, m, s in zip(pad_t, mean_t, std_t))
+    return scale, bias, pad
+
+
 def letterbox_info(src_hw: Sequence[int], size: SizeLike) -> LetterboxInfo:
     """The :class:`LetterboxInfo` that :func:`letterbox` uses for a frame of ``src_hw``.
 
     The frame is scaled by ``min(h / H, w / W)`` (up or down), the resized size is rounded to the
     nearest pixel (at least 1) and centred; odd padding puts the extra row/column bottom/right.
     """
-    H, W = (int(v) for v in src_hw)
+    H, W = int(src_hw[0]), int(src_hw[1])
     if H < 1 or W < 1:
         raise ArrayError(f"letterbox: image must be non-empty, got size ({H}, {W})")
     h, w = _parse_size(size, "letterbox")
+    return _letterbox_info(H, W, h, w)
+
+
+@lru_cache(maxsize=256)
+def _letterbox_info(H: int, W: int, h: int, w: int) -> LetterboxInfo:
+    # Cached: a video stream asks for the same geometry every frame (LetterboxInfo is frozen).
     scale = min(h / H, w / W)
     rh = min(h, max(1, int(round(H * scale))))
     rw = min(w, max(1, int(round(W * scale))))
@@ -160,13 +180,10 @@ def letterbox(
             f"letterbox: image must have shape (H, W, 3) (BGR), got shape {tuple(image.shape)}")
     info = letterbox_info(image.shape[:2], size)
     h, w = info.dst_hw
-    mean_t, std_t = _triple(mean, "letterbox", "mean"), _triple(std, "letterbox", "std")
-    if any(s == 0 or not math.isfinite(s) for s in std_t):
-        raise ArrayError(f"letterbox: std must be finite and non-zero, got {std!r}")
-    pad_t = _triple(pad_value, "letterbox", "pad_value")
-    scale = [1.0 / s for s in std_t]
-    bias = [-m / s for m, s in zip(mean_t, std_t)]
-    pad = [(p - m) / s for p, m, s in zip(pad_t, mean_t, std_t)]
+    try:  # the same statistics every frame: cached when hashable (tuples, numbers)
+        scale, bias, pad = _normalisation(mean, std, pad_value)
+    except TypeError:
+        scale, bias, pad = _normalisation.__wrapped__(mean, std, pad_value)
     if out is None:
         out = np.empty((1, 3, h, w), dtype=dt)
     else:
