@@ -1,6 +1,7 @@
 // Row primitives: portable loops + AVX2/F16C versions chosen at run time (see simd.h).
 #include "simd.h"
 
+#include <algorithm>
 #include <atomic>
 #include <cstdlib>
 #include <cstring>
@@ -184,6 +185,38 @@ EDGESEG_SCALAR void lerp_affine_scalar(const float* a, const float* b, float wa,
     out[i] = edgeseg::float_to_half((a[i] * wa + b[i] * wb) * k + bias);
 }
 
+// Overlay of n BGR pixels (see simd.h): label index -> table entry B | G<<8 | R<<16 | flag<<24.
+template <typename Index>
+EDGESEG_SCALAR void overlay_row_scalar_t(const uint8_t* src, Index index, const uint32_t* table,
+                                         uint32_t a16, uint8_t* dst, int64_t n) {
+  const uint32_t ia = 65536u - a16;
+  for (int64_t x = 0; x < n; ++x) {
+    const uint32_t e = table[index(x)];
+    const uint8_t* p = src + 3 * x;
+    uint8_t* q = dst + 3 * x;
+    if (e >> 24) {
+      for (int ch = 0; ch < 3; ++ch)
+        q[ch] = static_cast<uint8_t>((p[ch] * ia + ((e >> (8 * ch)) & 0xffu) * a16 + 32768u) >> 16);
+    } else if (q != p) {
+      q[0] = p[0], q[1] = p[1], q[2] = p[2];
+    }
+  }
+}
+EDGESEG_SCALAR void overlay_row_scalar(const uint8_t* src, const uint8_t* labels, uint32_t /*last*/,
+                                       const uint32_t* table, uint32_t a16, uint8_t* dst, int64_t n) {
+  overlay_row_scalar_t(src, [labels](int64_t x) { return labels[x]; }, table, a16, dst, n);
+}
+EDGESEG_SCALAR void overlay_row_scalar(const uint8_t* src, const int32_t* labels, uint32_t last,
+                                       const uint32_t* table, uint32_t a16, uint8_t* dst, int64_t n) {
+  overlay_row_scalar_t(
+      src,
+      [labels, last](int64_t x) {  // negative -> huge as unsigned -> last
+        const uint32_t u = static_cast<uint32_t>(labels[x]);
+        return u < last ? u : last;
+      },
+      table, a16, dst, n);
+}
+
 // ---- AVX2 + F16C ------------------------------------------------------------------------------
 #if EDGESEG_HAVE_AVX2
 
@@ -305,6 +338,98 @@ EDGESEG_AVX2 void argmax_channels_avx2(const uint16_t* v, int64_t c0, int64_t c1
     _mm256_storeu_si256(reinterpret_cast<__m256i*>(idx + i + 16), i1);
   }
   argmax_channels_scalar(v + i, c0, c1, stride, best + i, idx + i, n - i);
+}
+
+// ---- overlay
+// Table indices of 8 labels: uint8 labels index a 256-entry table; int32 ones are clamped (as
+// unsigned, so negatives too) to `last`, the table's "no colour" entry.
+EDGESEG_AVX2 inline __m256i overlay_index8(const uint8_t* l, uint32_t /*last*/) {
+  return _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(l)));
+}
+EDGESEG_AVX2 inline __m256i overlay_index8(const int32_t* l, uint32_t last) {
+  return _mm256_min_epu32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(l)),
+                          _mm256_set1_epi32(static_cast<int32_t>(last)));
+}
+
+// dst = src + ((((col - src) & mask) * a16 + 32768) >> 16) per byte, in 16-bit lanes. With
+// a16 = s (kHigh false, a16 < 32768) or s + 65536 (kHigh, s <= 0), the 32-bit product d * a16 is
+// (mulhi(d, s) [+ d]) * 65536 + mullo(d, s) (low half unsigned), so adding 32768 and shifting
+// by 16 is mulhi [+ d] + (mullo >> 15, logical): exact. Equal to the scalar
+// (p * (65536 - a16) + c * a16 + 32768) >> 16, and always within 0..255.
+template <bool kHigh>
+EDGESEG_AVX2 void blend_bytes_avx2(const uint8_t* src, const uint8_t* col, const uint8_t* mask,
+                                   uint32_t a16, uint8_t* dst, int64_t nb) {
+  const __m256i vs = _mm256_set1_epi16(static_cast<int16_t>(kHigh ? a16 - 65536 : a16));
+  const __m256i z = _mm256_setzero_si256();
+  int64_t i = 0;
+  for (; i + 32 <= nb; i += 32) {
+    const __m256i p = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(src + i));
+    const __m256i c = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(col + i));
+    const __m256i m = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(mask + i));
+    __m256i q[2];
+    for (int h = 0; h < 2; ++h) {
+      const __m256i p16 = h ? _mm256_unpackhi_epi8(p, z) : _mm256_unpacklo_epi8(p, z);
+      const __m256i c16 = h ? _mm256_unpackhi_epi8(c, z) : _mm256_unpacklo_epi8(c, z);
+      const __m256i m16 = h ? _mm256_unpackhi_epi8(m, m) : _mm256_unpacklo_epi8(m, m);
+      const __m256i d = _mm256_and_si256(_mm256_sub_epi16(c16, p16), m16);
+      __m256i r = _mm256_add_epi16(_mm256_mulhi_epi16(d, vs),
+                                   _mm256_srli_epi16(_mm256_mullo_epi16(d, vs), 15));
+      if (kHigh) r = _mm256_add_epi16(r, d);
+      q[h] = _mm256_add_epi16(p16, r);
+    }
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + i), _mm256_packus_epi16(q[0], q[1]));
+  }
+  for (; i < nb; ++i) {
+    const int64_t d = mask[i] ? int64_t(col[i]) - int64_t(src[i]) : 0;
+    dst[i] = static_cast<uint8_t>((int64_t(src[i]) * 65536 + d * a16 + 32768) >> 16);
+  }
+}
+
+// Overlay of n pixels in chunks: gather 8 table entries at a time and compact them (pshufb +
+// vpermd) into interleaved colour and mask bytes matching the BGR layout, then blend bytes.
+template <typename L>
+EDGESEG_AVX2 void overlay_row_avx2_t(const uint8_t* src, const L* labels, uint32_t last,
+                                     const uint32_t* table, uint32_t a16, uint8_t* dst, int64_t n) {
+  constexpr int64_t kChunk = 256;
+  alignas(32) uint8_t col[3 * kChunk + 32], mask[3 * kChunk + 32];
+  const __m256i take_col = _mm256_setr_epi8(0, 1, 2, 4, 5, 6, 8, 9, 10, 12, 13, 14, -1, -1, -1, -1,
+                                            0, 1, 2, 4, 5, 6, 8, 9, 10, 12, 13, 14, -1, -1, -1, -1);
+  const __m256i take_flag = _mm256_setr_epi8(3, 3, 3, 7, 7, 7, 11, 11, 11, 15, 15, 15, -1, -1, -1, -1,
+                                             3, 3, 3, 7, 7, 7, 11, 11, 11, 15, 15, 15, -1, -1, -1, -1);
+  const __m256i join = _mm256_setr_epi32(0, 1, 2, 4, 5, 6, 7, 7);
+  const int* base = reinterpret_cast<const int*>(table);
+  for (int64_t x0 = 0; x0 < n; x0 += kChunk) {
+    const int64_t len = std::min(kChunk, n - x0);
+    int64_t x = 0;
+    for (; x + 8 <= len; x += 8) {
+      const __m256i e = _mm256_i32gather_epi32(base, overlay_index8(labels + x0 + x, last), 4);
+      const __m256i c = _mm256_permutevar8x32_epi32(_mm256_shuffle_epi8(e, take_col), join);
+      const __m256i m = _mm256_permutevar8x32_epi32(_mm256_shuffle_epi8(e, take_flag), join);
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(col + 3 * x), c);  // 24 bytes used
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(mask + 3 * x), m);
+    }
+    for (; x < len; ++x) {
+      const L l = labels[x0 + x];
+      const uint32_t u = static_cast<uint32_t>(l);
+      const uint32_t e = table[sizeof(L) == 1 ? u : (u < last ? u : last)];
+      for (int ch = 0; ch < 3; ++ch) {
+        col[3 * x + ch] = static_cast<uint8_t>(e >> (8 * ch));
+        mask[3 * x + ch] = static_cast<uint8_t>(e >> 24);
+      }
+    }
+    if (a16 < 32768)
+      blend_bytes_avx2<false>(src + 3 * x0, col, mask, a16, dst + 3 * x0, 3 * len);
+    else
+      blend_bytes_avx2<true>(src + 3 * x0, col, mask, a16, dst + 3 * x0, 3 * len);
+  }
+}
+EDGESEG_AVX2 void overlay_row_avx2(const uint8_t* src, const uint8_t* labels, uint32_t last,
+                                   const uint32_t* table, uint32_t a16, uint8_t* dst, int64_t n) {
+  overlay_row_avx2_t(src, labels, last, table, a16, dst, n);
+}
+EDGESEG_AVX2 void overlay_row_avx2(const uint8_t* src, const int32_t* labels, uint32_t last,
+                                   const uint32_t* table, uint32_t a16, uint8_t* dst, int64_t n) {
+  overlay_row_avx2_t(src, labels, last, table, a16, dst, n);
 }
 
 // float(q0 & m) * a + float(q1 & m) * b, lane-wise.
@@ -464,6 +589,14 @@ void argmax_channels(const uint16_t* v, int64_t c0, int64_t c1, int64_t stride, 
 void argmax_channels(const uint16_t* v, int64_t c0, int64_t c1, int64_t stride, int16_t* best,
                      uint16_t* idx, int64_t n) {
   EDGESEG_DISPATCH(argmax_channels, v, c0, c1, stride, best, idx, n);
+}
+void overlay_row(const uint8_t* src, const uint8_t* labels, uint32_t last, const uint32_t* table,
+                 uint32_t alpha16, uint8_t* dst, int64_t n) {
+  EDGESEG_DISPATCH(overlay_row, src, labels, last, table, alpha16, dst, n);
+}
+void overlay_row(const uint8_t* src, const int32_t* labels, uint32_t last, const uint32_t* table,
+                 uint32_t alpha16, uint8_t* dst, int64_t n) {
+  EDGESEG_DISPATCH(overlay_row, src, labels, last, table, alpha16, dst, n);
 }
 void clear_nonfinite(const float* v, int64_t C, int64_t stride, uint8_t* flags, int64_t n) {
   clear_nonfinite_scalar(v, C, stride, flags, n);  // the compiler vectorises it

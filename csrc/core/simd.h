@@ -36,6 +36,16 @@ void argmax_channels(const uint16_t* v, int64_t c0, int64_t c1, int64_t stride, 
 // of the float version per register, and integer ops only. Same contract otherwise (C <= 65536).
 void argmax_channels(const uint16_t* v, int64_t c0, int64_t c1, int64_t stride, int16_t* best,
                      uint16_t* idx, int64_t n);
+// Palette blend of n interleaved 3-byte pixels: e = table[index(label)], an entry
+// B | G << 8 | R << 16 | flag << 24 (flag 0xff: the label has a colour, 0: leave the pixel).
+// With a colour, dst = (src * (65536 - alpha16) + colour * alpha16 + 32768) >> 16 per byte
+// (alpha16 <= 65536); otherwise dst = src. uint8 labels index a 256-entry table; int32 labels
+// are clamped as unsigned to `last` (so negatives too), the table having last + 1 entries.
+// dst may alias src.
+void overlay_row(const uint8_t* src, const uint8_t* labels, uint32_t last, const uint32_t* table,
+                 uint32_t alpha16, uint8_t* dst, int64_t n);
+void overlay_row(const uint8_t* src, const int32_t* labels, uint32_t last, const uint32_t* table,
+                 uint32_t alpha16, uint8_t* dst, int64_t n);
 // flags[i] = 0 where any of the C planes holds a NaN or infinity at i (flags left as is elsewhere).
 void clear_nonfinite(const float* v, int64_t C, int64_t stride, uint8_t* flags, int64_t n);
 void clear_nonfinite(const uint16_t* v, int64_t C, int64_t stride, uint8_t* flags, int64_t n);

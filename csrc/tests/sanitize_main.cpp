@@ -146,6 +146,16 @@ int main() {
               overlay(img.data(), lab32.data(), LabelType::I32, H, W, pal.data(), 4, 30000, img.data());
               overlay(img.data(), lab32.data(), LabelType::I32, H, W, pal.data(), 0, 65536, img.data());
             }
+      for (int W : {7, 8, 255, 256, 257, 600}) {  // overlay: 8-pixel groups, 256-pixel chunks
+        const int H = 3;
+        std::vector<uint8_t> img(H * W * 3, 100), lab(H * W), pal(3 * 5, 9);
+        std::vector<int32_t> lab32(H * W);
+        for (int i = 0; i < H * W; ++i) lab[i] = uint8_t(rng() % 7), lab32[i] = int32_t(rng() % 9) - 2;
+        for (uint32_t a : {0u, 1u, 32767u, 32768u, 65536u}) {
+          overlay(img.data(), lab.data(), LabelType::U8, H, W, pal.data(), 5, a, img.data());
+          overlay(img.data(), lab32.data(), LabelType::I32, H, W, pal.data(), 5, a, img.data());
+        }
+      }
       for (int H : {1, 2, 9})  // frames already at the network size (row-copy path, last-row tails)
         for (int W : {1, 5, 8, 9, 10, 11, 17, 70}) {
           std::vector<uint8_t> img(H * W * 3, 11);
