@@ -19,7 +19,7 @@ from edgeseg.data import synthetic  # noqa: E402
 from edgeseg.errors import ExportError  # noqa: E402
 from edgeseg.export import export_onnx, parity_path, rejected_path  # noqa: E402
 from edgeseg.export.accuracy import accuracy_gate, match_detections  # noqa: E402
-from edgeseg.export.quantize import (DEFAULT_OP_TYPES, calibration_frames, export_onnx_int8, first_weighted_nodes,  # noqa: E402
+from edgeseg.export.quantize import (DEFAULT_OP_TYPES, avgpools_to_depthwise, calibration_frames, export_onnx_int8, first_weighted_nodes,  # noqa: E402
                                      head_weighted_nodes, resolve_keep_float, resolve_op_types)
 from edgeseg.meta import ModelMeta  # noqa: E402
 from edgeseg.models import create_model, save_checkpoint  # noqa: E402
@@ -58,6 +58,8 @@ def test_trained_model_int8_within_one_point(zoo_int8):
     assert q["op_types"] == list(DEFAULT_OP_TYPES)  # convolutions + fused activations by default
     assert ops["Relu"] <= 1  # folded into the quantised convolutions (the float first conv keeps its own)
     assert q["kept_float"] == ["/encoder/stem/stem.0/stem.0.0/Conv"] and q["calibration_images"] == 12
+    # the STDC skip pools and the context pools became INT8 depthwise convolutions
+    assert len(q["avgpool_as_depthwise_conv"]) == 5 and ops["AveragePool"] == 0
     assert rep.path.stat().st_size < 0.5 * ZOO.joinpath("model.safetensors").stat().st_size
     report = json.loads(parity_path(rep.path).read_text())
     assert report["passed"] and report["precision"] == "int8" and report["parity_gated"] is False
@@ -210,3 +212,33 @@ def test_cli_int8_errors(tmp_path):
     assert main(["export", str(tmp_path), "--format", "onnx", "--keep-float", "head"]) == 2
     assert main(["export", str(tmp_path), "--format", "onnx", "--int8", "--fp16"]) == 2
     assert main(["export", str(tmp_path / "missing"), "--format", "onnx", "--int8"]) == 2
+
+
+def test_avgpools_to_depthwise_equal_in_float():
+    """Full-window AveragePools (padding counted, or none) become depthwise convolutions with the
+    same float outputs; one whose padded windows divide by the valid count is left alone."""
+    import onnxruntime as ort
+    from onnx import TensorProto, helper
+
+    def pool(name, src, k, s, p, count_pad):
+        return helper.make_node("AveragePool", [src], [name], name=name, kernel_shape=[k, k],
+                                strides=[s, s], pads=[p] * 4, count_include_pad=count_pad)
+
+    nodes = [pool("a", "x", 3, 2, 1, 1), pool("b", "x", 5, 2, 2, 1), pool("c", "x", 2, 2, 0, 0),
+             pool("d", "x", 3, 1, 1, 0),
+             helper.make_node("Concat", ["x", "x"], ["x2"], axis=1), pool("e", "x2", 9, 4, 4, 1)]
+    outs = [helper.make_tensor_value_info(n, TensorProto.FLOAT, None) for n in "abcde"]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 6, 17, 23])], outs)
+    model = onnx.shape_inference.infer_shapes(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]))
+    x = np.random.default_rng(0).standard_normal((1, 6, 17, 23)).astype(np.float32)
+
+    def run(m):
+        return ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})
+
+    want = run(model)
+    assert avgpools_to_depthwise(model) == ["a", "b", "c", "e"]
+    assert [n.op_type for n in model.graph.node].count("AveragePool") == 1  # "d" stays
+    conv = next(n for n in model.graph.node if n.name == "e_depthwise")
+    assert {a.name: helper.get_attribute_value(a) for a in conv.attribute}["group"] == 12
+    for got, ref in zip(run(model), want):
+        np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-6)

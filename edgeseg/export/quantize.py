@@ -14,7 +14,8 @@ The ModelMeta is carried over (with the quantisation settings under ``extra.expo
 Defaults, and why (measured on this project's 2-core AVX-512-VNNI CPU, ONNX Runtime 1.32, the
 shipped liteseg_t at 288x288, one thread): activations ``uint8`` (U8S8) run ~2x faster than
 ``int8`` (S8S8) activations there; keeping the first convolution in float is faster than
-quantising it. ``activations="int8"`` with ``symmetric=True`` gives the Q/DQ layout TensorRT
+quantising it; full-window AveragePools are rewritten into the equal depthwise convolutions
+first, so they run in INT8 instead of bouncing to float. ``activations="int8"`` with ``symmetric=True`` gives the Q/DQ layout TensorRT
 needs (zero points 0), which :mod:`edgeseg.export.tensorrt` uses.
 
 Every INT8 export ends with the accuracy gate of :mod:`edgeseg.export.accuracy` (mIoU / mask
@@ -47,10 +48,12 @@ CALIB_SEED = 7_000_003
 #: Layers kept in float by default (see the module docstring).
 DEFAULT_KEEP_FLOAT: tuple[str, ...] = ("first",)
 #: Op types an ONNX Runtime INT8 export quantises by default: convolutions with the activations
-#: ONNX Runtime fuses into them, and max pooling. Quantising the rest too (Add, Mul, Concat,
-#: AveragePool, Resize, ...) puts Quantize/DequantizeLinear pairs and layout reorders around ops
-#: that ONNX Runtime runs no faster in INT8: on the shipped semantic model this set ran 1.25-1.33x
-#: faster than FP32 where "all" ran 1.04-1.17x (benchmarks/RESULTS.md). "all" selects every op.
+#: ONNX Runtime fuses into them, and max pooling. Full-window average pools are quantised as
+#: depthwise convolutions (:func:`avgpools_to_depthwise`), and concats of quantised inputs are
+#: fused by ONNX Runtime itself. Quantising the rest too (Add, Mul, Resize, ...) puts
+#: Quantize/DequantizeLinear pairs around ops that ONNX Runtime runs no faster in INT8; on the
+#: shipped semantic model "all" now runs level with this set (1.37-1.41x FP32 both,
+#: benchmarks/RESULTS.md). "all" selects every op.
 DEFAULT_OP_TYPES: tuple[str, ...] = ("Conv", "Relu", "Clip", "MaxPool")
 #: Special --keep-float words; anything else is a node name.
 KEEP_FLOAT_WORDS = ("first", "head", "none")
@@ -228,6 +231,58 @@ def _name_nodes(model: Any) -> None:
             used.add(name)
 
 
+# ----------------------------------------------------------------------------- graph rewrites
+def _channels(model: Any, tensor: str) -> int | None:
+    """Channel count (dim 1) of ``tensor`` from the shape-inferred graph, if known."""
+    for vi in list(model.graph.value_info) + list(model.graph.input):
+        if vi.name == tensor:
+            dims = vi.type.tensor_type.shape.dim
+            if len(dims) == 4 and dims[1].HasField("dim_value") and dims[1].dim_value > 0:
+                return int(dims[1].dim_value)
+    return None
+
+
+def avgpools_to_depthwise(model: Any) -> list[str]:
+    """Rewrite, in place, every 2-D ``AveragePool`` that averages over a full window (padding
+    counted, or none) into the equal depthwise ``Conv`` with constant weights 1/(kh*kw).
+
+    The float results agree (up to summation order); the point is INT8: ONNX Runtime runs the
+    depthwise convolution on quantised NHWC data, where an AveragePool sends the tensor back to
+    float (DequantizeLinear, layout reorders, QuantizeLinear) and its Concat with it. On the
+    shipped semantic model this made the INT8 model ~5-10 % faster (benchmarks/RESULTS.md). The
+    weights are exact in INT8 (symmetric per-channel: all equal the channel's max, code 127).
+    Returns the names of the rewritten nodes.
+    """
+    import onnx
+    from onnx import helper, numpy_helper
+
+    done: list[str] = []
+    nodes = []
+    for node in model.graph.node:
+        a = {x.name: helper.get_attribute_value(x) for x in node.attribute}
+        kernel = list(a.get("kernel_shape", []))
+        pads = list(a.get("pads", [0] * 2 * len(kernel)))
+        C = _channels(model, node.input[0]) if node.op_type == "AveragePool" and node.input else None
+        if (C is None or len(kernel) != 2 or a.get("ceil_mode", 0) != 0
+                or a.get("auto_pad", b"NOTSET") not in (b"NOTSET", "NOTSET")
+                or any(d != 1 for d in a.get("dilations", [1, 1]))
+                or (a.get("count_include_pad", 0) != 1 and any(pads))):
+            nodes.append(node)
+            continue
+        weight = f"{node.name or node.output[0]}_depthwise_weight"
+        model.graph.initializer.append(numpy_helper.from_array(
+            np.full((C, 1, kernel[0], kernel[1]), 1.0 / (kernel[0] * kernel[1]), np.float32), weight))
+        nodes.append(helper.make_node("Conv", [node.input[0], weight], list(node.output),
+                                      name=f"{node.name}_depthwise", group=C, kernel_shape=kernel,
+                                      strides=list(a.get("strides", [1, 1])), pads=pads))
+        done.append(node.name)
+    if done:
+        del model.graph.node[:]
+        model.graph.node.extend(nodes)
+        onnx.checker.check_model(model)
+    return done
+
+
 # ----------------------------------------------------------------------------- quantise
 def quantize_onnx(
     src: str | Path,
@@ -288,6 +343,7 @@ def quantize_onnx(
                                   f"{type(e).__name__}: {e}") from None
         model = onnx.load(str(prepared))
         _name_nodes(model)
+        depthwise = avgpools_to_depthwise(model) if op_types is None or "Conv" in op_types else []
         onnx.save(model, str(prepared))
         excluded = resolve_keep_float(model, keep_float)
         with atomic_path(dst) as tmp:
@@ -308,6 +364,7 @@ def quantize_onnx(
                         "bias": "int32" if quantize_bias else "float",
                         "method": method, "calibration": str(calib), "calibration_images": len(reader),
                         "kept_float": excluded, "op_types": list(op_types) if op_types else "all",
+                        "avgpool_as_depthwise_conv": depthwise,
                         "onnxruntime": _ort_version(), "seconds": round(time.perf_counter() - t0, 2)}
             q = onnx.load(str(tmp))
             qmeta = meta.replace(edgeseg_version=__version__, extra={
@@ -411,4 +468,4 @@ def export_onnx_int8(
 __all__ = ["quantize_onnx", "export_onnx_int8", "calibration_frames", "calibration_reader",
            "resolve_keep_float", "first_weighted_nodes", "head_weighted_nodes", "default_int8_path",
            "DEFAULT_CALIB_IMAGES", "DEFAULT_KEEP_FLOAT", "DEFAULT_OP_TYPES", "CALIB_SEED",
-           "resolve_op_types"]
+           "resolve_op_types", "avgpools_to_depthwise"]
