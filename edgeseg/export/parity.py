@@ -49,6 +49,20 @@ class ParityReport:
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "agreement": self.agreement}
 
+    @classmethod
+    def from_stats(cls, *, n_images: int, max_abs: float, abs_sum: float, n_vals: int, max_ref: float,
+                   agreement_logits: float, agreement_frame: float, min_agreement: float, provider: str,
+                   images: list[dict[str, Any]], task: str = "semantic") -> "ParityReport":
+        """A report from accumulated output differences (sum and max of |diff| over ``n_vals``
+        values, largest |reference| ``max_ref``), passed when :attr:`agreement` reaches
+        ``min_agreement``."""
+        report = cls(n_images=n_images, max_abs_diff=max_abs, mean_abs_diff=abs_sum / max(n_vals, 1),
+                     max_rel_diff=max_abs / max(max_ref, 1e-12), agreement_logits=agreement_logits,
+                     agreement_frame=agreement_frame, min_agreement=float(min_agreement), passed=False,
+                     provider=provider, images=images, task=task)
+        report.passed = report.agreement >= min_agreement
+        return report
+
     def summary(self) -> str:
         verdict = "PASS" if self.passed else "FAIL"
         if self.task == "instance":
@@ -184,20 +198,10 @@ def check_parity(
             "agreement_logits": a_l / lab_ref.size,
             "agreement_frame": a_f / fr_ref.size,
         })
-    report = ParityReport(
-        n_images=n_images,
-        max_abs_diff=max_abs,
-        mean_abs_diff=abs_sum / max(n_vals, 1),
-        max_rel_diff=max_abs / max(max_ref, 1e-12),
-        agreement_logits=agree_l / total_l,
-        agreement_frame=agree_f / total_f,
-        min_agreement=float(min_agreement),
-        passed=False,
-        provider=backend.provider,
-        images=images,
-    )
-    report.passed = report.agreement >= min_agreement
-    return report
+    return ParityReport.from_stats(
+        n_images=n_images, max_abs=max_abs, abs_sum=abs_sum, n_vals=n_vals, max_ref=max_ref,
+        agreement_logits=agree_l / total_l, agreement_frame=agree_f / total_f,
+        min_agreement=min_agreement, provider=backend.provider, images=images)
 
 
 #: Parity selects detections with a score threshold at most this low, so that an undertrained
@@ -301,21 +305,10 @@ def check_instance_parity(
         images.append({"index": i, "frame_hw": list(frame_hw), "input_hw": list(net_hw), "max_abs_diff": img_max,
                        "detections": d_n, "detections_agreeing": d_ok,
                        "mask_agreement": p_ok / p_n if p_n else 1.0})
-    report = ParityReport(
-        n_images=n_images,
-        max_abs_diff=max_abs,
-        mean_abs_diff=abs_sum / max(n_vals, 1),
-        max_rel_diff=max_abs / max(max_ref, 1e-12),
-        agreement_logits=det_ok / det_n if det_n else 1.0,
-        agreement_frame=pix_ok / pix_n if pix_n else 1.0,
-        min_agreement=float(min_agreement),
-        passed=False,
-        provider=backend.provider,
-        images=images,
-        task="instance",
-    )
-    report.passed = report.agreement >= min_agreement
-    return report
+    return ParityReport.from_stats(
+        n_images=n_images, max_abs=max_abs, abs_sum=abs_sum, n_vals=n_vals, max_ref=max_ref,
+        agreement_logits=det_ok / det_n if det_n else 1.0, agreement_frame=pix_ok / pix_n if pix_n else 1.0,
+        min_agreement=min_agreement, provider=backend.provider, images=images, task="instance")
 
 
 # ----------------------------------------------------------------------- Mask R-CNN parity
@@ -422,21 +415,10 @@ def check_maskrcnn_parity(
         images.append({"index": i, "frame_hw": list(frame_hw), "input_hw": list(net_hw), "max_abs_diff": img_max,
                        "detections": n_r, "candidate_detections": n_g, "detections_agreeing": len(pairs),
                        "mask_iou": img_inter / img_union if img_union else 1.0})
-    report = ParityReport(
-        n_images=n_images,
-        max_abs_diff=max_abs,
-        mean_abs_diff=abs_sum / max(n_vals, 1),
-        max_rel_diff=max_abs / max(max_ref, 1e-12),
-        agreement_logits=det_ok / det_n if det_n else 1.0,
-        agreement_frame=inter_sum / union_sum if union_sum else 1.0,
-        min_agreement=float(min_agreement),
-        passed=False,
-        provider=backend.provider,
-        images=images,
-        task="instance",
-    )
-    report.passed = report.agreement >= min_agreement
-    return report
+    return ParityReport.from_stats(
+        n_images=n_images, max_abs=max_abs, abs_sum=abs_sum, n_vals=n_vals, max_ref=max_ref,
+        agreement_logits=det_ok / det_n if det_n else 1.0, agreement_frame=inter_sum / union_sum if union_sum else 1.0,
+        min_agreement=min_agreement, provider=backend.provider, images=images, task="instance")
 
 
 def _scores(side: dict[str, np.ndarray]) -> np.ndarray:
