@@ -24,11 +24,21 @@ HAVE_TRT = importlib.util.find_spec("tensorrt") is not None
 
 
 def _have_gpu() -> bool:
-    if importlib.util.find_spec("torch") is None:
-        return importlib.util.find_spec("cuda") is not None
-    import torch
+    """An NVIDIA GPU that PyTorch or cuda-python can see."""
+    if importlib.util.find_spec("torch") is not None:
+        import torch
 
-    return torch.cuda.is_available()
+        if torch.cuda.is_available():
+            return True
+    try:
+        from cuda.bindings import runtime as rt
+    except ImportError:
+        try:
+            from cuda import cudart as rt
+        except ImportError:
+            return False
+    err, n = rt.cudaGetDeviceCount()
+    return err == rt.cudaError_t.cudaSuccess and n > 0
 
 
 needs_trt_gpu = pytest.mark.skipif(not (HAVE_TRT and _have_gpu()),
@@ -105,6 +115,7 @@ def test_build_plans_per_tensorrt_version():
     for precision, transform in (("fp32", "none"), ("fp16", "fp16"), ("int8", "qdq")):
         p = plan_build("11.4.1", precision)
         assert p.strongly_typed and p.builder_flags == () and p.onnx_transform == transform and not p.calibrator
+        assert p.clear_flags == (("TF32",) if precision == "fp32" else ())
     with pytest.raises(ExportError, match="TensorRT 11.0.0 removed implicit INT8 calibration.*int8_mode='qdq'"):
         plan_build("11.0.0", "int8", "calibrate")
     with pytest.raises(ExportError, match="TensorRT 8.6.1 is too old.*tensorrt>=10"):
@@ -265,3 +276,20 @@ def test_dynamic_engine_and_refusal_elsewhere(tmp_path):
     write_engine(tmp_path / "moved.engine", plan, header)
     with pytest.raises(BackendError, match="Rebuild it here"):
         TensorRTBackend(tmp_path / "moved.engine")
+
+
+def test_calibration_key_follows_model_and_images(tmp_path):
+    """A cached TensorRT 10 calibration table is reused only for the same ONNX bytes and the same
+    calibration tensors (a retrained model must not inherit old INT8 scales)."""
+    from edgeseg.export.tensorrt import calibration_key
+
+    a, b = tmp_path / "a.onnx", tmp_path / "b.onnx"
+    a.write_bytes(b"model-a")
+    b.write_bytes(b"model-b")
+    t = [np.zeros((1, 3, 8, 8), np.float32), np.ones((1, 3, 8, 8), np.float32)]
+    k = calibration_key(a, t)
+    assert len(k) == 64 and k == calibration_key(a, [x.copy() for x in t])
+    assert k != calibration_key(b, t)
+    assert k != calibration_key(a, t[:1])
+    assert k != calibration_key(a, [t[0], t[1] * 2])
+    assert k != calibration_key(a, [x.reshape(1, 3, 4, 16) for x in t])

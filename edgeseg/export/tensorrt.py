@@ -37,6 +37,7 @@ where ``tensorrt`` and an NVIDIA GPU exist (tests skip elsewhere, saying so).
 from __future__ import annotations
 
 import datetime as _dt
+import hashlib
 import os
 import re
 import tempfile
@@ -48,6 +49,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from .. import __version__, defaults
+from .._io import atomic_write_bytes
 from ..errors import ExportError
 from ..meta import ModelMeta
 from .accuracy import DEFAULT_MAX_DROP, DeployReport, finish, open_source, run_gate
@@ -107,9 +109,9 @@ def plan_build(version: str, precision: str = "fp32", int8_mode: str | None = No
                           "ONNX model with ONNX Runtime's TensorRT or CUDA execution provider")
     weak = major < 11
     if precision == "fp32":
-        # FP32 means FP32: TensorRT 10 would otherwise use TF32 tensor cores on Ampere and later.
-        return BuildPlan(version, major, precision, None, not weak, (), "none", False,
-                         ("TF32",) if weak else ())
+        # FP32 means FP32: TensorRT would otherwise use TF32 tensor cores on Ampere and later (the
+        # flag is on by default; cleared only where this TensorRT still has it).
+        return BuildPlan(version, major, precision, None, not weak, (), "none", False, ("TF32",))
     if precision == "fp16":
         if weak:
             return BuildPlan(version, major, precision, None, False, ("FP16",), "none", False)
@@ -219,37 +221,66 @@ def _require_tensorrt() -> Any:
     return trt
 
 
+def calibration_key(onnx_path: str | Path, tensors: Sequence[np.ndarray]) -> str:
+    """Fingerprint of what an INT8 calibration table depends on: the ONNX model's bytes and the
+    calibration tensors. A cached table is reused only under the same key."""
+    h = hashlib.sha256(Path(onnx_path).read_bytes())
+    for t in tensors:
+        h.update(str(t.shape).encode())
+        h.update(np.ascontiguousarray(t).tobytes())
+    return h.hexdigest()
+
+
 def _entropy_calibrator(trt: Any, cuda: Any, tensors: Sequence[np.ndarray], input_name: str,
-                        cache: Path) -> Any:
+                        cache: Path, key: str) -> Any:
     """A TensorRT 10 IInt8EntropyCalibrator2 feeding ``tensors`` (1, 3, h, w) one at a time from
-    a device buffer allocated once; the calibration table is cached in ``cache``."""
+    a device buffer allocated once. The calibration table is cached in ``cache`` with ``key`` in
+    ``<cache>.key``, and read back only when the key matches: a retrained model or other
+    calibration images calibrate afresh. Callbacks never raise into TensorRT (a Python exception
+    in a C++ callback can abort the process): a problem is kept in ``error`` and raised after the
+    build."""
+    key_path = cache.with_name(cache.name + ".key")
 
     class EntropyCalibrator(trt.IInt8EntropyCalibrator2):  # type: ignore[misc,name-defined]
         def __init__(self) -> None:
             trt.IInt8EntropyCalibrator2.__init__(self)
             self.tensors = list(tensors)
             self.index = 0
+            self.error: str | None = None
             self.buf, self.ptr = cuda.alloc(max(t.nbytes for t in self.tensors))
 
         def get_batch_size(self) -> int:
             return 1
 
         def get_batch(self, names: Sequence[str]) -> list[int] | None:
-            if self.index >= len(self.tensors):
+            try:
+                if self.index >= len(self.tensors) or self.error:
+                    return None
+                if list(names) != [input_name]:
+                    self.error = f"calibrator asked for inputs {list(names)}; the model has {input_name!r}"
+                    return None
+                cuda.to_device(self.buf, self.tensors[self.index])
+                cuda.synchronize()
+                self.index += 1
+                return [self.ptr]
+            except Exception as e:  # noqa: BLE001 - see the docstring
+                self.error = f"calibration batch {self.index}: {type(e).__name__}: {e}"
                 return None
-            if list(names) != [input_name]:
-                raise ExportError(f"calibrator asked for inputs {list(names)}; the model has {input_name!r}")
-            cuda.to_device(self.buf, self.tensors[self.index])
-            cuda.synchronize()
-            self.index += 1
-            return [self.ptr]
 
         def read_calibration_cache(self) -> bytes | None:
-            return cache.read_bytes() if cache.is_file() else None
+            try:
+                if cache.is_file() and key_path.is_file() and key_path.read_text().strip() == key:
+                    return cache.read_bytes()
+            except OSError:
+                pass
+            return None
 
         def write_calibration_cache(self, data: Any) -> None:
-            cache.parent.mkdir(parents=True, exist_ok=True)
-            cache.write_bytes(bytes(data))
+            try:
+                atomic_write_bytes(cache, bytes(data))
+                atomic_write_bytes(key_path, key.encode())
+            except OSError as e:
+                self.error = f"cannot write the calibration cache {cache}: {e}"
 
     return EntropyCalibrator()
 
@@ -279,12 +310,12 @@ def build_engine(
     parser's errors, or when TensorRT fails to build.
     """
     trt = _require_tensorrt()
-    from ..runtime.backends.tensorrt_backend import open_cuda
+    from ..runtime.backends.tensorrt_backend import open_cuda, trt_logger
 
     t0 = time.perf_counter()
     cuda = open_cuda(device)
     gpu = cuda.gpu()
-    logger = trt.Logger(trt.Logger.WARNING)
+    logger = trt_logger(trt)
     builder = trt.Builder(logger)
     # TensorRT 11 networks are always strongly typed (the flag is deprecated and ignored there);
     # TensorRT 10 needs it for the explicit Q/DQ path.
@@ -309,25 +340,35 @@ def build_engine(
     if any(d < 0 for d in inp.shape):
         opt_profile = builder.create_optimization_profile()
         opt_profile.set_shape(inp.name, *profile.shapes())
-        config.add_optimization_profile(opt_profile)
+        if config.add_optimization_profile(opt_profile) < 0:
+            raise ExportError(f"TensorRT rejected the optimisation profile {profile.shapes()} for input "
+                              f"{inp.name!r}; check --min/--opt/--max shapes (min <= opt <= max)")
     elif profile.min != profile.max:
         raise ExportError("a dynamic optimisation profile needs a dynamic ONNX; export with --dynamic")
+    calibrator = None
     if plan.calibrator:
         if not calib_tensors:
             raise ExportError("INT8 entropy calibration needs calibration images")
         if opt_profile is not None:
             config.set_calibration_profile(opt_profile)
-        config.int8_calibrator = _entropy_calibrator(trt, cuda, calib_tensors, inp.name,
-                                                     Path(calib_cache or Path(onnx_path).with_suffix(".calib.cache")))
+        calibrator = _entropy_calibrator(trt, cuda, calib_tensors, inp.name,
+                                         Path(calib_cache or Path(onnx_path).with_suffix(".calib.cache")),
+                                         calibration_key(onnx_path, calib_tensors))
+        config.int8_calibrator = calibrator
     cache_path = Path(timing_cache) if timing_cache else default_timing_cache(trt.__version__, gpu["name"])
     cache = config.create_timing_cache(cache_path.read_bytes() if cache_path.is_file() else b"")
-    config.set_timing_cache(cache, False)
+    if cache is None or not config.set_timing_cache(cache, False):
+        # an unreadable or foreign cache file: start an empty one (it is rewritten after the build)
+        cache = config.create_timing_cache(b"")
+        config.set_timing_cache(cache, True)
     serialized = builder.build_serialized_network(network, config)
+    if calibrator is not None and calibrator.error:
+        raise ExportError(f"INT8 calibration failed: {calibrator.error}")
     if serialized is None:
         raise ExportError(f"TensorRT {trt.__version__} failed to build the engine for {gpu['name']} "
                           "(see its log above); try a larger --workspace, or another precision")
-    cache_path.parent.mkdir(parents=True, exist_ok=True)
-    cache_path.write_bytes(bytes(memoryview(config.get_timing_cache().serialize())))
+    # atomically: builds running at the same time share the cache file
+    atomic_write_bytes(cache_path, bytes(memoryview(config.get_timing_cache().serialize())))
     header = {
         "meta": meta.to_dict(), "tensorrt_version": trt.__version__, "gpu": gpu,
         "precision": plan.precision, "plan": plan.to_dict(),
@@ -384,7 +425,8 @@ def export_engine(
         workspace_mb: builder memory-pool limit (MiB).
         timing_cache: timing cache file (default :func:`default_timing_cache`).
         calib, calib_images, calib_cache, keep_float: INT8 calibration frames, the TensorRT 10
-            calibration cache (default ``<out>.calib.cache``), layers kept in float (Q/DQ mode).
+            calibration cache (default ``<out>.calib.cache``; reused only for the same ONNX and
+            calibration images, see ``calibration_key``), layers kept in float (Q/DQ mode).
         device: "cuda" / "cuda:N" to build on.
         Other arguments as in :func:`~edgeseg.export.openvino.export_openvino`.
 
@@ -428,6 +470,7 @@ def export_engine(
         fd, tmp_name = tempfile.mkstemp(prefix=f".{out.stem}.", suffix=".engine", dir=out.parent)
         os.close(fd)
         tmp = Path(tmp_name)
+        candidate = None
         try:
             write_engine(tmp, built.plan, built.header)
             candidate = TensorRTBackend(tmp, device=device)
@@ -442,9 +485,11 @@ def export_engine(
             return finish([(tmp, out, rejected_engine(out))], report, verbose,
                           hint="build FP16 instead of INT8, or calibrate on more representative images (--calib DIR)")
         finally:
+            if candidate is not None:
+                candidate.close()
             if tmp.exists():
                 tmp.unlink()
 
 
 __all__ = ["export_engine", "build_engine", "plan_build", "BuildPlan", "Profile", "default_profile",
-           "convert_onnx_fp16", "default_timing_cache", "PRECISIONS", "INT8_MODES"]
+           "convert_onnx_fp16", "default_timing_cache", "calibration_key", "PRECISIONS", "INT8_MODES"]

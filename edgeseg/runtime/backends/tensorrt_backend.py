@@ -137,15 +137,34 @@ def check_engine_compatible(header: Mapping[str, Any], tensorrt_version: str, gp
             f"edgeseg export {source} --format engine")
 
 
+_LOGGER: Any = None
+
+
+def trt_logger(trt: Any) -> Any:
+    """The process's one TensorRT logger (TensorRT wants the same logger for every builder and
+    runtime object), at WARNING level."""
+    global _LOGGER
+    if _LOGGER is None:
+        _LOGGER = trt.Logger(trt.Logger.WARNING)
+    return _LOGGER
+
+
 # ----------------------------------------------------------------------------- CUDA memory
+def _has_module(name: str) -> bool:
+    try:
+        return importlib.util.find_spec(name) is not None
+    except (ImportError, ValueError):  # a dotted name whose parent package is missing
+        return False
+
+
 def cuda_runtime_choice() -> str | None:
     """Which CUDA binding moves data: "torch" (PyTorch with CUDA), "cuda-python", or None."""
-    if importlib.util.find_spec("torch") is not None:
+    if _has_module("torch"):
         import torch
 
         if torch.cuda.is_available():
             return "torch"
-    if importlib.util.find_spec("cuda") is not None:
+    if _has_module("cuda.bindings") or _has_module("cuda.cudart"):
         return "cuda-python"
     return None
 
@@ -158,6 +177,8 @@ class _TorchCuda:
 
         self.torch = torch
         self.device = torch.device("cuda", index)
+        # TensorRT builds and deserializes on the thread's current device, not the stream's.
+        torch.cuda.set_device(self.device)
         self.stream = torch.cuda.Stream(device=self.device)
         self.handle = int(self.stream.cuda_stream)
 
@@ -183,7 +204,10 @@ class _TorchCuda:
         self.stream.synchronize()
 
     def free(self, buf: Any) -> None:
-        del buf
+        del buf  # PyTorch's caching allocator takes it back when the last reference goes
+
+    def close(self) -> None:
+        self.stream = None
 
 
 class _CudaPython:
@@ -232,6 +256,11 @@ class _CudaPython:
 
     def free(self, buf: Any) -> None:
         self.rt.cudaFree(buf)
+
+    def close(self) -> None:
+        if self.stream is not None:
+            self.rt.cudaStreamDestroy(self.stream)
+            self.stream = None
 
 
 def open_cuda(device: str | None = None, binding: str | None = None) -> Any:
@@ -284,8 +313,8 @@ class TensorRTBackend(Backend):
         self.gpu = self.cuda.gpu()
         check_engine_compatible(header, trt.__version__, self.gpu["name"])
         self._device = device or "cuda"
-        self._logger = trt.Logger(trt.Logger.WARNING)
-        self._runtime = trt.Runtime(self._logger)
+        self._buffers: dict[str, Any] = {}
+        self._runtime = trt.Runtime(trt_logger(trt))
         self.engine = self._runtime.deserialize_cuda_engine(plan)
         if self.engine is None:
             raise ModelError(f"TensorRT {trt.__version__} could not deserialize {self.path.name}; rebuild it")
@@ -308,7 +337,6 @@ class TensorRTBackend(Backend):
             else:
                 self._outputs.append(spec)
         # Device buffers, once, for the largest shapes of the profile.
-        self._buffers: dict[str, Any] = {}
         for s in self._inputs:
             hi = self._range[s.name][1]
             self.context.set_input_shape(s.name, hi)
@@ -343,6 +371,8 @@ class TensorRTBackend(Backend):
         return f"tensorrt-{self.header.get('tensorrt_version')}-{self.header.get('precision', 'fp32')}"
 
     def infer(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        if self.cuda is None:
+            raise BackendError(f"TensorRT backend for {self.path.name} was closed; load the engine again")
         for s in self._inputs:
             if s.name not in inputs:
                 raise BackendError(f"TensorRT engine {self.path.name} needs input {s.name!r}; got {sorted(inputs)}")
@@ -364,6 +394,24 @@ class TensorRTBackend(Backend):
             out[s.name] = host
         self.cuda.synchronize()
         return out
+
+    def close(self) -> None:
+        """Free the device buffers and the CUDA stream (also done when the backend is collected)."""
+        cuda, buffers = getattr(self, "cuda", None), getattr(self, "_buffers", {})
+        if cuda is None:
+            return
+        self.context = self.engine = None  # release TensorRT's objects before their memory
+        for buf in buffers.values():
+            cuda.free(buf)
+        buffers.clear()
+        cuda.close()
+        self.cuda = None
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:  # noqa: BLE001 - interpreter shutdown may have torn down the bindings
+            pass
 
     def describe(self) -> dict[str, Any]:
         return {**super().describe(), "tensorrt_version": self.header.get("tensorrt_version"),
