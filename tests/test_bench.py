@@ -213,3 +213,23 @@ def test_bench_pipeline_script_quick(tiny_onnx, tmp_path):
     assert c["processed"] == 8 and c["accounting_ok"] and c["left_in_slot"] in (0, 1)
     assert c["produced"] - c["processed"] == c["dropped_stale"] + c["dropped_superseded"] + c["left_in_slot"]
     assert c["dropped_stale"] > 0  # 60 FPS in, ~10 FPS out
+
+
+def test_bench_backends_script_quick(tmp_path):
+    """The deployment-target benchmark end to end on the shipped model: every variant exported
+    through the real exporters and gated, timed (2 threads: the block-wise timing) and scored."""
+    pytest.importorskip("onnxruntime.quantization")
+    out = tmp_path / "bb.json"
+    r = _run_script("benchmarks/bench_backends.py", "--quick", "--threads", "2", "--runs", "6",
+                    "--val-images", "2", "--calib-images", "2", "--json", str(out), timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert "in blocks of 20" in r.stdout and "| ort-int8 |" in r.stdout
+    data = json.loads(out.read_text())
+    rows = {row["variant"]: row for row in data["rows"]}
+    assert data["threads"] == 2 and {"ort-fp32", "ort-int8"} <= set(rows)
+    for row in rows.values():
+        if row.get("rejected"):
+            continue
+        assert row["runs"] == 6 and row["median_ms"] > 0 and row["images"] == 2
+        assert 0.0 <= row["agreement_vs_fp32"] <= 1.0
+    assert rows["ort-fp32"]["speedup_vs_ort_fp32"] == 1.0
