@@ -15,8 +15,9 @@ Defaults, and why (measured on this project's 2-core AVX-512-VNNI CPU, ONNX Runt
 shipped liteseg_t at 288x288, one thread): activations ``uint8`` (U8S8) run ~2x faster than
 ``int8`` (S8S8) activations there; keeping the first convolution in float is faster than
 quantising it; full-window AveragePools are rewritten into the equal depthwise convolutions
-first, so they run in INT8 instead of bouncing to float. ``activations="int8"`` with ``symmetric=True`` gives the Q/DQ layout TensorRT
-needs (zero points 0), which :mod:`edgeseg.export.tensorrt` uses.
+first, so they run in INT8 instead of bouncing to float. ``activations="int8"`` with
+``symmetric=True`` gives the Q/DQ layout TensorRT needs (zero points 0), which
+:mod:`edgeseg.export.tensorrt` uses.
 
 Every INT8 export ends with the accuracy gate of :mod:`edgeseg.export.accuracy` (mIoU / mask
 AP drop <= 1 point by default); a failing model is kept as ``*.rejected.onnx`` with its report.
