@@ -314,70 +314,75 @@ def build_engine(
 
     t0 = time.perf_counter()
     cuda = open_cuda(device)
-    gpu = cuda.gpu()
-    logger = trt_logger(trt)
-    builder = trt.Builder(logger)
-    # TensorRT 11 networks are always strongly typed (the flag is deprecated and ignored there);
-    # TensorRT 10 needs it for the explicit Q/DQ path.
-    flags = 0
-    if plan.strongly_typed and plan.major < 11:
-        flags = 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
-    network = builder.create_network(flags)
-    parser = trt.OnnxParser(network, logger)
-    if not parser.parse_from_file(str(onnx_path)):
-        errors = [str(parser.get_error(i)) for i in range(parser.num_errors)]
-        raise ExportError(f"TensorRT {trt.__version__} cannot parse {Path(onnx_path).name}: " + " | ".join(errors))
-    config = builder.create_builder_config()
-    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_mb) << 20)
-    for name in plan.builder_flags:
-        config.set_flag(getattr(trt.BuilderFlag, name))
-    for name in plan.clear_flags:
-        if hasattr(trt.BuilderFlag, name):
-            config.clear_flag(getattr(trt.BuilderFlag, name))
-    profile.validate()
-    inp = network.get_input(0)
-    opt_profile = None
-    if any(d < 0 for d in inp.shape):
-        opt_profile = builder.create_optimization_profile()
-        opt_profile.set_shape(inp.name, *profile.shapes())
-        if config.add_optimization_profile(opt_profile) < 0:
-            raise ExportError(f"TensorRT rejected the optimisation profile {profile.shapes()} for input "
-                              f"{inp.name!r}; check --min/--opt/--max shapes (min <= opt <= max)")
-    elif profile.min != profile.max:
-        raise ExportError("a dynamic optimisation profile needs a dynamic ONNX; export with --dynamic")
-    calibrator = None
-    if plan.calibrator:
-        if not calib_tensors:
-            raise ExportError("INT8 entropy calibration needs calibration images")
-        if opt_profile is not None:
-            config.set_calibration_profile(opt_profile)
-        calibrator = _entropy_calibrator(trt, cuda, calib_tensors, inp.name,
-                                         Path(calib_cache or Path(onnx_path).with_suffix(".calib.cache")),
-                                         calibration_key(onnx_path, calib_tensors))
-        config.int8_calibrator = calibrator
-    cache_path = Path(timing_cache) if timing_cache else default_timing_cache(trt.__version__, gpu["name"])
-    cache = config.create_timing_cache(cache_path.read_bytes() if cache_path.is_file() else b"")
-    if cache is None or not config.set_timing_cache(cache, False):
-        # an unreadable or foreign cache file: start an empty one (it is rewritten after the build)
-        cache = config.create_timing_cache(b"")
-        config.set_timing_cache(cache, True)
-    serialized = builder.build_serialized_network(network, config)
-    if calibrator is not None and calibrator.error:
-        raise ExportError(f"INT8 calibration failed: {calibrator.error}")
-    if serialized is None:
-        raise ExportError(f"TensorRT {trt.__version__} failed to build the engine for {gpu['name']} "
-                          "(see its log above); try a larger --workspace, or another precision")
-    # atomically: builds running at the same time share the cache file
-    atomic_write_bytes(cache_path, bytes(memoryview(config.get_timing_cache().serialize())))
-    header = {
-        "meta": meta.to_dict(), "tensorrt_version": trt.__version__, "gpu": gpu,
-        "precision": plan.precision, "plan": plan.to_dict(),
-        "profile": {"min": list(profile.min), "opt": list(profile.opt), "max": list(profile.max)},
-        "workspace_mb": int(workspace_mb), "timing_cache": str(cache_path),
-        "built": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "edgeseg_version": __version__,
-    }
-    return BuildResult(bytes(memoryview(serialized)), header, time.perf_counter() - t0)
+    try:
+        gpu = cuda.gpu()
+        logger = trt_logger(trt)
+        builder = trt.Builder(logger)
+        # TensorRT 11 networks are always strongly typed (the flag is deprecated and ignored there);
+        # TensorRT 10 needs it for the explicit Q/DQ path.
+        flags = 0
+        if plan.strongly_typed and plan.major < 11:
+            flags = 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
+        network = builder.create_network(flags)
+        parser = trt.OnnxParser(network, logger)
+        if not parser.parse_from_file(str(onnx_path)):
+            errors = [str(parser.get_error(i)) for i in range(parser.num_errors)]
+            raise ExportError(f"TensorRT {trt.__version__} cannot parse {Path(onnx_path).name}: " + " | ".join(errors))
+        config = builder.create_builder_config()
+        config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_mb) << 20)
+        for name in plan.builder_flags:
+            config.set_flag(getattr(trt.BuilderFlag, name))
+        for name in plan.clear_flags:
+            if hasattr(trt.BuilderFlag, name):
+                config.clear_flag(getattr(trt.BuilderFlag, name))
+        profile.validate()
+        inp = network.get_input(0)
+        opt_profile = None
+        if any(d < 0 for d in inp.shape):
+            opt_profile = builder.create_optimization_profile()
+            opt_profile.set_shape(inp.name, *profile.shapes())
+            if config.add_optimization_profile(opt_profile) < 0:
+                raise ExportError(f"TensorRT rejected the optimisation profile {profile.shapes()} for input "
+                                  f"{inp.name!r}; check --min/--opt/--max shapes (min <= opt <= max)")
+        elif profile.min != profile.max:
+            raise ExportError("a dynamic optimisation profile needs a dynamic ONNX; export with --dynamic")
+        calibrator = None
+        if plan.calibrator:
+            if not calib_tensors:
+                raise ExportError("INT8 entropy calibration needs calibration images")
+            if opt_profile is not None:
+                config.set_calibration_profile(opt_profile)
+            calibrator = _entropy_calibrator(trt, cuda, calib_tensors, inp.name,
+                                             Path(calib_cache or Path(onnx_path).with_suffix(".calib.cache")),
+                                             calibration_key(onnx_path, calib_tensors))
+            config.int8_calibrator = calibrator
+        cache_path = Path(timing_cache) if timing_cache else default_timing_cache(trt.__version__, gpu["name"])
+        cache = config.create_timing_cache(cache_path.read_bytes() if cache_path.is_file() else b"")
+        if cache is None or not config.set_timing_cache(cache, False):
+            # an unreadable or foreign cache file: start an empty one (it is rewritten after the build)
+            cache = config.create_timing_cache(b"")
+            config.set_timing_cache(cache, True)
+        serialized = builder.build_serialized_network(network, config)
+        if calibrator is not None:
+            cuda.free(calibrator.buf)
+            if calibrator.error:
+                raise ExportError(f"INT8 calibration failed: {calibrator.error}")
+        if serialized is None:
+            raise ExportError(f"TensorRT {trt.__version__} failed to build the engine for {gpu['name']} "
+                              "(see its log above); try a larger --workspace, or another precision")
+        # atomically: builds running at the same time share the cache file
+        atomic_write_bytes(cache_path, bytes(memoryview(config.get_timing_cache().serialize())))
+        header = {
+            "meta": meta.to_dict(), "tensorrt_version": trt.__version__, "gpu": gpu,
+            "precision": plan.precision, "plan": plan.to_dict(),
+            "profile": {"min": list(profile.min), "opt": list(profile.opt), "max": list(profile.max)},
+            "workspace_mb": int(workspace_mb), "timing_cache": str(cache_path),
+            "built": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            "edgeseg_version": __version__,
+        }
+        return BuildResult(bytes(memoryview(serialized)), header, time.perf_counter() - t0)
+    finally:
+        cuda.close()  # the build's stream (device buffers are freed as they go)
 
 
 # ----------------------------------------------------------------------------- export
