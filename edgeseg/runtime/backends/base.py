@@ -76,20 +76,26 @@ class Backend(ABC):
             raise BackendError(f"backend {self.name!r} is not available here: {self.install_hint}")
         self.path = Path(path)
 
+    # Subclasses either set ``_inputs``, ``_outputs`` and ``_meta`` while loading the model, or
+    # override these three properties.
+    _inputs: list[TensorSpec]
+    _outputs: list[TensorSpec]
+    _meta: ModelMeta | None
+
     @property
-    @abstractmethod
     def input_specs(self) -> list[TensorSpec]:
         """The model's inputs, in the model's order."""
+        return list(self._inputs)
 
     @property
-    @abstractmethod
     def output_specs(self) -> list[TensorSpec]:
         """The model's outputs, in the model's order."""
+        return list(self._outputs)
 
     @property
-    @abstractmethod
     def meta(self) -> ModelMeta | None:
         """The ModelMeta stored inside the artefact, or None when it carries none."""
+        return self._meta
 
     @property
     @abstractmethod

@@ -143,18 +143,6 @@ class OnnxRuntimeBackend(Backend):
             raise ModelError(f"{self.path}: {e}") from None
 
     @property
-    def input_specs(self) -> list[TensorSpec]:
-        return list(self._inputs)
-
-    @property
-    def output_specs(self) -> list[TensorSpec]:
-        return list(self._outputs)
-
-    @property
-    def meta(self) -> ModelMeta | None:
-        return self._meta
-
-    @property
     def provider(self) -> str:
         return self._active[0]
 

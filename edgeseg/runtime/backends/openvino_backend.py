@@ -159,18 +159,6 @@ class OpenVINOBackend(Backend):
                           np.dtype(port.get_element_type().to_dtype()))
 
     @property
-    def input_specs(self) -> list[TensorSpec]:
-        return list(self._inputs)
-
-    @property
-    def output_specs(self) -> list[TensorSpec]:
-        return list(self._outputs)
-
-    @property
-    def meta(self) -> ModelMeta | None:
-        return self._meta
-
-    @property
     def device(self) -> str:
         return self._device.lower()
 

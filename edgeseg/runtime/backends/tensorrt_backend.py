@@ -351,18 +351,6 @@ class TensorRTBackend(Backend):
         self.context.set_tensor_address(name, ptr)
 
     @property
-    def input_specs(self) -> list[TensorSpec]:
-        return list(self._inputs)
-
-    @property
-    def output_specs(self) -> list[TensorSpec]:
-        return list(self._outputs)
-
-    @property
-    def meta(self) -> ModelMeta:
-        return self._meta
-
-    @property
     def device(self) -> str:
         return self._device
 

@@ -76,18 +76,6 @@ class TorchBackend(Backend):
             self._outputs = [TensorSpec(n, ("batch", "d1", "d2"), np_dtype) for n in meta.output_names]
 
     @property
-    def input_specs(self) -> list[TensorSpec]:
-        return list(self._inputs)
-
-    @property
-    def output_specs(self) -> list[TensorSpec]:
-        return list(self._outputs)
-
-    @property
-    def meta(self) -> ModelMeta:
-        return self._meta
-
-    @property
     def device(self) -> str:
         return str(self._device)
 
