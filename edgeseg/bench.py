@@ -39,7 +39,7 @@ from . import __version__
 from ._io import atomic_path, write_json
 from ._progress import Progress
 from .errors import BackendError, EdgesegError
-from .pipeline.live import SyntheticSource
+from .pipeline.sources import SyntheticSource
 from .pipeline.sources import IterableSource
 from .pipeline.stats import PERCENTILES, LatencyStats
 from .pipeline.threads import ThreadPolicy, available_cores, default_thread_policy

@@ -16,7 +16,7 @@ from edgeseg.data.synthetic import make_video
 from edgeseg.errors import SourceError
 from edgeseg.pipeline import (END, BoundedQueue, IterableSource, JsonlSink, LiveSource, ModeFilter, Pipeline,
                               StreamResult, SyntheticSource, VideoFileSource, VideoSink, draw_hud, open_source)
-from edgeseg.pipeline.live import StreamSource, redact_url
+from edgeseg.pipeline.sources import StreamSource, redact_url
 
 SIZE = (48, 64)
 

@@ -6,7 +6,7 @@
 Importing this package loads only numpy-level modules; OpenCV is imported when a source or sink
 is opened. Nothing here imports torch.
 """
-from .live import CameraSource, LiveSource, StreamSource, SyntheticSource
+from .sources import CameraSource, LiveSource, StreamSource, SyntheticSource
 from .queues import END, BoundedQueue
 from .render import ModeFilter, draw_hud
 from .sinks import ImageDirSink, JsonlSink, Sink, VideoSink, WindowSink, gui_problem

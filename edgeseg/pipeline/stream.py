@@ -32,7 +32,7 @@ import numpy as np
 from .. import defaults
 from ..errors import EdgesegError, SourceError
 from ..runtime.results import InstanceResult, SemanticResult
-from .live import LiveSource
+from .sources import LiveSource
 from .queues import END, BoundedQueue
 from .render import ModeFilter, draw_hud
 from .sinks import Sink

@@ -19,18 +19,20 @@ Subclasses implement three hooks: ``_open()`` (raise SourceError if the device c
 from __future__ import annotations
 
 import atexit
-import re
 import sys
 import threading
 import time
 import weakref
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Iterator
 
 import numpy as np
 
-from ..errors import SourceError
-from .queues import END
-from .sources import Frame, Source
+from ...errors import SourceError
+from ..queues import END
+from .base import Frame, Source
+
+#: Options every live source takes (see :class:`LiveSource`).
+LIVE_OPTIONS = ("read_timeout", "reconnect_timeout", "backoff", "backoff_max", "log")
 
 #: Counter names of :meth:`LiveSource.counters` (besides "stale" drops).
 EVENTS = ("read_failures", "read_timeouts", "reconnects")
@@ -281,9 +283,6 @@ class LiveSource(Source):
         return False
 
 
-# ---------------------------------------------------------------------------------- cameras
-
-
 def _quiet_opencv() -> Any:
     """Silence OpenCV's own warnings while probing a device; returns a restore function."""
     import cv2
@@ -326,129 +325,3 @@ class VideoCaptureSource(LiveSource):
     def _release(self) -> None:
         if self._cap is not None:
             self._cap.release()
-
-
-class CameraSource(VideoCaptureSource):
-    """A local camera: an index (0, 1, ...) or a V4L2 device path (``/dev/video0``).
-
-    ``width``/``height``/``fps`` are requests; the driver may pick the nearest mode it supports
-    (the actual values are read back into :attr:`frame_size` / :attr:`fps`).
-    """
-
-    def __init__(self, device: int | str, width: int | None = None, height: int | None = None,
-                 fps: float | None = None, **live_options: Any) -> None:
-        super().__init__(**live_options)
-        self.device = int(device) if isinstance(device, str) and device.isdigit() else device
-        self.request = (width, height, fps)
-        self.fps = fps
-        self.frame_size: tuple[int, int] | None = None
-        self._cap: Any = None
-
-    def describe(self) -> str:
-        return f"camera {self.device}"
-
-    def _open(self) -> None:
-        import os
-
-        import cv2
-
-        if isinstance(self.device, str) and not os.path.exists(self.device):
-            raise SourceError(f"camera {self.device} does not exist; list cameras with `ls /dev/video*` "
-                              "or `v4l2-ctl --list-devices`, or use --camera N with an index")
-        cap = _open_capture(self.device)
-        if cap is None:
-            raise SourceError(
-                f"camera {self.device} cannot be opened (no such camera, no permission, or another "
-                "program is using it). Try another index (--camera 1), list cameras with "
-                "`ls /dev/video*` or `v4l2-ctl --list-devices` (Linux), check that your user is in "
-                "the 'video' group, or run without a camera: --source video.mp4 | rtsp://... | synthetic")
-        w, h, fps = self.request
-        if w:
-            cap.set(cv2.CAP_PROP_FRAME_WIDTH, int(w))
-        if h:
-            cap.set(cv2.CAP_PROP_FRAME_HEIGHT, int(h))
-        if fps:
-            cap.set(cv2.CAP_PROP_FPS, float(fps))
-        got_fps = cap.get(cv2.CAP_PROP_FPS)
-        self.fps = float(got_fps) if got_fps and got_fps > 0 else self.fps
-        self.frame_size = (int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT)), int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)))
-        self._cap = cap
-
-
-# ---------------------------------------------------------------------------------- streams
-
-
-def redact_url(url: str) -> str:
-    """``rtsp://user:secret@host/x`` -> ``rtsp://user:***@host/x`` (for logs and errors)."""
-    return re.sub(r"(//[^/:@]+:)[^@/]*@", r"\1***@", url)
-
-
-class StreamSource(VideoCaptureSource):
-    """A network stream (RTSP, HTTP(S), RTMP, UDP ...) through OpenCV's FFmpeg backend.
-
-    FFmpeg's own open/read timeouts are set to ``read_timeout`` where OpenCV supports them, so a
-    dead server makes reads fail instead of hanging. RTSP over TCP: set the environment variable
-    ``OPENCV_FFMPEG_CAPTURE_OPTIONS=rtsp_transport;tcp``.
-    """
-
-    def __init__(self, url: str, **live_options: Any) -> None:
-        super().__init__(**live_options)
-        self.url = url
-        self._cap: Any = None
-
-    def describe(self) -> str:
-        return f"stream {redact_url(self.url)}"
-
-    def _open(self) -> None:
-        import cv2
-
-        ms = int(self.read_timeout * 1000)
-        params: Sequence[int] = []
-        if hasattr(cv2, "CAP_PROP_OPEN_TIMEOUT_MSEC") and hasattr(cv2, "CAP_PROP_READ_TIMEOUT_MSEC"):
-            params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, ms, cv2.CAP_PROP_READ_TIMEOUT_MSEC, ms]
-        cap = _open_capture(self.url, cv2.CAP_FFMPEG, list(params))
-        if cap is None:
-            raise SourceError(
-                f"cannot open {self.describe()}: check the URL, credentials and that the server is "
-                "reachable from here (try it with ffplay/VLC); for RTSP over TCP set "
-                "OPENCV_FFMPEG_CAPTURE_OPTIONS='rtsp_transport;tcp'")
-        fps = cap.get(cv2.CAP_PROP_FPS)
-        self.fps = float(fps) if fps and 0 < fps < 1000 else None
-        self._cap = cap
-
-
-# ---------------------------------------------------------------------------------- synthetic
-
-
-class SyntheticSource(LiveSource):
-    """The moving synthetic scene of :func:`edgeseg.data.synthetic.video_frame`, produced live
-    at ``fps`` frames per second (like a camera: frame ``t`` is the one due at wall-clock tick
-    ``t``; if generation falls behind, ticks are skipped, not queued). Needs no hardware."""
-
-    def __init__(self, size: int | tuple[int, int] = (360, 640), fps: float = 30.0, seed: int = 0,
-                 **live_options: Any) -> None:
-        super().__init__(**live_options)
-        if fps <= 0:
-            raise SourceError(f"synthetic source fps must be > 0, got {fps:g}")
-        self.size = (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
-        self.fps = float(fps)
-        self.seed = seed
-        self._t0 = 0.0
-        self._tick = -1
-
-    def describe(self) -> str:
-        return f"synthetic {self.size[0]}x{self.size[1]} @ {self.fps:g} FPS"
-
-    def _open(self) -> None:
-        self._t0 = time.perf_counter()
-        self._tick = -1
-
-    def _wait_next(self) -> None:
-        tick = max(self._tick + 1, int((time.perf_counter() - self._t0) * self.fps))
-        self._stop.wait(max(0.0, self._t0 + tick / self.fps - time.perf_counter()))
-        self._tick = tick
-
-    def _read(self) -> np.ndarray | None:
-        from ..data.synthetic import video_frame
-
-        return video_frame(self._tick, self.size, self.seed).image

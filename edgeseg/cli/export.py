@@ -1,0 +1,129 @@
+"""`edgeseg export`: checkpoint or ONNX -> ONNX / ONNX INT8 / OpenVINO / TensorRT, gated for accuracy."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from .. import defaults
+from ..errors import EdgesegError
+from ._common import _size
+
+
+def add_parser(sub: Any, fmt: Any) -> None:
+    """Register the subcommand on ``sub``."""
+    p = sub.add_parser(
+        "export", help="export a checkpoint to ONNX, ONNX INT8, OpenVINO or a TensorRT engine",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Export a checkpoint (or an edgeseg .onnx) to a deployable model and gate it: FP32 ONNX must "
+                    "match PyTorch label for label; every other format/precision must keep mIoU (semantic) or mask "
+                    "AP (instance) within --accept-drop of the reference on validation images, else the model is "
+                    "kept as *.rejected.* beside its report and the command fails.",
+        epilog="examples:\n"
+               "  edgeseg export runs/s/best --format onnx --out model.onnx\n"
+               "  edgeseg export runs/s/best --format onnx --int8 --calib frames/ --keep-float head,first\n"
+               "  edgeseg export model.onnx --format openvino --out model_ov --fp16\n"
+               "  edgeseg export runs/s/best --format engine --fp16 --dynamic --workspace 2048")
+    p.add_argument("source", metavar="CKPT|MODEL.onnx",
+                   help="checkpoint directory (model.safetensors + config.json), or an .onnx from `edgeseg export`")
+    p.add_argument("--format", default="onnx", choices=["onnx", "openvino", "engine"],
+                   help="onnx (default): ONNX Runtime; openvino: OpenVINO IR directory; engine: TensorRT "
+                        "(needs tensorrt + an NVIDIA GPU)")
+    p.add_argument("--out", help="output path (default: beside the source: .onnx, .int8.onnx, _openvino/, .engine)")
+    p.add_argument("--fp16", action="store_true", help="openvino: FP16 weights; engine: FP16 kernels")
+    p.add_argument("--int8", action="store_true", help="onnx: static QDQ INT8 (ONNX Runtime); engine: INT8")
+    g = p.add_argument_group("INT8 calibration")
+    g.add_argument("--calib", default=None, metavar="DIR|synthetic",
+                   help="calibration images: a folder of representative frames, or synthetic scenes (default)")
+    g.add_argument("--calib-images", type=int, default=None, help="calibration images to use (default 32)")
+    g.add_argument("--calib-method", default=None, choices=["minmax", "entropy", "percentile"],
+                   help="onnx --int8: activation range calibration (default minmax)")
+    g.add_argument("--keep-float", default=None, metavar="LIST",
+                   help="layers left in float: first, head, none and/or node names, comma-separated (default: first)")
+    g.add_argument("--int8-ops", default=None, metavar="LIST",
+                   help="onnx --int8: ONNX op types to quantise, comma-separated, or all "
+                        "(default: Conv,Relu,Clip,MaxPool, the fastest with ONNX Runtime)")
+    g = p.add_argument_group("accuracy gate")
+    g.add_argument("--val", default=None, metavar="DATA",
+                   help="labelled validation data: synthetic (default), voc:PATH, cityscapes:PATH, coco:PATH")
+    g.add_argument("--val-images", type=int, default=None, help="validation images scored (default 32)")
+    g.add_argument("--accept-drop", type=float, default=None, metavar="X",
+                   help="largest accepted mIoU / mask AP drop vs the reference, as a fraction (default 0.01 = one point)")
+    g.add_argument("--min-agreement", type=float, default=defaults.PARITY_MIN_AGREEMENT,
+                   help="FP32 exports: minimum label agreement with PyTorch; below it the export fails "
+                        f"(default {defaults.PARITY_MIN_AGREEMENT})")
+    g = p.add_argument_group("graph")
+    g.add_argument("--dynamic", action="store_true", help="dynamic batch and input size")
+    g.add_argument("--opset", type=int, default=None, help=f"ONNX opset (default {defaults.ONNX_OPSET})")
+    g.add_argument("--imgsz", type=_size, default=None, help="input size (default: the training size)")
+    g = p.add_argument_group("TensorRT (--format engine)")
+    g.add_argument("--workspace", type=int, default=None, metavar="MB", help="builder workspace limit (default 1024)")
+    g.add_argument("--max-batch", type=int, default=None, help="largest batch of a --dynamic engine (default 4)")
+    g.add_argument("--int8-mode", default=None, choices=["calibrate", "qdq"],
+                   help="calibrate: TensorRT 10 entropy calibration; qdq: explicit Q/DQ (default on TensorRT 11)")
+    g.add_argument("--timing-cache", default=None, metavar="PATH",
+                   help="persistent timing cache (default ~/.cache/edgeseg/tensorrt/timing_<trt>_<gpu>.cache)")
+    g.add_argument("--device", default="cuda", help="CUDA device to build on: cuda (default) or cuda:N")
+    p.set_defaults(func=cmd_export)
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    fmt, source = args.format, Path(args.source)
+    if args.fp16 and args.int8:
+        raise EdgesegError("give --fp16 or --int8, not both")
+    if fmt == "onnx" and args.fp16:
+        raise EdgesegError("--fp16 applies to --format openvino and --format engine; for a smaller, faster "
+                           "CPU model use --format onnx --int8")
+    if fmt == "openvino" and args.int8:
+        raise EdgesegError("OpenVINO INT8 is not built by edgeseg; use --format onnx --int8 (ONNX Runtime INT8 for "
+                           "CPUs) or --format openvino [--fp16]")
+    engine_only = [f for f, v in (("--workspace", args.workspace), ("--max-batch", args.max_batch),
+                                  ("--int8-mode", args.int8_mode), ("--timing-cache", args.timing_cache)) if v is not None]
+    if engine_only and fmt != "engine":
+        raise EdgesegError(f"{', '.join(engine_only)}: only for --format engine")
+    int8_only = [f for f, v in (("--calib", args.calib), ("--calib-images", args.calib_images),
+                                ("--calib-method", args.calib_method), ("--keep-float", args.keep_float),
+                                ("--int8-ops", args.int8_ops)) if v is not None]
+    if int8_only and not args.int8:
+        raise EdgesegError(f"{', '.join(int8_only)}: only for INT8 exports; add --int8")
+    try:
+        from ..export.accuracy import DEFAULT_MAX_DROP
+    except ImportError as e:
+        raise EdgesegError(f"export needs PyTorch and onnx ({e}); install with: pip install 'edgeseg[train]'") from None
+    stem = source.with_suffix("") if source.suffix.lower() == ".onnx" else source
+    common = dict(input_size=args.imgsz, dynamic=True if args.dynamic else None, opset=args.opset,
+                  val=args.val, val_images=args.val_images, min_agreement=args.min_agreement,
+                  max_drop=DEFAULT_MAX_DROP if args.accept_drop is None else args.accept_drop, verbose=True)
+    calib = dict(calib=args.calib or "synthetic")
+    if args.calib_images is not None:
+        calib["calib_images"] = args.calib_images
+    if args.keep_float is not None:
+        calib["keep_float"] = args.keep_float
+    if fmt == "onnx" and not args.int8:
+        if source.suffix.lower() == ".onnx":
+            raise EdgesegError(f"{source} is already ONNX; add --int8 to quantise it, or --format openvino|engine")
+        from ..export.onnx import export_onnx
+
+        export_onnx(source, args.out or str(source.with_suffix(".onnx")), dynamic=args.dynamic,
+                    opset=args.opset or defaults.ONNX_OPSET, input_size=args.imgsz,
+                    min_agreement=args.min_agreement, verbose=True)
+    elif fmt == "onnx":
+        from ..export.quantize import default_int8_path, export_onnx_int8
+
+        ops_arg = {"op_types": args.int8_ops} if args.int8_ops is not None else {}
+        export_onnx_int8(source, args.out or default_int8_path(source), method=args.calib_method or "minmax",
+                         **calib, **ops_arg, **common)
+    elif fmt == "openvino":
+        from ..export.openvino import export_openvino
+
+        out = args.out or f"{stem}_openvino{'_fp16' if args.fp16 else ''}"
+        export_openvino(source, out, fp16=args.fp16, **common)
+    else:
+        from ..export.tensorrt import DEFAULT_MAX_BATCH, DEFAULT_WORKSPACE_MB, export_engine
+
+        precision = "fp16" if args.fp16 else "int8" if args.int8 else "fp32"
+        out = args.out or f"{stem}{'' if precision == 'fp32' else '.' + precision}.engine"
+        export_engine(source, out, precision=precision, int8_mode=args.int8_mode,
+                      max_batch=args.max_batch or DEFAULT_MAX_BATCH, workspace_mb=args.workspace or DEFAULT_WORKSPACE_MB,
+                      timing_cache=args.timing_cache, device=args.device, **calib, **common)
+    return 0

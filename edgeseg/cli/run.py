@@ -1,0 +1,126 @@
+"""`edgeseg run`: the real-time pipeline over a camera, stream, video, images or synthetic scene."""
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from .. import defaults
+from ..errors import EdgesegError
+from ._common import _add_model_facts, _add_task, _add_instance_options, _load_predictor
+
+
+def add_parser(sub: Any, fmt: Any) -> None:
+    """Register the subcommand on ``sub``."""
+    p = sub.add_parser("run", help="segment a live camera, stream or video in real time", formatter_class=fmt,
+                       description="Real-time pipeline: capture -> pre -> infer -> post -> render -> sink in "
+                                   "threads with bounded queues. Live sources (camera, URL, synthetic) always "
+                                   "deliver the newest frame and reconnect when lost; files and folders are "
+                                   "processed frame by frame, in order. Prints p50/p90/p99 per stage at the end.")
+    src = p.add_mutually_exclusive_group()
+    src.add_argument("--camera", help="camera index (0, 1, ...) or V4L2 device path (/dev/video0)")
+    src.add_argument("--source", help="video file, image / folder / glob, rtsp:// or http(s):// URL, "
+                                      "or synthetic[:FPS] (a generated live scene)")
+    p.add_argument("--model", default=None, help="model (.onnx or checkpoint dir); default: the shipped model "
+                                                 "of --task")
+    _add_task(p)
+    p.add_argument("--frames", type=int, default=None, help="stop after N frames")
+    p.add_argument("--save", help="write the overlay video here (.mp4 or .avi)")
+    p.add_argument("--save-dir", help="write each overlay frame as a JPEG into this folder")
+    p.add_argument("--json", help="write one JSON line per frame (index, capture time, age, stage ms, "
+                                  "class histogram or detections) to this .jsonl file")
+    p.add_argument("--stats", help="write the latency summary (p50/p90/p99 per stage, FPS, drops) as JSON")
+    p.add_argument("--show", action="store_true", help="show the overlay in a window (needs a display and "
+                                                       "opencv-python, not -headless); q or Esc stops")
+    p.add_argument("--no-hud", action="store_true", help="do not draw FPS / latency on the frames")
+    p.add_argument("--alpha", type=float, default=defaults.OVERLAY_ALPHA, help="overlay colour weight")
+    p.add_argument("--realtime", action="store_true", help="pace video files at their FPS (like a camera)")
+    p.add_argument("--smooth", type=int, nargs="?", const=3, default=0, metavar="K",
+                   help="temporal smoothing: per-pixel majority class over the last K frames (K=3 "
+                        "without a value); 0 = off")
+    p.add_argument("--width", type=int, help="camera: requested width; synthetic: frame width (640)")
+    p.add_argument("--height", type=int, help="camera: requested height; synthetic: frame height (360)")
+    p.add_argument("--fps", type=float, help="camera: requested FPS; synthetic: frames per second (30)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="ONNX Runtime intra-op threads (default: cores - 1; the C++ core uses 1-2, "
+                        "or $EDGESEG_NUM_THREADS)")
+    p.add_argument("--read-timeout", type=float, default=5.0,
+                   help="live sources: seconds without a frame before the source counts as lost")
+    p.add_argument("--reconnect-timeout", type=float, default=30.0,
+                   help="live sources: give up after reconnecting fails for this many seconds")
+    p.add_argument("--quiet", action="store_true", help="no start line on stderr")
+    _add_instance_options(p)
+    _add_model_facts(p)
+    p.set_defaults(func=cmd_run)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    import signal
+    import threading
+
+    from .._io import write_json
+    from ..pipeline import (ImageDirSink, JsonlSink, LiveSource, Pipeline, VideoSink, WindowSink,
+                           apply_cpp_threads, default_thread_policy, open_source)
+
+    if (args.camera is None) == (args.source is None):
+        raise EdgesegError("give exactly one input: --camera N (or /dev/videoN) or --source PATH|URL|DIR|GLOB|synthetic")
+    if args.frames is not None and args.frames < 1:
+        raise EdgesegError(f"--frames must be >= 1, got {args.frames}")
+    policy = default_thread_policy(ort_threads=args.threads)
+    apply_cpp_threads(policy)
+    predictor = _load_predictor(args, threads=policy.ort_threads)
+
+    spec: object = args.source
+    if args.camera is not None:
+        spec = int(args.camera) if args.camera.isdigit() else args.camera
+    size = (args.height or 360, args.width or 640)
+    candidates = dict(read_timeout=args.read_timeout, reconnect_timeout=args.reconnect_timeout, width=args.width,
+                      height=args.height, fps=args.fps, size=size)
+    options = {k: v for k, v in candidates.items() if v is not None}
+
+    pipe: Pipeline | None = None
+    source = None
+    sinks: list = []
+    try:
+        if args.show:
+            sinks.append(WindowSink("edgeseg run", on_quit=lambda: pipe and pipe.stop("window closed")))
+        source = open_source(spec, lenient=True, **options)
+        if isinstance(source, LiveSource):
+            source.start()  # fail fast (missing camera, bad URL) and learn the real FPS
+        if args.save:
+            sinks.append(VideoSink(args.save, fps=source.fps or 30.0))
+        if args.save_dir:
+            sinks.append(ImageDirSink(args.save_dir))
+        if args.json:
+            sinks.append(JsonlSink(args.json))
+    except BaseException:
+        for sink in sinks:
+            sink.abort()
+        if source is not None:
+            source.close()
+        raise
+    pipe = Pipeline(predictor, source, sinks, max_frames=args.frames, realtime=args.realtime,
+                    smooth=args.smooth, hud=not args.no_hud, alpha=args.alpha)
+
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGTERM, lambda *_: pipe.stop("terminated"))
+    if not args.quiet:
+        print(f"edgeseg run: {source.describe()} -> {predictor!r}; threads {policy.to_dict()}; "
+              "Ctrl-C to stop", file=sys.stderr, flush=True)
+    try:
+        summary = pipe.run()
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+    summary["model"] = str(predictor.path)
+    summary["backend"] = predictor.backend_name
+    summary["threads"] = policy.to_dict()
+    print(pipe.stats.table())
+    print(f"stopped: {summary['stopped']}")
+    for path in pipe.closed:
+        print(f"wrote {path}")
+    if args.stats:
+        write_json(args.stats, summary)
+        print(f"stats: {args.stats}")
+    return 0

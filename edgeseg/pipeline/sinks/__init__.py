@@ -1,0 +1,12 @@
+"""Pipeline outputs, one module per kind: every sink has ``put(result)``, ``close()`` and ``abort()``;
+``needs_image`` says whether it uses the rendered overlay (``result.vis``), so the pipeline skips
+rendering when no sink shows pixels."""
+from __future__ import annotations
+
+from .base import Sink
+from .images import ImageDirSink
+from .jsonl import JsonlSink
+from .video import VideoSink
+from .window import WindowSink, gui_problem
+
+__all__ = ["Sink", "VideoSink", "ImageDirSink", "JsonlSink", "WindowSink", "gui_problem"]
