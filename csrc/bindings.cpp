@@ -21,6 +21,7 @@
 #include "core/overlay.h"
 #include "core/simd.h"
 #include "core/threadpool.h"
+#include "core/track.h"
 #include "core/upsample_argmax.h"
 
 namespace py = pybind11;
@@ -169,7 +170,7 @@ void letterbox_py(const py::array& image, py::array& out, int64_t rh, int64_t rw
 }
 
 void overlay_py(const py::array& image, const py::array& labels, const py::array& palette,
-                double alpha, py::array& out) {
+                double alpha, py::array& out, const py::object& skip_obj) {
   const char* fn = "overlay";
   check_ndim(image, fn, "image", "(H, W, 3)", {3});
   if (image.shape(2) != 3)
@@ -212,10 +213,21 @@ void overlay_py(const py::array& image, const py::array& labels, const py::array
   const void* lab = labels.data();
   const uint8_t* pal = static_cast<const uint8_t*>(palette.data());
   const int64_t K = palette.shape(0);
+  const uint8_t* skip = nullptr;
+  py::array skip_arr;
+  if (!skip_obj.is_none()) {
+    skip_arr = py::cast<py::array>(skip_obj);
+    check_ndim(skip_arr, fn, "skip", "(K,)", {1});
+    if (skip_arr.shape(0) != K || !is_dtype(skip_arr, 'u', 1))
+      fail("overlay: skip must be uint8 of shape (" + std::to_string(K) + ",) (one flag per palette "
+           "colour), got " + dtype_str(skip_arr) + " of shape " + shape_str(skip_arr));
+    check_contiguous(skip_arr, fn, "skip");
+    skip = static_cast<const uint8_t*>(skip_arr.data());
+  }
   uint8_t* dst = static_cast<uint8_t*>(out.mutable_data());
   {
     py::gil_scoped_release release;
-    overlay(img, lab, lt, H, W, pal, K, a16, dst);
+    overlay(img, lab, lt, H, W, pal, K, a16, dst, skip);
   }
 }
 
@@ -555,6 +567,59 @@ void overlay_instances_py(const py::array& image, const py::array& data,
   }
 }
 
+py::array_t<float> mask_iou_py(const py::array& data_a, const py::array& offsets_a,
+                               const py::array& regions_a, const py::object& shift_a,
+                               const py::array& data_b, const py::array& offsets_b,
+                               const py::array& regions_b, int64_t H, int64_t W) {
+  const char* fn = "mask_iou";
+  const int64_t K = check_maskset(data_a, offsets_a, regions_a, H, W, fn);
+  const int64_t M = check_maskset(data_b, offsets_b, regions_b, H, W, fn);
+  const int32_t* sh = nullptr;
+  py::array shift;
+  if (!shift_a.is_none()) {
+    shift = py::cast<py::array>(shift_a);
+    check_ndim(shift, fn, "shift", "(K, 2)", {2});
+    if (shift.shape(0) != K || shift.shape(1) != 2 || !is_dtype(shift, 'i', 4))
+      fail("mask_iou: shift must be int32 of shape (" + std::to_string(K) + ", 2), got " +
+           dtype_str(shift) + " of shape " + shape_str(shift));
+    check_contiguous(shift, fn, "shift");
+    sh = static_cast<const int32_t*>(shift.data());
+  }
+  py::array_t<float> out({K, M});
+  const uint8_t* da = static_cast<const uint8_t*>(data_a.data());
+  const uint8_t* db = static_cast<const uint8_t*>(data_b.data());
+  const int64_t* oa = static_cast<const int64_t*>(offsets_a.data());
+  const int64_t* ob = static_cast<const int64_t*>(offsets_b.data());
+  const int32_t* ra = static_cast<const int32_t*>(regions_a.data());
+  const int32_t* rb = static_cast<const int32_t*>(regions_b.data());
+  float* o = out.mutable_data();
+  {
+    py::gil_scoped_release release;
+    mask_iou(da, oa, ra, sh, K, db, ob, rb, M, o);
+  }
+  return out;
+}
+
+py::array_t<int64_t> linear_assignment_py(const py::array& cost, double limit) {
+  const char* fn = "linear_assignment";
+  check_ndim(cost, fn, "cost", "(n, m)", {2});
+  if (!is_dtype(cost, 'f', 8)) fail("linear_assignment: cost must be float64, got " + dtype_str(cost));
+  check_contiguous(cost, fn, "cost");
+  if (!std::isfinite(limit))
+    fail("linear_assignment: limit must be a finite number, got " + std::to_string(limit));
+  const int64_t n = cost.shape(0), m = cost.shape(1);
+  if (n + m > 8192)
+    fail("linear_assignment: at most 8192 rows + columns, got " + shape_str(cost));
+  py::array_t<int64_t> out(n);
+  const double* c = static_cast<const double*>(cost.data());
+  int64_t* o = out.mutable_data();
+  {
+    py::gil_scoped_release release;
+    linear_assignment(c, n, m, limit, o);
+  }
+  return out;
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_C, m) {
@@ -570,7 +635,8 @@ PYBIND11_MODULE(_C, m) {
         "Resize BGR uint8 image to rh x rw into out (1,3,h,w) at (pad_top, pad_left), RGB, "
         "x*scale+bias inside, pad outside.");
   m.def("overlay", &overlay_py, py::arg("image"), py::arg("labels"), py::arg("palette"),
-        py::arg("alpha"), py::arg("out"), "Palette colourise + alpha blend into out.");
+        py::arg("alpha"), py::arg("out"), py::arg("skip") = py::none(),
+        "Palette colourise + alpha blend into out (labels flagged in skip left as they are).");
   // instance post-processing
   m.def("nms", &nms_py, py::arg("boxes"), py::arg("scores"), py::arg("class_ids"),
         py::arg("iou_threshold"), py::arg("score_threshold"), py::arg("max_candidates"),
@@ -594,6 +660,11 @@ PYBIND11_MODULE(_C, m) {
   m.def("overlay_instances", &overlay_instances_py, py::arg("image"), py::arg("data"),
         py::arg("offsets"), py::arg("regions"), py::arg("colors"), py::arg("alpha"),
         py::arg("outline"), py::arg("out"), "Blend instance masks onto image into out.");
+  m.def("mask_iou", &mask_iou_py, py::arg("data_a"), py::arg("offsets_a"), py::arg("regions_a"),
+        py::arg("shift_a"), py::arg("data_b"), py::arg("offsets_b"), py::arg("regions_b"),
+        py::arg("H"), py::arg("W"), "Pairwise IoU of two box-local mask sets.");
+  m.def("linear_assignment", &linear_assignment_py, py::arg("cost"), py::arg("limit"),
+        "Minimum-cost matching with a cost limit -> column per row (-1 unmatched).");
   m.def("set_num_threads", [](int n) {
     if (n < 1) throw py::value_error("set_num_threads: n must be >= 1, got " + std::to_string(n));
     set_num_threads(n);

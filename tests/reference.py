@@ -288,3 +288,47 @@ def ref_overlay_instances(image, masks, colors, alpha, outline=True):
         out = np.where((m & ~edge)[..., None], blend, out)
         out[edge] = col
     return out.astype(np.uint8)
+
+
+# =================================================================================================
+# Tracking: mask IoU of box-local masks, linear assignment with a cost limit (csrc/core/track.h).
+# =================================================================================================
+
+
+def ref_mask_iou(dense_a: np.ndarray, dense_b: np.ndarray, shift=None) -> np.ndarray:
+    """IoU of dense (K, H, W) and (M, H, W) masks, each mask of a first moved by shift[k] =
+    (dx, dy) on an unbounded canvas (pixels moved outside the frame still count in its area)."""
+    K, H, W = dense_a.shape
+    M = dense_b.shape[0]
+    out = np.zeros((K, M), np.float64)
+    for k in range(K):
+        ys, xs = np.nonzero(dense_a[k])
+        if shift is not None:
+            xs, ys = xs + int(shift[k][0]), ys + int(shift[k][1])
+        pts = set(zip(ys.tolist(), xs.tolist()))
+        for j in range(M):
+            yb, xb = np.nonzero(dense_b[j])
+            other = set(zip(yb.tolist(), xb.tolist()))
+            inter, union = len(pts & other), len(pts | other)
+            out[k, j] = inter / union if union else 0.0
+    return out
+
+
+def ref_assignment_cost(cost: np.ndarray, limit: float, rows, cols) -> float:
+    """Total of a matching: matched pair costs + limit / 2 per unmatched row and column."""
+    n, m = cost.shape
+    return float(sum(cost[r, c] for r, c in zip(rows, cols)) + (n + m - 2 * len(rows)) * limit / 2)
+
+
+def ref_linear_assignment_cost(cost: np.ndarray, limit: float) -> float:
+    """Lowest total over every partial matching whose pairs have cost <= limit (brute force)."""
+    import itertools
+
+    n, m = cost.shape
+    best = (n + m) * limit / 2
+    for k in range(1, min(n, m) + 1):
+        for rows in itertools.combinations(range(n), k):
+            for cols in itertools.permutations(range(m), k):
+                if all(cost[r, c] <= limit for r, c in zip(rows, cols)):
+                    best = min(best, ref_assignment_cost(cost, limit, rows, cols))
+    return best

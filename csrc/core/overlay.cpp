@@ -8,7 +8,8 @@
 namespace edgeseg {
 
 void overlay(const uint8_t* image, const void* labels, LabelType label_type, int64_t H, int64_t W,
-             const uint8_t* palette, int64_t K, uint32_t alpha16, uint8_t* out) {
+             const uint8_t* palette, int64_t K, uint32_t alpha16, uint8_t* out,
+             const uint8_t* skip) {
   if (H <= 0 || W <= 0) return;
   if (alpha16 > 65536u) alpha16 = 65536u;
   // Entry per label: B | G << 8 | R << 16 | 0xff << 24 for labels with a colour; 0 ("leave the
@@ -18,6 +19,7 @@ void overlay(const uint8_t* image, const void* labels, LabelType label_type, int
   const uint32_t last = static_cast<uint32_t>(n - 1);
   std::vector<uint32_t> table(n, 0u);
   for (int64_t k = 0; k < K && k < n; ++k) {
+    if (skip != nullptr && skip[k] != 0) continue;
     const uint8_t* c = palette + 3 * k;
     table[k] = uint32_t(c[0]) | uint32_t(c[1]) << 8 | uint32_t(c[2]) << 16 | 0xffu << 24;
   }
