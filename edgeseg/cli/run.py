@@ -20,6 +20,7 @@ def add_parser(sub: Any, fmt: Any) -> None:
     src = p.add_mutually_exclusive_group()
     src.add_argument("--camera", help="camera index (0, 1, ...) or V4L2 device path (/dev/video0)")
     src.add_argument("--source", help="video file, image / folder / glob, rtsp:// or http(s):// URL, "
+                                      "a ROS 2 recording (.mcap, .db3 or rosbag2 folder; with --topic), "
                                       "or synthetic[:FPS] (a generated live scene)")
     p.add_argument("--model", default=None, help="model (.onnx or checkpoint dir); default: the shipped model "
                                                  "of --task")
@@ -29,6 +30,13 @@ def add_parser(sub: Any, fmt: Any) -> None:
     p.add_argument("--save-dir", help="write each overlay frame as a JPEG into this folder")
     p.add_argument("--json", help="write one JSON line per frame (index, capture time, age, stage ms, "
                                   "class histogram or detections) to this .jsonl file")
+    bag = p.add_argument_group("ROS 2 recordings (pip install 'edgeseg[ros]')")
+    bag.add_argument("--topic", help="image topic to read from a recording (sensor_msgs/Image or "
+                                     "CompressedImage); omit it to list the recording's image topics")
+    bag.add_argument("--save-bag", help="write masks as ROS 2 messages, stamped like the input frames: "
+                                        "out.mcap, out.db3 or a rosbag2 folder name")
+    bag.add_argument("--bag-namespace", default="/edgeseg", help="topic prefix of --save-bag")
+    bag.add_argument("--bag-color", action="store_true", help="--save-bag also writes <ns>/color_mask (rgb8)")
     p.add_argument("--stats", help="write the latency summary (p50/p90/p99 per stage, FPS, drops) as JSON")
     p.add_argument("--show", action="store_true", help="show the overlay in a window (needs a display and "
                                                        "opencv-python, not -headless); q or Esc stops")
@@ -61,6 +69,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     from .._io import write_json
     from ..pipeline import (ImageDirSink, JsonlSink, LiveSource, Pipeline, VideoSink, WindowSink,
                            apply_cpp_threads, default_thread_policy, open_source)
+    from ..pipeline.sinks import RosbagSink
+    from ..pipeline.sources import RosbagSource
 
     if (args.camera is None) == (args.source is None):
         raise EdgesegError("give exactly one input: --camera N (or /dev/videoN) or --source PATH|URL|DIR|GLOB|synthetic")
@@ -75,7 +85,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         spec = int(args.camera) if args.camera.isdigit() else args.camera
     size = (args.height or 360, args.width or 640)
     candidates = dict(read_timeout=args.read_timeout, reconnect_timeout=args.reconnect_timeout, width=args.width,
-                      height=args.height, fps=args.fps, size=size)
+                      height=args.height, fps=args.fps, size=size, topic=args.topic)
     options = {k: v for k, v in candidates.items() if v is not None}
 
     pipe: Pipeline | None = None
@@ -93,6 +103,11 @@ def cmd_run(args: argparse.Namespace) -> int:
             sinks.append(ImageDirSink(args.save_dir))
         if args.json:
             sinks.append(JsonlSink(args.json))
+        if args.topic is not None and not isinstance(source, RosbagSource):
+            raise EdgesegError(f"--topic applies to ROS 2 recordings; {source.describe()} is not one")
+        if args.save_bag:
+            sinks.append(RosbagSink(args.save_bag, namespace=args.bag_namespace, color=args.bag_color,
+                                    threshold=args.conf or 0.0))
     except BaseException:
         for sink in sinks:
             sink.abort()

@@ -56,6 +56,8 @@ class _StreamFields:
         t_result: ``time.perf_counter()`` when its result was ready (after post-processing).
         vis: the rendered overlay (+ HUD), when the pipeline renders; else None.
         stats: the pipeline's live :class:`LatencyStats` (``stats.summary()`` any time).
+        stamp_ns, frame_id: the frame's own timestamp and coordinate frame, from recordings
+            (None and "" otherwise).
     ``timings`` holds milliseconds for "capture" (read/decode), "pre", "infer", "post", "render".
     """
 
@@ -65,6 +67,8 @@ class _StreamFields:
     t_result: float = field(default=0.0, kw_only=True)
     vis: np.ndarray | None = field(default=None, kw_only=True)
     stats: LatencyStats | None = field(default=None, kw_only=True)
+    stamp_ns: int | None = field(default=None, kw_only=True)
+    frame_id: str = field(default="", kw_only=True)
 
     @property
     def age_ms(self) -> float:
@@ -82,6 +86,7 @@ class _StreamFields:
             "t_capture": round(self.t_capture, 6),
             "time_unix": round(unix, 6),
             "age_ms": round(self.age_ms, 3),
+            **({"stamp_ns": self.stamp_ns, "frame_id": self.frame_id} if self.stamp_ns is not None else {}),
             "timings_ms": {k: round(float(v), 3) for k, v in self.timings.items()},  # type: ignore[attr-defined]
             **self._content(),
         }
@@ -428,7 +433,8 @@ class Pipeline:
         t1 = time.perf_counter()
         item.timings["post"] = (t1 - t0) * 1e3
         f = item.frame
-        where = dict(index=f.index, name=f.name, t_capture=f.t_capture, t_result=t1, stats=self.stats)
+        where = dict(index=f.index, name=f.name, t_capture=f.t_capture, t_result=t1, stats=self.stats,
+                     stamp_ns=f.stamp_ns, frame_id=f.frame_id)
         if isinstance(payload, dict):  # instance detections
             item.result = InstanceStreamResult(frame=f.image, meta=self.predictor.meta, timings=item.timings,
                                                **payload, **where)
@@ -497,7 +503,7 @@ class Pipeline:
                 self.closed.append(str(done))
 
     def _sync_source_counters(self) -> None:
-        if not isinstance(self.source, LiveSource):
+        if not hasattr(self.source, "counters"):  # live sources; recordings count skipped messages
             return
         with self._lock:
             for k, v in self.source.counters().items():

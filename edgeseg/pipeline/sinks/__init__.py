@@ -6,7 +6,8 @@ from __future__ import annotations
 from .base import Sink
 from .images import ImageDirSink
 from .jsonl import JsonlSink
+from .rosbag import RosbagSink
 from .video import VideoSink
 from .window import WindowSink, gui_problem
 
-__all__ = ["Sink", "VideoSink", "ImageDirSink", "JsonlSink", "WindowSink", "gui_problem"]
+__all__ = ["Sink", "VideoSink", "ImageDirSink", "JsonlSink", "RosbagSink", "WindowSink", "gui_problem"]

@@ -10,13 +10,16 @@ import numpy as np
 @dataclass
 class Frame:
     """One frame: BGR uint8 image, its index in the source, a name and the capture timestamp
-    (``time.perf_counter()`` seconds when the frame was read)."""
+    (``time.perf_counter()`` seconds when the frame was read); recordings add the sensor's own
+    ``stamp_ns`` and ``frame_id``."""
 
     image: np.ndarray
     index: int
     name: str
     t_capture: float
     read_ms: float = 0.0  #: time spent reading/decoding this frame
+    stamp_ns: int | None = None  #: the frame's own timestamp (e.g. a ROS header stamp), integer ns
+    frame_id: str = ""  #: the sensor's coordinate frame (e.g. a ROS header frame_id)
 
 
 class Source:

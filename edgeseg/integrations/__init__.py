@@ -1,0 +1,1 @@
+"""Optional engines (ROS 2, Ray ...), each behind an extra and imported only when used."""
