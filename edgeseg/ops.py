@@ -222,7 +222,6 @@ def _squeeze_batch(logits: np.ndarray, fn: str) -> np.ndarray:
                              f"got shape {tuple(logits.shape)}; call it once per image")
         return logits[0]
     if logits.ndim != 3:
-    skip: Optional[Sequence[int]] = None,
         raise ArrayError(f"{fn}: logits must have shape (C, h, w) or (1, C, h, w), "
                          f"got shape {tuple(logits.shape)}")
     return logits
@@ -234,8 +233,6 @@ def upsample_argmax(
     letterbox: Optional[LetterboxInfo] = None,
 ) -> np.ndarray:
     """Bilinear upsample + argmax fused: labels at ``out_hw`` from low-resolution logits.
-        skip: class indices in ``[0, K)`` whose pixels stay untinted (e.g. ``(0,)`` for the
-            background).
 
     Full-resolution logits are never materialised (memory stays ~``2 x C x tile`` floats per
     thread), so this is the cheap way to get frame-size labels.
@@ -286,6 +283,7 @@ def overlay(
     palette: np.ndarray,
     alpha: float = 0.5,
     out: Optional[np.ndarray] = None,
+    skip: Optional[Sequence[int]] = None,
 ) -> np.ndarray:
     """Colour each labelled pixel with its palette colour, blended onto the image.
 
@@ -297,6 +295,8 @@ def overlay(
             e.g. a list of tuples).
         alpha: weight of the class colour, in ``[0, 1]``.
         out: optional ``uint8`` ``H x W x 3`` destination; may be ``image`` itself (in place).
+        skip: class indices in ``[0, K)`` whose pixels stay untinted (e.g. ``(0,)`` for the
+            background).
 
     Returns:
         The blended BGR image (``out`` if given): ``image * (1 - alpha) + colour * alpha``,
@@ -567,63 +567,6 @@ def paste_masks(
     boxes = _boxes_f32(boxes, fn)
     t = float(threshold)
     if not math.isfinite(t):
-# ---- tracking -----------------------------------------------------------------------------------
-
-
-def mask_iou(a: MaskSet, b: MaskSet, shift: Optional[np.ndarray] = None) -> np.ndarray:
-    """IoU of every pair of masks of two sets over the same frame: ``float32`` ``(len(a), len(b))``.
-
-    Computed on the box-local bitmaps (work proportional to the overlap of each pair's regions;
-    nothing dense is built). ``shift``: optional ``(len(a), 2)`` integer ``(dx, dy)`` pixels that
-    move each mask of ``a`` first (e.g. a track's last mask moved to its predicted place); a moved
-    mask may leave the frame, its area is kept. IoU is 0 where the union is empty.
-    """
-    fn = "mask_iou"
-    for name, m in (("a", a), ("b", b)):
-        if not isinstance(m, MaskSet):
-            raise ArrayError(f"{fn}: {name} must be a MaskSet, got {type(m).__name__}")
-    if a.image_hw != b.image_hw:
-        raise ArrayError(f"{fn}: the sets are for different frames: {a.image_hw} and {b.image_hw}")
-    if shift is not None:
-        s = np.asarray(shift)
-        if s.shape != (len(a), 2) or (s.size and s.dtype.kind not in "iu"):
-            raise ArrayError(f"{fn}: shift must be integers of shape ({len(a)}, 2), got "
-                             f"{s.dtype} of shape {s.shape}")
-        lim = np.iinfo(np.int32).max // 4
-        if s.size and np.abs(s).max() > lim:
-            raise ArrayError(f"{fn}: shift must be within +-{lim} pixels")
-        shift = np.ascontiguousarray(s, np.int32)
-    return _call(_C.mask_iou, a.data, a.offsets, a.regions, shift, b.data, b.offsets, b.regions,
-                 *a.image_hw)
-
-
-def linear_assignment(cost: np.ndarray, limit: float) -> Tuple[np.ndarray, np.ndarray]:
-    """Minimum-cost matching of rows to columns of ``cost`` (``n x m``) with a cost limit.
-
-    Leaving a row or column unmatched costs ``limit / 2``, so a pair is matched only where that
-    lowers the total; pairs with a cost above ``limit`` (or NaN) are never matched. Exact
-    (shortest augmenting paths, as SciPy's ``linear_sum_assignment`` on the extended problem).
-
-    Returns:
-        ``(rows, cols)``: ``int64`` indices of the matched pairs, rows ascending.
-    """
-    fn = "linear_assignment"
-    c = np.asarray(cost)
-    if c.ndim != 2:
-        raise ArrayError(f"{fn}: cost must have shape (n, m), got shape {c.shape}")
-    if c.size and c.dtype.kind not in "fiub":
-        raise ArrayError(f"{fn}: cost must be numeric, got {c.dtype}")
-    limit = float(limit)
-    if not math.isfinite(limit):
-        raise ArrayError(f"{fn}: limit must be a finite number, got {limit!r}")
-    c = np.ascontiguousarray(c, np.float64)
-    if np.isneginf(c).any():
-        raise ArrayError(f"{fn}: cost must not hold -inf")
-    row_to_col = _call(_C.linear_assignment, c, limit)
-    rows = np.flatnonzero(row_to_col >= 0)
-    return rows.astype(np.int64), row_to_col[rows].astype(np.int64)
-
-
         raise ArrayError(f"{fn}: threshold must be a finite number, got {threshold!r}")
     data, offsets, regions = _call(_C.paste_masks, masks, boxes, H, W, t)
     return MaskSet._trusted(data, offsets, regions, (H, W))
@@ -683,6 +626,63 @@ def overlay_instances(
     _call(_C.overlay_instances, image, masks.data, masks.offsets, masks.regions, colors, alpha,
           bool(outline), out)
     return out
+
+
+# ---- tracking -----------------------------------------------------------------------------------
+
+
+def mask_iou(a: MaskSet, b: MaskSet, shift: Optional[np.ndarray] = None) -> np.ndarray:
+    """IoU of every pair of masks of two sets over the same frame: ``float32`` ``(len(a), len(b))``.
+
+    Computed on the box-local bitmaps (work proportional to the overlap of each pair's regions;
+    nothing dense is built). ``shift``: optional ``(len(a), 2)`` integer ``(dx, dy)`` pixels that
+    move each mask of ``a`` first (e.g. a track's last mask moved to its predicted place); a moved
+    mask may leave the frame, its area is kept. IoU is 0 where the union is empty.
+    """
+    fn = "mask_iou"
+    for name, m in (("a", a), ("b", b)):
+        if not isinstance(m, MaskSet):
+            raise ArrayError(f"{fn}: {name} must be a MaskSet, got {type(m).__name__}")
+    if a.image_hw != b.image_hw:
+        raise ArrayError(f"{fn}: the sets are for different frames: {a.image_hw} and {b.image_hw}")
+    if shift is not None:
+        s = np.asarray(shift)
+        if s.shape != (len(a), 2) or (s.size and s.dtype.kind not in "iu"):
+            raise ArrayError(f"{fn}: shift must be integers of shape ({len(a)}, 2), got "
+                             f"{s.dtype} of shape {s.shape}")
+        lim = np.iinfo(np.int32).max // 4
+        if s.size and np.abs(s).max() > lim:
+            raise ArrayError(f"{fn}: shift must be within +-{lim} pixels")
+        shift = np.ascontiguousarray(s, np.int32)
+    return _call(_C.mask_iou, a.data, a.offsets, a.regions, shift, b.data, b.offsets, b.regions,
+                 *a.image_hw)
+
+
+def linear_assignment(cost: np.ndarray, limit: float) -> Tuple[np.ndarray, np.ndarray]:
+    """Minimum-cost matching of rows to columns of ``cost`` (``n x m``) with a cost limit.
+
+    Leaving a row or column unmatched costs ``limit / 2``, so a pair is matched only where that
+    lowers the total; pairs with a cost above ``limit`` (or NaN) are never matched. Exact
+    (shortest augmenting paths, as SciPy's ``linear_sum_assignment`` on the extended problem).
+
+    Returns:
+        ``(rows, cols)``: ``int64`` indices of the matched pairs, rows ascending.
+    """
+    fn = "linear_assignment"
+    c = np.asarray(cost)
+    if c.ndim != 2:
+        raise ArrayError(f"{fn}: cost must have shape (n, m), got shape {c.shape}")
+    if c.size and c.dtype.kind not in "fiub":
+        raise ArrayError(f"{fn}: cost must be numeric, got {c.dtype}")
+    limit = float(limit)
+    if not math.isfinite(limit):
+        raise ArrayError(f"{fn}: limit must be a finite number, got {limit!r}")
+    c = np.ascontiguousarray(c, np.float64)
+    if np.isneginf(c).any():
+        raise ArrayError(f"{fn}: cost must not hold -inf")
+    row_to_col = _call(_C.linear_assignment, c, limit)
+    rows = np.flatnonzero(row_to_col >= 0)
+    return rows.astype(np.int64), row_to_col[rows].astype(np.int64)
 
 
 # ---- threads ----------------------------------------------------------------------------------
