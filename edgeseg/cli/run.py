@@ -39,7 +39,8 @@ def add_parser(sub: Any, fmt: Any) -> None:
     bag.add_argument("--bag-color", action="store_true", help="--save-bag also writes <ns>/color_mask (rgb8)")
     p.add_argument("--stats", help="write the latency summary (p50/p90/p99 per stage, FPS, drops) as JSON")
     p.add_argument("--show", action="store_true", help="show the overlay in a window (needs a display and "
-                                                       "opencv-python, not -headless); q or Esc stops")
+                                                       "opencv-python, not -headless); q, Esc or closing the "
+                                                       "window stops")
     p.add_argument("--no-hud", action="store_true", help="do not draw FPS / latency on the frames")
     p.add_argument("--alpha", type=float, default=defaults.OVERLAY_ALPHA, help="overlay colour weight")
     p.add_argument("--realtime", action="store_true", help="pace video files at their FPS (like a camera)")
@@ -76,6 +77,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise EdgesegError("give exactly one input: --camera N (or /dev/videoN) or --source PATH|URL|DIR|GLOB|synthetic")
     if args.frames is not None and args.frames < 1:
         raise EdgesegError(f"--frames must be >= 1, got {args.frames}")
+    window = WindowSink("edgeseg run") if args.show else None  # no display: fail before loading anything
     policy = default_thread_policy(ort_threads=args.threads)
     apply_cpp_threads(policy)
     predictor = _load_predictor(args, threads=policy.ort_threads)
@@ -90,10 +92,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     pipe: Pipeline | None = None
     source = None
-    sinks: list = []
+    sinks: list = [window] if window is not None else []
     try:
-        if args.show:
-            sinks.append(WindowSink("edgeseg run", on_quit=lambda: pipe and pipe.stop("window closed")))
         source = open_source(spec, lenient=True, **options)
         if isinstance(source, LiveSource):
             source.start()  # fail fast (missing camera, bad URL) and learn the real FPS
@@ -124,7 +124,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"edgeseg run: {source.describe()} -> {predictor!r}; threads {policy.to_dict()}; "
               "Ctrl-C to stop", file=sys.stderr, flush=True)
     try:
-        summary = pipe.run()
+        summary = window.run(pipe) if window is not None else pipe.run()
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
