@@ -12,10 +12,10 @@ from typing import Callable, Sequence
 
 from .. import __version__
 from ..errors import EdgesegError
-from . import bench, demo, eval, export, info, predict, run, train
+from . import batch, bench, demo, eval, export, info, predict, run, train
 
 #: The subcommands, in the order ``edgeseg --help`` lists them.
-COMMANDS = (train, export, run, predict, eval, demo, bench, info)
+COMMANDS = (train, export, run, predict, eval, demo, bench, info, batch)
 
 EPILOG = """\
 examples:
