@@ -14,7 +14,8 @@ from edgeseg import defaults
 from edgeseg.data import synthetic
 from edgeseg.errors import ArrayError, BackendError, InputFileError, ModelError
 from edgeseg.meta import ModelMeta
-from edgeseg.runtime import SemanticResult, get_backend, list_backends, load, predictor
+from edgeseg import runtime
+from edgeseg.runtime import SemanticResult, get_backend, list_backends, load
 from edgeseg.runtime.backends import BACKENDS, available_backends, SUFFIXES, Backend, TensorSpec, register_backend
 
 INPUT = (96, 128)
@@ -212,13 +213,13 @@ def test_directory_without_checkpoint(tmp_path):
 
 
 def test_missing_default_model(monkeypatch, tmp_path):
-    monkeypatch.setattr(predictor, "ASSETS", tmp_path)
+    monkeypatch.setattr(runtime.loader, "ASSETS", tmp_path)
     with pytest.raises(InputFileError, match="no default model"):
         load()
 
 
 def test_default_model_if_packaged():
-    if not predictor.default_model_path().exists():
+    if not runtime.default_model_path().exists():
         pytest.skip("no default model packaged in this tree yet")
     r = load()(frame())
     assert r.labels.shape == (150, 200)
@@ -280,7 +281,7 @@ def test_foreign_onnx_with_label_output(tmp_path):
         load(path, mean=(0, 0, 0), std=(255, 255, 255))
     p = load(path, num_classes=3, mean=(0, 0, 0), std=(255, 255, 255))
     img = frame(1, hw=(64, 96))  # frame size == input size: letterbox is the identity
-    x, _ = predictor.preprocess(img, p.meta)
+    x, _ = runtime.preprocess(img, p.meta)
     ref = p.backend.infer({"input": x})["output"][0]
     got = p(img).labels
     assert got.dtype == np.uint8 and np.array_equal(got, ref.astype(np.uint8))
@@ -382,4 +383,4 @@ print("ok", r.labels.shape)
 
 
 def test_package_load_delegates(onnx_static):
-    assert isinstance(edgeseg.load(onnx_static), predictor.SemanticPredictor)
+    assert isinstance(edgeseg.load(onnx_static), runtime.SemanticPredictor)

@@ -6,7 +6,7 @@ module function (:func:`postprocess_instances`) so that export parity runs the r
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Mapping
 
 import numpy as np
@@ -15,7 +15,8 @@ from .. import defaults, ops
 from ..errors import ModelError
 from ..meta import ModelMeta
 from .backends import Backend
-from .predictor import Predictor, _spec
+from .base import Predictor
+from .kinds import ModelKind, register_kind
 from .results import InstanceResult
 
 #: The four raw head outputs of an instance model, in the order the model returns them.
@@ -36,7 +37,8 @@ class InstanceThresholds:
     @classmethod
     def for_model(cls, meta: ModelMeta, **overrides: Any) -> "InstanceThresholds":
         stored = {"score": meta.extra.get("score_threshold"), "iou": meta.extra.get("iou_threshold"),
-                  "max_detections": meta.extra.get("max_detections")}
+                  "max_detections": meta.extra.get("max_detections"),
+                  "max_candidates": meta.extra.get("max_candidates")}
         given = {k: v for k, v in {**stored, **overrides}.items() if v is not None}
         t = cls(**given)
         t.validate()
@@ -69,6 +71,11 @@ def _f32(a: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(a if a.dtype in (np.float32, np.float16) else a.astype(np.float32))
 
 
+def _f32_view(a: np.ndarray) -> np.ndarray:
+    """float32/float16 as is (strided views are read in place by the C++ decode), else float32."""
+    return a if a.dtype in (np.float32, np.float16) else a.astype(np.float32)
+
+
 def frame_boxes(boxes: np.ndarray, info: "ops.LetterboxInfo") -> np.ndarray:
     """Map (K, 4) xyxy boxes from network-input pixels to frame pixels (clipped to the frame)."""
     (H, W), (rh, rw) = info.src_hw, info.resized_hw
@@ -99,7 +106,7 @@ def postprocess_instances(output: Mapping[str, np.ndarray], info: "ops.Letterbox
                          f"{boxes.shape}, scores {scores.shape}, coeffs {coeffs.shape}, protos {protos.shape}; "
                          "expected (A, 4), (A, C), (A, K), (K, h, w)")
     idx, cls, sc = ops.select_detections(
-        _f32(boxes), _f32(scores), iou_threshold=t.iou, score_threshold=t.score,
+        _f32_view(boxes), _f32_view(scores), iou_threshold=t.iou, score_threshold=t.score,
         max_candidates=t.max_candidates, max_detections=t.max_detections, class_agnostic=t.class_agnostic)
     fboxes = frame_boxes(np.asarray(boxes[idx], np.float32), info)
     masks = ops.assemble_masks(np.ascontiguousarray(coeffs[idx], np.float32), _f32(protos), fboxes,
@@ -118,26 +125,30 @@ class InstancePredictor(Predictor):
     """
 
     task = "instance"
+    roles = OUTPUTS
 
     def __init__(self, backend: Backend, meta: ModelMeta, **thresholds: Any) -> None:
         super().__init__(backend, meta)
-        names = list(meta.output_names)
-        if len(names) != len(OUTPUTS):
-            raise ModelError(f"{backend.path}: an instance model has {len(OUTPUTS)} outputs {OUTPUTS}; "
-                             f"the metadata names {names}")
-        for n in names:
-            _spec(backend.output_specs, n, "output", backend)
-        self._names = dict(zip(OUTPUTS, names))
         self.thresholds = InstanceThresholds.for_model(meta, **thresholds)
+        self._graph_nms = bool(meta.extra.get("graph_nms"))  # rows already suppressed in the graph
 
     def infer(self, tensor: np.ndarray) -> InstanceOutputs:
         """Stage 2: run the backend -> raw head outputs (index ``[i]`` for image i)."""
-        out = self.backend.infer({self._in.name: tensor})
-        return InstanceOutputs({k: out[n] for k, n in self._names.items()})
+        return InstanceOutputs(self.run(tensor))
 
     def post(self, output: Mapping[str, np.ndarray], info: "ops.LetterboxInfo") -> dict[str, Any]:
         """Stage 3: one image's raw outputs -> detections (boxes, scores, class_ids, masks)."""
-        return postprocess_instances(output, info, self.thresholds)
+        t = self.thresholds
+        if self._graph_nms and t.iou < 1.0:
+            t = replace(t, iou=1.0)  # NMS already ran in the graph: an IoU of 1 suppresses nothing
+        return postprocess_instances(output, info, t)
 
     def make_result(self, payload: dict[str, Any], frame: np.ndarray, timings: dict[str, float]) -> InstanceResult:
         return InstanceResult(frame=frame, meta=self.meta, timings=timings, **payload)
+
+
+register_kind(ModelKind(
+    name="yoloseg", task="instance", head=None, predictor=InstancePredictor,
+    describe_outputs=lambda m: f"prototypes at 1/{m.output_stride}",
+    parity="edgeseg.export.parity:check_instance_parity",
+))

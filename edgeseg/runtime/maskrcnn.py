@@ -1,95 +1,27 @@
-"""MaskRCNNPredictor: runs a two-stage instance model that ends in post-NMS detections.
+"""MaskRCNNPredictor: runs a two-stage instance model that ends in post-NMS detections (the output
+convention is described in :mod:`edgeseg.runtime.conventions.maskrcnn`).
 
-The output convention (what ``edgeseg export`` writes for ``maskrcnn``, and what detectron2 /
-mmdeploy-style Mask R-CNN exports produce), for one input image, ``K`` detections::
-
-    boxes  (K, 4) float   x0, y0, x1, y1 in network-input pixels
-    labels (K,)   int     class index into the model's class list
-    scores (K,)   float   detection score
-    masks  (K, Mh, Mw) or (K, 1, Mh, Mw) float   mask probabilities over each box (e.g. 28 x 28)
-
-An optional leading batch axis of 1 is accepted, and a ``dets`` output (K, 5) = box + score
-(mmdeploy) may stand in for ``boxes`` + ``scores``. The predictor letterboxes the frame, runs the
-graph, drops detections below the score threshold, re-applies class-aware NMS when the caller asks
-for a stricter IoU than the graph used, maps the boxes through the letterbox back to the frame and
-pastes each RoI mask into its box at frame resolution with the C++ ``ops.paste_masks``
-(box-local, detectron2 semantics), returning the same :class:`InstanceResult` as the single-stage
-path. A graph following the convention without edgeseg metadata runs when the user supplies the
-class names, the input size (unless static in the graph) and mean/std
-(:func:`maskrcnn_meta_from_graph`).
+The predictor letterboxes the frame, runs the graph, drops detections below the score threshold,
+re-applies class-aware NMS when the caller asks for a stricter IoU than the graph used, maps the
+boxes through the letterbox back to the frame and pastes each RoI mask into its box at frame
+resolution with the C++ ``ops.paste_masks`` (box-local, detectron2 semantics), returning the same
+:class:`InstanceResult` as the single-stage path.
 """
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping
 
 import numpy as np
 
 from .. import ops
 from ..errors import ModelError
 from ..meta import ModelMeta
-from .backends import Backend, TensorSpec
+from .backends import Backend
+from .base import Predictor
+from .conventions.maskrcnn import HEAD, OUTPUTS, output_roles
 from .instance import InstanceThresholds
-from .predictor import Predictor
+from .kinds import ModelKind, register_kind
 from .results import InstanceResult
-
-#: The output roles of the convention, in the order edgeseg's export writes them.
-OUTPUTS = ("boxes", "labels", "scores", "masks")
-#: ``meta.extra["head"]`` of models that follow this convention.
-HEAD = "maskrcnn"
-#: Substrings that identify an output's role by its name (checked in this order).
-_NAME_HINTS = (("masks", ("mask",)), ("labels", ("label", "class")), ("scores", ("score", "conf", "prob")),
-               ("boxes", ("box", "det", "bbox")))
-
-
-def is_maskrcnn_meta(meta: ModelMeta) -> bool:
-    """Whether ``meta`` describes a model with the Mask R-CNN output convention."""
-    return meta.task == "instance" and meta.extra.get("head") == HEAD
-
-
-def _rank(spec: TensorSpec) -> int:
-    """Rank without a leading static batch axis of 1."""
-    n = len(spec.shape)
-    return n - 1 if n >= 2 and spec.static_dim(0) == 1 else n
-
-
-def output_roles(specs: Sequence[TensorSpec], names: Sequence[str] | None = None) -> dict[str, str] | None:
-    """Map the convention's roles to output names: ``{"boxes", "labels", "scores", "masks"} ->
-    name`` (``scores`` may be missing when ``boxes`` has 5 columns). ``names`` (the metadata's
-    output names, in role order) win; otherwise roles come from the output names (``*box*``,
-    ``*label*``...) and then from ranks and dtypes. None when the outputs do not follow the
-    convention."""
-    by_name = {s.name: s for s in specs}
-    if names is not None and len(names) == len(OUTPUTS) and all(n in by_name for n in names):
-        return dict(zip(OUTPUTS, names))
-    roles: dict[str, str] = {}
-    for s in specs:  # by name
-        low = s.name.lower()
-        for role, hints in _NAME_HINTS:
-            if role not in roles and any(h in low for h in hints):
-                roles[role] = s.name
-                break
-    if not _complete(roles, by_name):
-        roles = {}
-        for s in specs:  # by rank / dtype (a leading batch axis of 1 allowed)
-            r, kind = _rank(s), s.dtype.kind
-            if kind == "f" and r in (3, 4) and "masks" not in roles:
-                roles["masks"] = s.name
-            elif kind == "f" and r == 2 and "boxes" not in roles:
-                roles["boxes"] = s.name
-            elif kind in "iu" and r == 1 and "labels" not in roles:
-                roles["labels"] = s.name
-            elif kind == "f" and r == 1 and "scores" not in roles:
-                roles["scores"] = s.name
-    return roles if _complete(roles, by_name) else None
-
-
-def _complete(roles: dict[str, str], by_name: Mapping[str, TensorSpec]) -> bool:
-    if not {"boxes", "labels", "masks"} <= set(roles):
-        return False
-    if "scores" in roles:
-        return True
-    return by_name[roles["boxes"]].static_dim(-1) == 5  # dets: box + score
 
 
 def _take(a: np.ndarray, ndim: int) -> np.ndarray:
@@ -160,14 +92,13 @@ class MaskRCNNPredictor(Predictor):
     graph takes one image, so ``predict_batch`` runs frame by frame."""
 
     task = "instance"
+    roles = OUTPUTS
 
     def __init__(self, backend: Backend, meta: ModelMeta, **thresholds: Any) -> None:
         super().__init__(backend, meta)
-        roles = output_roles(backend.output_specs, meta.output_names)
-        if roles is None:
+        if output_roles(backend.output_specs, meta.output_names) is None:
             raise ModelError(f"{backend.path}: outputs {[s.name for s in backend.output_specs]} do not follow the "
                              "Mask R-CNN convention: boxes (K, 4), labels (K,), scores (K,), masks (K, Mh, Mw)")
-        self._names = roles
         self.thresholds = InstanceThresholds.for_model(meta, **thresholds)
         self._graph_iou = meta.extra.get("graph_nms_iou")
         self._batch_dynamic = False  # the detections have no batch axis
@@ -176,8 +107,7 @@ class MaskRCNNPredictor(Predictor):
         """Stage 2: run the backend on one image -> ``[{role: array}]``."""
         if tensor.shape[0] != 1:
             raise ModelError(f"a Mask R-CNN graph takes one image at a time, got a batch of {tensor.shape[0]}")
-        out = self.backend.infer({self._in.name: tensor})
-        return [{k: out[n] for k, n in self._names.items()}]
+        return [self.run(tensor)]
 
     def post(self, output: Mapping[str, np.ndarray], info: "ops.LetterboxInfo") -> dict[str, Any]:
         """Stage 3: one image's detections -> frame boxes, scores, class ids, pasted masks."""
@@ -187,45 +117,8 @@ class MaskRCNNPredictor(Predictor):
         return InstanceResult(frame=frame, meta=self.meta, timings=timings, **payload)
 
 
-def maskrcnn_meta_from_graph(backend: Backend, facts: Mapping[str, Any]) -> ModelMeta | None:
-    """ModelMeta for a model without edgeseg metadata whose outputs follow the Mask R-CNN
-    convention (None if they do not). ``facts``: ``classes`` (or ``num_classes``), ``input_size``
-    (read from the graph when static), ``mean``/``std`` - required, since none can be read from
-    the graph - and optional ``palette``. Raises ModelError listing what is missing."""
-    from .predictor import _HOW, _check_size
-
-    ins, outs = backend.input_specs, backend.output_specs
-    roles = output_roles(outs)
-    if not ins or roles is None:
-        return None
-    where = str(backend.path)
-    inp = ins[0]
-    if len(inp.shape) != 4 or inp.static_dim(1) not in (None, 3):
-        raise ModelError(f"{where}: input {inp.name!r} has shape {inp.shape}; edgeseg needs an NCHW image input "
-                         "with 3 channels")
-    names = facts.get("classes")
-    n = facts.get("num_classes")
-    if names is not None:
-        names = [str(c) for c in names]
-        if n is not None and int(n) != len(names):
-            raise ModelError(f"num_classes={n} but {len(names)} class names were given")
-    elif n is not None:
-        names = [f"class_{i}" for i in range(int(n))]
-    size = facts.get("input_size")
-    if size is not None:
-        _check_size(tuple(size), inp, where)
-    elif inp.static_dim(2) and inp.static_dim(3):
-        size = (inp.static_dim(2), inp.static_dim(3))
-    how = dict(_HOW, classes=_HOW["classes"] + "; the labels index into this list (put a background class "
-                                              "first if the model counts it as 0)")
-    missing = [k for k, have in (("classes", names is not None), ("input_size", size is not None),
-                                 ("mean/std", "mean" in facts and "std" in facts)) if not have]
-    if missing:
-        lines = "\n".join(f"  - {k}: pass {how[k]}" for k in missing)
-        raise ModelError(f"{where} looks like a Mask R-CNN (outputs {sorted(roles.values())}) but carries no "
-                         f"edgeseg metadata, and these facts cannot be read from it:\n{lines}")
-    return ModelMeta(task="instance", classes=names, input_size=size, arch=Path(where).stem, mean=facts["mean"],
-                     std=facts["std"], output_stride=0, input_name=inp.name,
-                     output_names=[roles[r] for r in OUTPUTS if r in roles],
-                     palette=facts.get("palette") or [], dynamic=inp.static_dim(2) is None or inp.static_dim(3) is None,
-                     extra={"head": HEAD, "source": "user-supplied facts (no edgeseg metadata in the model)"})
+register_kind(ModelKind(
+    name="maskrcnn", task="instance", head=HEAD, predictor=MaskRCNNPredictor,
+    describe_outputs=lambda m: "28x28 RoI masks",
+    parity="edgeseg.export.parity:check_maskrcnn_parity",
+))

@@ -98,6 +98,12 @@ class Backend(ABC):
         return self._meta
 
     @property
+    def props(self) -> dict[str, str]:
+        """The artefact's raw key/value metadata (ONNX ``metadata_props``), for recognising models
+        exported by other tools; empty where the format has none."""
+        return dict(getattr(self, "_props", {}))
+
+    @property
     @abstractmethod
     def device(self) -> str:
         """Where the model runs: "cpu", "cuda", "cuda:0", ..."""

@@ -134,6 +134,7 @@ class OnnxRuntimeBackend(Backend):
 
     def _read_meta(self) -> ModelMeta | None:
         props = self.session.get_modelmeta().custom_metadata_map
+        self._props = dict(props)
         text = props.get(defaults.META_KEY)
         if text is None:
             return None

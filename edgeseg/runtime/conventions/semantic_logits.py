@@ -1,0 +1,35 @@
+"""Semantic logits (N, C, h, w) at any stride (full resolution as torchvision / smp, 1/4 as
+SegFormer, 1/8 as edgeseg's own) or channels-last (N, h, w, C): labels by the fused C++
+upsample + argmax, the class count read from the graph."""
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+import numpy as np
+
+from ...meta import ModelMeta
+from ._semantic import channels_axis, first_output, semantic_meta, to_nchw
+from .base import Convention, GraphView
+
+
+class SemanticLogitsConvention(Convention):
+    name = "semantic-logits"
+    kind = "semantic"
+    summary = "float logits (N, C, h, w) or (N, h, w, C), C >= 2, at any stride (torchvision, smp, SegFormer, mmseg)"
+    example = "edgeseg.load('deeplab.onnx', mean=(123.675, 116.28, 103.53), std=(58.395, 57.12, 57.375))"
+
+    def detect(self, graph: GraphView, facts: dict[str, Any]) -> ModelMeta | None:
+        out, img = first_output(graph, facts)
+        if len(out.shape) != 4 or out.dtype.kind != "f":
+            return None
+        axis = channels_axis(out, img, facts)
+        c = out.static_dim(axis)
+        if c == 1:
+            return None  # one channel: see the binary convention
+        extra: dict[str, Any] = {"convention": self.name}
+        if axis == 3:
+            extra["output_layout"] = "NHWC"
+        return semantic_meta(graph, facts, out, img, c, None, "float logits", extra)
+
+    def adapt(self, outputs: Mapping[str, np.ndarray], meta: ModelMeta, roles: tuple[str, ...]) -> dict[str, np.ndarray]:
+        return {roles[0]: to_nchw(outputs[meta.output_names[0]], meta)}
