@@ -201,3 +201,27 @@ def test_ray_worker_killed_mid_recording_is_redone(ray_cluster, data, reference,
     assert [e["interrupted_attempts"] for e in s["recordings"]] == [1, 1]
     _check_outputs(out, reference, ["rec0", "rec1"])
     assert sorted(os.listdir(out)) == ["rec0", "rec1", "summary.json"]
+
+
+def test_ros2_bags_are_recordings(tmp_path, monkeypatch):
+    pytest.importorskip("rosbags", reason="rosbags is not installed (pip install 'edgeseg[ros]')")
+    from edgeseg.data.synthetic import generate
+    from edgeseg.integrations.ros.bagio import write_image_bag
+
+    monkeypatch.setitem(sys.modules, "ray", None)
+    topic = "/camera/image_raw"
+    bags = tmp_path / "bags"
+    bags.mkdir()
+    for k, storage in enumerate(("mcap", "sqlite3")):
+        write_image_bag(bags / f"drive{k}", [generate(50 * k + i, size=SIZE).image for i in range(3 + k)],
+                        topic=topic, fps=10, storage=storage)
+    (bags / "notes").mkdir()  # neither a bag nor images: not a recording of the folder
+    out = tmp_path / "out"
+    assert [r.name for r in expand_inputs([str(bags)])] == ["drive0", "drive1"]
+    assert main(["batch", "default", str(bags), "--topic", topic, "--out", str(out), "--quiet"]) == 0
+    for k in range(2):
+        ref = tmp_path / f"ref{k}.jsonl"
+        assert main(["run", "--source", str(bags / f"drive{k}"), "--topic", topic, "--json", str(ref),
+                     "--threads", "1", "--no-hud", "--quiet"]) == 0
+        assert _content(out / f"drive{k}" / "results.jsonl") == _content(ref)
+        assert len(_content(ref)) == 3 + k

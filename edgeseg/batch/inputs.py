@@ -2,8 +2,8 @@
 image folder, image glob or other recording (a ROS 2 bag folder, ...), each with a unique output
 name and a fingerprint of its content on disk (size and modification times).
 
-Inputs may be video files, folders (a folder of images is one recording; a folder of videos is
-each of its videos), glob patterns (a glob of images is one recording; otherwise each match), and
+Inputs may be video files, ROS 2 recordings (rosbag2 folders, .mcap/.db3 files), folders (a
+folder of images is one recording; a folder of videos and bags is each of them), glob patterns (a glob of images is one recording; otherwise each match), and
 text files (``.txt``/``.list``) naming one input per line (blank lines and ``#`` comments are
 ignored; relative paths are relative to the list file).
 """
@@ -19,6 +19,7 @@ from typing import Iterable
 
 from .._io import IMAGE_SUFFIXES, VIDEO_SUFFIXES
 from ..errors import InputFileError
+from ..pipeline.sources.rosbag import is_recording as is_bag
 
 #: Suffixes of text files that list inputs, one a line.
 LIST_SUFFIXES = (".txt", ".list", ".lst")
@@ -92,13 +93,15 @@ def _expand_one(text: str, base: Path, depth: int) -> list[tuple[str, list[Path]
                 out.extend(_expand_one(line, p.parent, depth + 1))
         return out
     if p.is_dir():
+        if is_bag(p):
+            return [(str(p), _tree_files(p), False)]
         entries = sorted(p.iterdir())
         if any(e.is_file() and _is_image(e) for e in entries):
             return [(str(p), [e for e in entries if e.is_file() and _is_image(e)], False)]
-        videos = [e for e in entries if e.is_file() and _is_video(e)]
-        if videos:
-            return [(str(v), [v], False) for v in videos]
-        return [(str(p), _tree_files(p), False)]  # another kind of recording (e.g. a ROS 2 bag)
+        inner = [e for e in entries if (e.is_file() and _is_video(e)) or is_bag(e)]
+        if inner:
+            return [(str(e), _tree_files(e) if e.is_dir() else [e], False) for e in inner]
+        return [(str(p), _tree_files(p), False)]  # another kind of recording: a source decides
     return [(str(p), [p], False)]
 
 

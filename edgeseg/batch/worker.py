@@ -54,6 +54,7 @@ class BatchSettings:
     alpha: float = defaults.OVERLAY_ALPHA
     hud: bool = False
     max_frames: int | None = None
+    source_options: tuple[tuple[str, Any], ...] = ()
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
 
     def options(self) -> dict[str, Any]:
@@ -62,6 +63,7 @@ class BatchSettings:
         d.pop("model")
         d.pop("extra")
         d["load_options"] = {k: list(v) if isinstance(v, tuple) else v for k, v in self.load_options}
+        d["source_options"] = dict(self.source_options)
         if self.model is not None:
             d.pop("task")  # only picks the shipped model
         return d
@@ -153,7 +155,7 @@ class RecordingWorker:
         if rec.missing:
             raise SourceError(f"{rec.spec} does not exist; check the path")
         s = self.settings
-        source = open_source(rec.spec)
+        source = open_source(rec.spec, lenient=True, **dict(s.source_options))
         if source.live:
             source.close()
             raise SourceError(f"{rec.spec} is a live source ({source.describe()}); batch takes recordings: "
@@ -181,6 +183,9 @@ class RecordingWorker:
         if expected and summary["frames"] < expected and (s.max_frames is None or summary["frames"] < s.max_frames):
             summary["warning"] = (f"decoded {summary['frames']} of the {expected} frames the file announces "
                                   "(truncated or corrupt at the end?)")
+        counters = getattr(source, "counters", None)
+        if callable(counters) and any(counters().values()):
+            summary["source_counters"] = counters()  # e.g. malformed messages skipped in a bag
         summary["model"] = str(self.predictor.path)
         summary["backend"] = self.predictor.backend_name
         summary["threads"] = self.policy.to_dict()

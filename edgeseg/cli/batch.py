@@ -41,6 +41,7 @@ def add_parser(sub: Any, fmt: Any) -> None:
                    help="ONNX Runtime intra-op threads per worker (default: from its CPUs)")
     p.add_argument("--retries", type=int, default=2, help="times a recording is retried after its worker died")
     p.add_argument("--force", action="store_true", help="redo recordings whose outputs are up to date")
+    p.add_argument("--topic", help="ROS 2 recordings: the image topic to read")
     p.add_argument("--frames", type=int, default=None, help="stop each recording after N frames")
     p.add_argument("--video", default=".mp4", choices=[".mp4", ".avi", ".mkv", "none"],
                    help="overlay video format per recording; none = no video")
@@ -66,7 +67,8 @@ def _settings(args: argparse.Namespace) -> Any:
                                 if v is not None and not (k == "backend" and v == "auto")))
     return BatchSettings(model=args.model, task=args.task, load_options=load_options,
                          video=None if args.video == "none" else args.video, jsonl=not args.no_json,
-                         smooth=args.smooth, alpha=args.alpha, hud=args.hud, max_frames=args.frames)
+                         smooth=args.smooth, alpha=args.alpha, hud=args.hud, max_frames=args.frames,
+                         source_options=(("topic", args.topic),) if args.topic else ())
 
 
 def cmd_batch(args: argparse.Namespace) -> int:
