@@ -5,19 +5,19 @@ import argparse
 from typing import Any
 
 from .. import defaults
+from ..errors import EdgesegError
+from ..geometry import parse_size
 
 
-def _size(text: str) -> tuple[int, int]:
-    """Parse '256' or '256x512' (height x width)."""
+def size_arg(text: str) -> tuple[int, int]:
+    """argparse type: '256' or '256x512' (height x width)."""
     try:
-        parts = [int(p) for p in text.lower().replace(",", "x").split("x")]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"size must be N or HxW (e.g. 256 or 256x512), got {text!r}") from None
-    if len(parts) == 1:
-        parts = parts * 2
-    if len(parts) != 2 or min(parts) <= 0:
-        raise argparse.ArgumentTypeError(f"size must be N or HxW with positive numbers, got {text!r}")
-    return parts[0], parts[1]
+        return parse_size(text)
+    except EdgesegError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+_size = size_arg
 
 
 def _triple(text: str) -> tuple[float, float, float]:
@@ -34,12 +34,24 @@ def _add_model_facts(p: argparse.ArgumentParser) -> None:
     """Options that describe an ONNX model exported without edgeseg's metadata."""
     g = p.add_argument_group("model facts (only for models exported without edgeseg metadata)")
     g.add_argument("--backend", default="auto", help="inference backend: auto, onnxruntime, torch (default: auto)")
+    g.add_argument("--imgsz", type=_size, help="network input size N or HxW")
+    add_foreign_facts(g)
+
+
+def add_foreign_facts(g: Any) -> None:
+    """The facts a model from another tool may need (everything but --imgsz and --backend)."""
     g.add_argument("--num-classes", type=int, help="number of classes the model predicts")
     g.add_argument("--classes", help="comma-separated class names (implies --num-classes)")
-    g.add_argument("--imgsz", type=_size, help="network input size N or HxW")
     g.add_argument("--mean", type=_triple, help="RGB mean on the 0..255 scale, e.g. 123.675,116.28,103.53")
     g.add_argument("--std", type=_triple, help="RGB std on the 0..255 scale, e.g. 58.395,57.12,57.375")
     g.add_argument("--output-stride", type=int, help="input size / logits size of the model")
+    g.add_argument("--layout", choices=["NCHW", "NHWC"], help="input layout, where the graph's shape cannot tell")
+    g.add_argument("--channel-order", choices=["RGB", "BGR"],
+                   help="colour order the model was trained on (default RGB)")
+    g.add_argument("--binary-output", choices=["logits", "probabilities"],
+                   help="one-channel models: what the output holds (default: read from the graph's final op)")
+    g.add_argument("--binary-threshold", type=float,
+                   help="one-channel models: foreground probability threshold (default 0.5)")
 
 
 def _add_task(p: argparse.ArgumentParser, what: str = "which shipped model runs when no model is given") -> None:
@@ -59,12 +71,18 @@ def _add_instance_options(p: argparse.ArgumentParser, conf: float = defaults.SCO
 def _load_predictor(args: argparse.Namespace, **overrides: Any):
     from ..runtime import load
 
-    classes = args.classes.split(",") if getattr(args, "classes", None) else None
     options = dict(score_threshold=getattr(args, "conf", None), iou_threshold=getattr(args, "iou", None),
                    max_detections=getattr(args, "max_det", None))
     options.update(overrides)
     options = {k: v for k, v in options.items() if v is not None}  # load() rejects them for semantic models
     task = getattr(args, "task", "semantic")
-    return load(args.model, backend=args.backend, num_classes=args.num_classes, classes=classes,
-                input_size=args.imgsz, mean=args.mean, std=args.std, output_stride=args.output_stride,
+    return load(args.model, backend=args.backend, **model_facts(args),
                 task=task if args.model is None else "semantic", **options)
+
+
+def model_facts(args: argparse.Namespace) -> dict[str, Any]:
+    """The model facts given on the command line, as :func:`edgeseg.load` keywords."""
+    classes = args.classes.split(",") if getattr(args, "classes", None) else None
+    return dict(num_classes=args.num_classes, classes=classes, input_size=args.imgsz, mean=args.mean, std=args.std,
+                output_stride=args.output_stride, layout=args.layout, channel_order=args.channel_order,
+                binary_output=args.binary_output, binary_threshold=args.binary_threshold)

@@ -7,7 +7,7 @@ from typing import Any
 
 from .. import defaults
 from ..errors import EdgesegError
-from ._common import _size
+from ._common import _size, add_foreign_facts, model_facts
 
 
 def add_parser(sub: Any, fmt: Any) -> None:
@@ -64,6 +64,8 @@ def add_parser(sub: Any, fmt: Any) -> None:
     g.add_argument("--timing-cache", default=None, metavar="PATH",
                    help="persistent timing cache (default ~/.cache/edgeseg/tensorrt/timing_<trt>_<gpu>.cache)")
     g.add_argument("--device", default="cuda", help="CUDA device to build on: cuda (default) or cuda:N")
+    g = p.add_argument_group("models from other tools (an .onnx without edgeseg metadata; --imgsz above too)")
+    add_foreign_facts(g)
     p.set_defaults(func=cmd_export)
 
 
@@ -90,6 +92,25 @@ def cmd_export(args: argparse.Namespace) -> int:
         from ..export.accuracy import DEFAULT_MAX_DROP
     except ImportError as e:
         raise EdgesegError(f"export needs PyTorch and onnx ({e}); install with: pip install 'edgeseg[train]'") from None
+    if source.suffix.lower() == ".onnx" and source.is_file():
+        from ..export.foreign import embed_metadata, has_edgeseg_metadata
+
+        facts = model_facts(args)
+        if not has_edgeseg_metadata(source):  # a model from another tool: store the facts inside it first
+            if fmt == "onnx" and not args.int8:
+                embed_metadata(source, args.out or source.with_name(f"{source.stem}.edgeseg.onnx"), facts,
+                               verbose=True)
+                return 0
+            import tempfile
+
+            tmp = Path(tempfile.mkdtemp(prefix="edgeseg_foreign_"))
+            embedded = tmp / source.name
+            embed_metadata(source, embedded, facts, verbose=True)
+            args.out = args.out or str(_default_out(source, fmt, args))
+            source = embedded
+        elif any(v is not None for k, v in facts.items() if k != "input_size"):
+            raise EdgesegError(f"{source} already carries edgeseg metadata; model facts (--classes, --mean, ...) are "
+                               "for models from other tools")
     stem = source.with_suffix("") if source.suffix.lower() == ".onnx" else source
     common = dict(input_size=args.imgsz, dynamic=True if args.dynamic else None, opset=args.opset,
                   val=args.val, val_images=args.val_images, min_agreement=args.min_agreement,
@@ -127,3 +148,13 @@ def cmd_export(args: argparse.Namespace) -> int:
                       max_batch=args.max_batch or DEFAULT_MAX_BATCH, workspace_mb=args.workspace or DEFAULT_WORKSPACE_MB,
                       timing_cache=args.timing_cache, device=args.device, **calib, **common)
     return 0
+
+
+def _default_out(source: Path, fmt: str, args: argparse.Namespace) -> Path:
+    """Where an export of a model from another tool goes by default (beside the original)."""
+    stem = source.with_suffix("")
+    if fmt == "onnx":
+        return Path(f"{stem}.int8.onnx")
+    if fmt == "openvino":
+        return Path(f"{stem}_openvino{'_fp16' if args.fp16 else ''}")
+    return Path(f"{stem}.engine")
