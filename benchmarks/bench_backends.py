@@ -35,7 +35,7 @@ from edgeseg._io import write_json
 from edgeseg.data import open_dataset
 from edgeseg.runtime.backends import open_backend
 from edgeseg.runtime.predictor import SemanticPredictor, default_model_path, preprocess
-from edgeseg.train.metrics import ConfusionMatrix
+from edgeseg.eval.confusion import ConfusionMatrix
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_kernels import cpu_model  # noqa: E402

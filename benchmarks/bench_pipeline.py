@@ -39,6 +39,7 @@ import numpy as np
 
 import edgeseg
 from edgeseg._io import write_json
+from edgeseg.cli._common import size_arg
 from edgeseg.bench import ReplaySource, machine_info, measure_pipeline, measure_sequential, synthetic_frames
 from edgeseg.pipeline import (Pipeline, VideoFileSource, VideoSink, apply_cpp_threads, default_thread_policy,
                               draw_hud)
@@ -47,11 +48,6 @@ from edgeseg.runtime.results import palette_bgr
 TARGET_EFFICIENCY = 0.9
 TARGET_FPS = 30.0
 TARGET_PEER_RATIO = 2.0
-
-
-def _size(text: str) -> tuple:
-    h, w = (int(v) for v in text.lower().split("x"))
-    return h, w
 
 
 # ------------------------------------------------------------------------------------ (a)
@@ -244,7 +240,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true", help="short runs (noisy; for smoke tests)")
     p.add_argument("--model", default=None, help="semantic model (default: the shipped one)")
-    p.add_argument("--size", type=_size, default=(720, 1280), help="frame size HxW (default 720x1280)")
+    p.add_argument("--size", type=size_arg, default=(720, 1280), help="frame size HxW (default 720x1280)")
     p.add_argument("--threads", type=int, default=None, help="inference threads (default: cores - 1)")
     p.add_argument("--only", default="abc", help="which parts to run, e.g. 'ac' (default: abc)")
     p.add_argument("--json", type=Path, default=Path(__file__).with_name("bench_pipeline.json"))

@@ -93,7 +93,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     from edgeseg._io import write_json
     from edgeseg.data import open_instance_dataset
     from edgeseg.data.synthetic import generate
-    from edgeseg.train.coco_eval import evaluate_predictor
+    from edgeseg.eval.coco import evaluate_predictor
 
     with tempfile.TemporaryDirectory(prefix="edgeseg-cmp-") as work:
         if args.model:

@@ -39,6 +39,7 @@ from . import __version__
 from ._io import atomic_path, write_json
 from ._progress import Progress
 from .errors import BackendError, EdgesegError
+from .geometry import parse_size
 from .pipeline.sources import SyntheticSource
 from .pipeline.sources import IterableSource
 from .pipeline.stats import PERCENTILES, LatencyStats
@@ -65,7 +66,7 @@ def synthetic_frames(size: tuple[int, int], n: int = DISTINCT_FRAMES, seed: int 
     time steps apart (objects move between them)."""
     from .data.synthetic import video_frame
 
-    h, w = _frame_size(size)
+    h, w = parse_size(size, "frame size", EdgesegError)
     return [video_frame(3 * t, (h, w), seed).image for t in range(max(1, int(n)))]
 
 
@@ -165,16 +166,6 @@ class Target:
 
     model: Path | None
     backend: str
-
-
-def _frame_size(size: Any) -> tuple[int, int]:
-    try:
-        h, w = (int(v) for v in ((size, size) if isinstance(size, int) else size))
-    except (TypeError, ValueError):
-        raise EdgesegError(f"frame size must be (height, width), got {size!r}") from None
-    if h < 1 or w < 1:
-        raise EdgesegError(f"frame size must be positive, got {h}x{w}")
-    return h, w
 
 
 def _format_key(path: Path) -> str:
@@ -362,7 +353,7 @@ def run_bench(models: Sequence[str | Path | None] | None = None, *, task: str = 
     n_pipe = runs if pipeline_frames is None else int(pipeline_frames)
     if n_pipe < 0:
         raise EdgesegError(f"pipeline frames (--pipeline-frames) must be >= 0, got {n_pipe}")
-    size = _frame_size(DEFAULT_FRAME_SIZE if frame_size is None else frame_size)
+    size = parse_size(DEFAULT_FRAME_SIZE if frame_size is None else frame_size, "frame size", EdgesegError)
     if out_dir is not None:
         _check_out_dir(Path(out_dir))  # fail before minutes of measuring, not after
     targets, skipped = resolve_targets(list(models or []), backend, task)

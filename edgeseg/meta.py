@@ -12,12 +12,30 @@ from typing import Any
 
 from . import defaults
 from .errors import ModelError
+from .geometry import parse_size
 
 FORMAT_VERSION = 1
 TASKS = ("semantic", "instance")
 
 
+#: Bright, mutually distinct RGB colours for classes 1..20 (after Trubetskoy's 20 distinct colours,
+#: brightest first), so the first classes read on real footage; class 0 (background) is black.
+BRIGHT_COLORS: tuple[tuple[int, int, int], ...] = (
+    (230, 25, 75), (60, 180, 75), (255, 225, 25), (0, 130, 200), (245, 130, 48), (70, 240, 240),
+    (240, 50, 230), (210, 245, 60), (250, 190, 212), (0, 128, 128), (220, 190, 255), (170, 110, 40),
+    (255, 250, 200), (170, 255, 195), (255, 215, 180), (145, 30, 180), (128, 128, 128), (128, 0, 0),
+    (128, 128, 0), (0, 0, 128),
+)
+
+
 def default_palette(n: int) -> list[tuple[int, int, int]]:
+    """RGB colours for ``n`` classes: black for class 0 (background), :data:`BRIGHT_COLORS` for
+    classes 1-20, then the PASCAL VOC colour map."""
+    bright = [(0, 0, 0), *BRIGHT_COLORS]
+    return bright[:n] + voc_palette(n)[len(bright):]
+
+
+def voc_palette(n: int) -> list[tuple[int, int, int]]:
     """The PASCAL VOC colour map (RGB), extended to ``n`` classes."""
     out = []
     for i in range(n):
@@ -63,7 +81,7 @@ class ModelMeta:
         if not self.classes:
             raise ModelError("model metadata: 'classes' is empty; give the class names")
         self.classes = [str(c) for c in self.classes]
-        self.input_size = _pair(self.input_size, "input_size")
+        self.input_size = parse_size(self.input_size, "model metadata: input_size", ModelError)
         self.mean = _triple(self.mean, "mean")
         self.std = _triple(self.std, "std")
         if any(s <= 0 for s in self.std):
@@ -123,18 +141,6 @@ class ModelMeta:
         d = self.to_dict()
         d.update(changes)
         return ModelMeta.from_dict(d)
-
-
-def _pair(v: Any, name: str) -> tuple[int, int]:
-    if isinstance(v, int):
-        v = (v, v)
-    try:
-        h, w = (int(x) for x in v)
-    except (TypeError, ValueError):
-        raise ModelError(f"model metadata: {name} must be (height, width), got {v!r}") from None
-    if h <= 0 or w <= 0:
-        raise ModelError(f"model metadata: {name} must be positive, got {(h, w)}")
-    return h, w
 
 
 def _triple(v: Any, name: str) -> tuple[float, float, float]:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import math
 import os
-from dataclasses import dataclass
 from functools import lru_cache
 from typing import Optional, Sequence, Tuple, Union
 
@@ -25,6 +24,7 @@ from . import _C
 from . import defaults
 from ._native import call as _call
 from .errors import ArrayError
+from .geometry import LetterboxInfo, SizeLike, letterbox_info, parse_size
 from .masks import MaskSet
 
 __all__ = [
@@ -46,33 +46,6 @@ __all__ = [
     "get_num_threads",
 ]
 
-SizeLike = Union[int, Sequence[int]]
-
-
-@dataclass(frozen=True)
-class LetterboxInfo:
-    """How a frame was placed in the network input by :func:`letterbox`.
-
-    Attributes:
-        src_hw: frame size ``(H, W)``.
-        dst_hw: network input size ``(h, w)``.
-        scale: resize factor ``min(h / H, w / W)`` (the resized size is rounded from it).
-        resized_hw: size ``(rh, rw)`` of the resized frame inside the input.
-        pad_top: rows of padding above the resized frame.
-        pad_left: columns of padding left of the resized frame.
-
-    A frame point ``(y, x)`` (continuous pixel-edge coordinates) sits at
-    ``(y * rh / H + pad_top, x * rw / W + pad_left)`` in the network input.
-    """
-
-    src_hw: Tuple[int, int]
-    dst_hw: Tuple[int, int]
-    scale: float
-    resized_hw: Tuple[int, int]
-    pad_top: int
-    pad_left: int
-
-
 # ---- helpers ----------------------------------------------------------------------------------
 
 
@@ -83,16 +56,7 @@ def _require_ndarray(x, fn: str, name: str) -> np.ndarray:
 
 
 def _parse_size(size: SizeLike, fn: str) -> Tuple[int, int]:
-    if isinstance(size, (int, np.integer)) and not isinstance(size, bool):
-        h = w = int(size)
-    else:
-        try:
-            h, w = (int(v) for v in size)  # type: ignore[union-attr]
-        except (TypeError, ValueError):
-            raise ArrayError(f"{fn}: size must be an int or (height, width), got {size!r}") from None
-    if h < 1 or w < 1:
-        raise ArrayError(f"{fn}: size must be positive, got ({h}, {w})")
-    return h, w
+    return parse_size(size, f"{fn}: size")
 
 
 def _triple(v, fn: str, name: str) -> Tuple[float, float, float]:
@@ -116,31 +80,6 @@ def _normalisation(mean, std, pad_value) -> Tuple[Tuple[float, ...], ...]:
     bias = tuple(-m / s for m, s in zip(mean_t, std_t))
     pad = tuple((p - m) / s for p, m, s in zip(pad_t, mean_t, std_t))
     return scale, bias, pad
-
-
-def letterbox_info(src_hw: Sequence[int], size: SizeLike) -> LetterboxInfo:
-    """The :class:`LetterboxInfo` that :func:`letterbox` uses for a frame of ``src_hw``.
-
-    The frame is scaled by ``min(h / H, w / W)`` (up or down), the resized size is rounded to the
-    nearest pixel (at least 1) and centred; odd padding puts the extra row/column bottom/right.
-    """
-    H, W = int(src_hw[0]), int(src_hw[1])
-    if H < 1 or W < 1:
-        raise ArrayError(f"letterbox: image must be non-empty, got size ({H}, {W})")
-    h, w = _parse_size(size, "letterbox")
-    return _letterbox_info(H, W, h, w)
-
-
-@lru_cache(maxsize=256)
-def _letterbox_info(H: int, W: int, h: int, w: int) -> LetterboxInfo:
-    # Cached: a video stream asks for the same geometry every frame (LetterboxInfo is frozen).
-    scale = min(h / H, w / W)
-    rh = min(h, max(1, int(round(H * scale))))
-    rw = min(w, max(1, int(round(W * scale))))
-    return LetterboxInfo(
-        src_hw=(H, W), dst_hw=(h, w), scale=scale, resized_hw=(rh, rw),
-        pad_top=(h - rh) // 2, pad_left=(w - rw) // 2,
-    )
 
 
 # ---- kernels ----------------------------------------------------------------------------------

@@ -9,7 +9,7 @@ import pytest
 
 from edgeseg.data import open_instance_dataset
 from edgeseg.errors import ArrayError, EdgesegError, InputFileError
-from edgeseg.train.coco_eval import (STAT_NAMES, coco_gt_from_dataset, detections_to_coco,
+from edgeseg.eval.coco import (STAT_NAMES, coco_gt_from_dataset, detections_to_coco,
                                      evaluate_coco)
 
 pytest.importorskip("pycocotools")
@@ -128,7 +128,7 @@ def test_empty_detections_and_gt_from_file(tmp_path):
 def test_uncompressed_and_compressed_rle_detections_agree():
     gt = coco_gt_from_dataset(_Ds([[(_square(10, 10), 0, False)]]))
     d = _det(10, _square(14, 10), 0, 0.9)
-    from edgeseg.data.coco import rle_encode
+    from edgeseg.data.coco_rle import rle_encode
 
     d2 = dict(d, segmentation=rle_encode(_square(14, 10), compressed=False))
     assert evaluate_coco(gt, [d2]) == evaluate_coco(gt, [d])
@@ -184,6 +184,6 @@ def test_missing_pycocotools_is_a_clear_error(monkeypatch):
 def test_module_does_not_import_torch():
     import subprocess
 
-    code = ("import sys, edgeseg.train.coco_eval, edgeseg.data.instance_transforms; "
+    code = ("import sys, edgeseg.eval.coco, edgeseg.data.instance_transforms; "
             "sys.exit('torch' in sys.modules)")
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0

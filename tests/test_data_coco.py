@@ -7,9 +7,9 @@ import cv2
 import numpy as np
 import pytest
 
-from edgeseg.data.coco import (CocoInstances, annotation_to_mask, counts_to_string,
-                               mask_to_polygons, polygons_to_mask, rle_decode, rle_encode,
-                               string_to_counts)
+from edgeseg.data.coco import CocoInstances
+from edgeseg.data.coco_rle import (annotation_to_mask, counts_to_string, mask_to_polygons, polygons_to_mask,
+                                   rle_decode, rle_encode, string_to_counts)
 from edgeseg.data.synthetic import CLASSES, generate, write_coco
 from edgeseg.errors import DataError
 

@@ -17,8 +17,8 @@ from hypothesis import strategies as st
 from edgeseg import defaults, ops
 from edgeseg.data import SYNTHETIC_SPLITS, open_dataset, open_instance_dataset
 from edgeseg.data import instance_transforms as T
-from edgeseg.data.coco import (coco_polygon_to_mask, mask_to_polygons, rle_encode,
-                               segmentation_to_mask)
+from edgeseg.data.coco_rle import (coco_polygon_to_mask, mask_to_polygons, rle_encode,
+                                   segmentation_to_mask)
 from edgeseg.data.instances import (CocoInstanceDataset, InstanceSample, SyntheticInstances,
                                     VOCInstances, masks_to_boxes)
 from edgeseg.data.synthetic import CLASSES, PALETTE, generate, write_coco, write_voc

@@ -17,7 +17,8 @@ from edgeseg.train.instance_assign import task_aligned_assign  # noqa: E402
 from edgeseg.data import open_instance_dataset  # noqa: E402
 from edgeseg.train.instance_dataset import InstanceTrainDataset, instance_collate  # noqa: E402
 from edgeseg.train.instance_losses import InstanceLoss, giou_loss, mask_losses  # noqa: E402
-from edgeseg.train.instance_trainer import (AP50, InstanceTrainConfig, lr_at, masks_in_frame, nms,  # noqa: E402
+from edgeseg.eval import AP50  # noqa: E402
+from edgeseg.train.instance_trainer import (InstanceTrainConfig, lr_at, masks_in_frame, nms,  # noqa: E402
                                             postprocess, predict_instances, train_instance)
 
 torch.set_num_threads(1)

@@ -15,7 +15,7 @@ from edgeseg.train.losses import (  # noqa: E402
     parse_loss_spec,
     soft_jaccard_loss,
 )
-from edgeseg.train.metrics import ConfusionMatrix  # noqa: E402
+from edgeseg.eval.confusion import ConfusionMatrix  # noqa: E402
 
 C = 4
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from edgeseg.errors import ArrayError
-from edgeseg.train.metrics import ConfusionMatrix
+from edgeseg.eval.confusion import ConfusionMatrix
 
 # 3 classes, one ignored pixel (255).
 TARGET = np.array([[0, 0, 1, 1],
@@ -81,6 +81,6 @@ def test_bad_input_raises_array_error(pred, target, msg):
 
 
 def test_metrics_module_does_not_import_torch():
-    code = ("import sys, edgeseg.train, edgeseg.train.metrics; "
+    code = ("import sys, edgeseg.train, edgeseg.eval, edgeseg.eval.confusion; "
             "assert 'torch' not in sys.modules, 'torch imported'")
     subprocess.run([sys.executable, "-c", code], check=True)

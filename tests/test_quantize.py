@@ -18,7 +18,8 @@ from edgeseg.cli import main  # noqa: E402
 from edgeseg.data import synthetic  # noqa: E402
 from edgeseg.errors import ExportError  # noqa: E402
 from edgeseg.export import export_onnx, parity_path, rejected_path  # noqa: E402
-from edgeseg.export.accuracy import accuracy_gate, match_detections  # noqa: E402
+from edgeseg.eval.matching import match_detections  # noqa: E402
+from edgeseg.export.accuracy import accuracy_gate  # noqa: E402
 from edgeseg.export.quantize import (DEFAULT_OP_TYPES, avgpools_to_depthwise, calibration_frames, export_onnx_int8, first_weighted_nodes,  # noqa: E402
                                      head_weighted_nodes, resolve_keep_float, resolve_op_types)
 from edgeseg.meta import ModelMeta  # noqa: E402
@@ -178,10 +179,10 @@ def test_match_detections():
            "scores": np.array([0.9, 0.8, 0.7]), "class_ids": np.array([0, 1, 2])}
     got = {"boxes": np.array([[21, 21, 30, 30], [0, 0, 10, 11], [50, 50, 60, 60]], np.float32),
            "scores": np.array([0.8, 0.9, 0.7]), "class_ids": np.array([1, 0, 1])}  # last: wrong class
-    assert match_detections(ref, got) == 2
-    assert match_detections(ref, {k: v[:0] for k, v in got.items()}) == 0
+    assert len(match_detections(ref, got)) == 2
+    assert len(match_detections(ref, {k: v[:0] for k, v in got.items()})) == 0
     far = {**got, "boxes": got["boxes"] + 100}
-    assert match_detections(ref, far) == 0
+    assert len(match_detections(ref, far)) == 0
 
 
 def test_instance_int8_gate_and_data_mismatch(inst, tmp_path):

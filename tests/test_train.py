@@ -112,7 +112,7 @@ def _dataset(sizes, num_classes=3, seed=0):
 
 def test_evaluate_matches_manual_computation_and_handles_letterbox():
     from edgeseg.train.dataset import letterbox, normalize, to_chw_rgb
-    from edgeseg.train.metrics import ConfusionMatrix
+    from edgeseg.eval.confusion import ConfusionMatrix
 
     torch.manual_seed(0)
     model = create_model("liteseg_t", 3).eval()

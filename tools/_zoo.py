@@ -66,7 +66,7 @@ def evaluate_instance(onnx_path: Path, split: str, n: int) -> dict[str, Any]:
     from edgeseg import defaults, load
     from edgeseg.data import open_instance_dataset
     from edgeseg.data.synthetic import generate
-    from edgeseg.train.coco_eval import evaluate_predictor
+    from edgeseg.eval.coco import evaluate_predictor
 
     dataset = open_instance_dataset("synthetic", split)
     metrics = evaluate_predictor(load(onnx_path, score_threshold=defaults.EVAL_SCORE_THRESHOLD), dataset, n)

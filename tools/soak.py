@@ -29,6 +29,7 @@ import numpy as np
 
 import edgeseg
 from edgeseg._io import write_json
+from edgeseg.cli._common import size_arg
 from edgeseg._progress import Progress
 from edgeseg.bench import ReplaySource, machine_info, synthetic_frames
 from edgeseg.pipeline import (JsonlSink, Pipeline, SyntheticSource, VideoFileSource, VideoSink, apply_cpp_threads,
@@ -50,14 +51,6 @@ def proc_status() -> dict[str, float]:
     except OSError:
         pass
     return {"rss_mb": rss_mb, "threads": threads}
-
-
-def _size(text: str) -> tuple:
-    try:
-        h, w = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"size must be HxW, e.g. 360x640, got {text!r}") from None
-    return h, w
 
 
 def analyse(samples: list[dict[str, float]], warmup_frames: int, total: int | None = None) -> dict[str, Any]:
@@ -84,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--frames", type=int, default=20000, help="frames to process")
     p.add_argument("--model", default=None, help="model (default: the shipped semantic model)")
-    p.add_argument("--size", type=_size, default=(360, 640), help="frame size HxW (default 360x640)")
+    p.add_argument("--size", type=size_arg, default=(360, 640), help="frame size HxW (default 360x640)")
     p.add_argument("--fps", type=float, default=30.0, help="frames per second the source produces")
     p.add_argument("--replay", type=int, default=0, metavar="N",
                    help="replay N pre-rendered frames instead of rendering each scene (0 = render live)")

@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     from edgeseg import load
     from edgeseg.data import open_dataset
     from edgeseg.export.onnx import export_onnx
-    from edgeseg.train.metrics import ConfusionMatrix
+    from edgeseg.eval.confusion import ConfusionMatrix
     from edgeseg.train.trainer import TrainConfig, train
 
     cfg = TrainConfig(model=args.model, data=f"synthetic:{args.train_images}", val_data="synthetic",

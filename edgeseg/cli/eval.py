@@ -36,7 +36,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from .._io import write_json
     from .._progress import track
     from ..data import open_dataset
-    from ..train.metrics import ConfusionMatrix
+    from ..eval.confusion import ConfusionMatrix
 
     predictor = _load_predictor(args)
     if predictor.meta.task == "instance":
@@ -68,7 +68,7 @@ def _eval_instance(args: argparse.Namespace, predictor: Any) -> int:
     """Mask and box AP of an instance model through pycocotools' COCOeval."""
     from .._io import write_json
     from ..data import open_instance_dataset
-    from ..train.coco_eval import evaluate_predictor
+    from ..eval.coco import evaluate_predictor
 
     if args.conf is None:  # AP integrates over all scores: keep low-confidence detections
         predictor.thresholds.score = defaults.EVAL_SCORE_THRESHOLD

@@ -9,20 +9,19 @@ Use :func:`mask_downsample` for the 1/4-resolution mask targets of instance head
 """
 from __future__ import annotations
 
-from typing import Callable, Optional, Sequence, Union
+from typing import Callable, Optional, Sequence
 
 import cv2
 import numpy as np
 
 from .. import defaults
 from ..errors import ArrayError
-from ..ops import LetterboxInfo, letterbox_info
+from ..geometry import LetterboxInfo, SizeLike, letterbox_info, parse_size
 from . import transforms as _sem
 from .transforms import _rng
 from .instances import InstanceSample, masks_to_boxes
 
 InstanceTransform = Callable[[InstanceSample, Optional[np.random.Generator]], InstanceSample]
-SizeLike = Union[int, Sequence[int]]
 
 
 # ------------------------------------------------------------------------- mask geometry
@@ -114,7 +113,7 @@ class RandomScale(_sem._ScaleRange):
 
 def resize(sample: InstanceSample, size: SizeLike) -> InstanceSample:
     """Resize the sample to ``size`` (int or (h, w)); bilinear image (area when shrinking)."""
-    nh, nw = _hw(size)
+    nh, nw = parse_size(size)
     h, w = sample.hw
     interp = cv2.INTER_AREA if nh * nw < h * w else cv2.INTER_LINEAR
     image = cv2.resize(sample.image, (nw, nh), interpolation=interp)
@@ -128,7 +127,7 @@ class RandomCrop:
 
     def __init__(self, size: SizeLike, min_area_frac: float = 0.1, min_pixels: int = 4,
                  pad_value: int = defaults.PAD_VALUE) -> None:
-        self.size = _hw(size)
+        self.size = parse_size(size)
         if not 0 <= min_area_frac <= 1:
             raise ValueError(f"min_area_frac must be in [0, 1], got {min_area_frac}")
         self.min_area_frac, self.min_pixels = float(min_area_frac), int(min_pixels)
@@ -218,7 +217,7 @@ class Letterbox:
     """Transform form of :func:`letterbox` (use the function where you need the mapping)."""
 
     def __init__(self, size: SizeLike, pad_value: int = defaults.PAD_VALUE) -> None:
-        self.size, self.pad_value = _hw(size), int(pad_value)
+        self.size, self.pad_value = parse_size(size), int(pad_value)
 
     def __call__(self, sample: InstanceSample,
                  rng: Optional[np.random.Generator] = None) -> InstanceSample:
@@ -277,13 +276,6 @@ def mask_downsample(masks: np.ndarray, factor: int = 4, soft: bool = False) -> n
     if soft:
         return cov.astype(np.float32) / np.float32(f * f)
     return 2 * cov.astype(np.int32) >= f * f
-
-
-def _hw(size: SizeLike) -> tuple[int, int]:
-    h, w = _sem._hw(size)
-    if h < 1 or w < 1:
-        raise ValueError(f"size must be positive, got {size!r}")
-    return h, w
 
 
 __all__ = ["Compose", "RandomScale", "RandomCrop", "RandomHorizontalFlip", "ColorJitter",

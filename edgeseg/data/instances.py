@@ -26,7 +26,8 @@ import numpy as np
 from ..errors import ArrayError, DataError
 from ..meta import default_palette
 from ._io import read_image, read_label
-from .coco import load_coco_json, segmentation_to_mask
+from .coco import load_coco_json
+from .coco_rle import segmentation_to_mask
 from .synthetic import CLASSES as SYNTHETIC_CLASSES
 from .synthetic import PALETTE as SYNTHETIC_PALETTE
 from .synthetic import _check_index, _SyntheticScenes, generate

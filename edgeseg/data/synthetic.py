@@ -21,6 +21,7 @@ import cv2
 import numpy as np
 
 from ..errors import DataError, InputFileError
+from ..geometry import parse_size
 from ..meta import default_palette
 from ._io import atomic_write_bytes, write_image_atomic, write_palette_png
 
@@ -179,16 +180,7 @@ def _paint_object(img: np.ndarray, mask: np.ndarray, bbox: tuple[int, int, int, 
 
 # -------------------------------------------------------------------------------- generator
 def _as_hw(size: Union[int, Sequence[int]]) -> tuple[int, int]:
-    if isinstance(size, (int, np.integer)):
-        h = w = int(size)
-    else:
-        try:
-            h, w = (int(v) for v in size)
-        except (TypeError, ValueError):
-            raise DataError(f"size must be an int or (height, width), got {size!r}") from None
-    if h < 16 or w < 16:
-        raise DataError(f"synthetic image size must be at least 16x16, got {(h, w)}")
-    return h, w
+    return parse_size(size, "synthetic image size", DataError, minimum=16)
 
 
 def _rng(index: int, seed: int) -> np.random.Generator:
@@ -394,7 +386,7 @@ def write_coco(image_dir: PathLike, json_path: PathLike, n: int, seed: int = 0,
     ``rle``: "compressed" (COCO string counts), "uncompressed" (list counts) or "polygon".
     Category ids are the synthetic class ids (1..6). Returns the JSON path.
     """
-    from .coco import mask_to_polygons, rle_encode
+    from .coco_rle import mask_to_polygons, rle_encode
 
     if rle not in ("compressed", "uncompressed", "polygon"):
         raise DataError(f"rle must be 'compressed', 'uncompressed' or 'polygon', got {rle!r}")

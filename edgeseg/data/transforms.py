@@ -11,6 +11,7 @@ import cv2
 import numpy as np
 
 from .. import defaults
+from ..geometry import parse_size
 
 Transform = Callable[[np.ndarray, np.ndarray, Optional[np.random.Generator]],
                      "tuple[np.ndarray, np.ndarray]"]
@@ -18,13 +19,6 @@ Transform = Callable[[np.ndarray, np.ndarray, Optional[np.random.Generator]],
 
 def _rng(rng: Optional[np.random.Generator]) -> np.random.Generator:
     return rng if rng is not None else np.random.default_rng()
-
-
-def _hw(size: Union[int, Sequence[int]]) -> tuple[int, int]:
-    if isinstance(size, (int, np.integer)):
-        return int(size), int(size)
-    h, w = (int(v) for v in size)
-    return h, w
 
 
 class Compose:
@@ -77,7 +71,7 @@ class RandomCrop:
 
     def __init__(self, size: Union[int, Sequence[int]], pad_value: int = defaults.PAD_VALUE,
                  ignore: int = defaults.IGNORE_INDEX) -> None:
-        self.size = _hw(size)
+        self.size = parse_size(size)
         self.pad_value, self.ignore = int(pad_value), int(ignore)
 
     def __call__(self, image, label, rng=None):

@@ -30,6 +30,8 @@ import numpy as np
 from .. import defaults
 from .._io import write_json
 from ..errors import EdgesegError, ExportError
+from ..eval.matching import match_detections
+from ..geometry import parse_size
 from ..meta import ModelMeta
 from .parity import DEFAULT_PARITY_IMAGES, ParityReport, check_parity
 
@@ -149,7 +151,7 @@ def accuracy_gate(
 def _semantic_gate(ref: Any, cand: Any, meta: ModelMeta, data: str, split: str, n: int) -> AccuracyReport:
     from ..data import open_dataset
     from ..runtime.predictor import SemanticPredictor
-    from ..train.metrics import ConfusionMatrix
+    from ..eval.confusion import ConfusionMatrix
 
     dataset = open_dataset(data, split)
     _check_classes(meta, dataset, data)
@@ -176,33 +178,6 @@ def _semantic_gate(ref: Any, cand: Any, meta: ModelMeta, data: str, split: str, 
     )
 
 
-def _box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """(len(a), len(b)) IoU of xyxy boxes."""
-    lt = np.maximum(a[:, None, :2], b[None, :, :2])
-    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
-    inter = np.prod(np.clip(rb - lt, 0, None), axis=2)
-    area = lambda x: np.prod(np.clip(x[:, 2:] - x[:, :2], 0, None), axis=1)  # noqa: E731
-    return inter / np.maximum(area(a)[:, None] + area(b)[None, :] - inter, 1e-9)
-
-
-def match_detections(ref: dict[str, np.ndarray], got: dict[str, np.ndarray], iou: float = MATCH_IOU) -> int:
-    """Greedy one-to-one matching (highest reference score first) of detections with the same
-    class and box IoU >= ``iou``; returns the number of matched pairs."""
-    if len(ref["scores"]) == 0 or len(got["scores"]) == 0:
-        return 0
-    ious = _box_iou(np.asarray(ref["boxes"], np.float64), np.asarray(got["boxes"], np.float64))
-    ious[np.asarray(ref["class_ids"])[:, None] != np.asarray(got["class_ids"])[None, :]] = -1.0
-    taken = np.zeros(ious.shape[1], bool)
-    matched = 0
-    for i in np.argsort(-np.asarray(ref["scores"]), kind="stable"):
-        row = np.where(taken, -1.0, ious[i])
-        j = int(row.argmax())
-        if row[j] >= iou:
-            taken[j] = True
-            matched += 1
-    return matched
-
-
 def _instance_gate(ref: Any, cand: Any, meta: ModelMeta, data: str, split: str, n: int) -> AccuracyReport:
     """Both sides run through the predictor ``edgeseg.load`` would use for ``meta`` (single-stage
     or Mask R-CNN) at the COCO evaluation score threshold; the detections at or above the model's
@@ -210,7 +185,7 @@ def _instance_gate(ref: Any, cand: Any, meta: ModelMeta, data: str, split: str, 
     from ..data import open_instance_dataset
     from ..runtime.instance import InstanceThresholds
     from ..runtime.predictor import predictor_class
-    from ..train.coco_eval import coco_gt_from_dataset, evaluate_coco
+    from ..eval.coco import coco_gt_from_dataset, evaluate_coco
 
     dataset = open_instance_dataset(data, split)
     _check_classes(meta, dataset, data)
@@ -234,7 +209,7 @@ def _instance_gate(ref: Any, cand: Any, meta: ModelMeta, data: str, split: str, 
             kept.append({"boxes": np.asarray(result.boxes)[keep], "scores": np.asarray(result.scores)[keep],
                          "class_ids": np.asarray(result.class_ids)[keep]})
             counts[side] += int(keep.sum())
-        matched += match_detections(kept[0], kept[1])
+        matched += len(match_detections(kept[0], kept[1], MATCH_IOU))
         denom += max(len(kept[0]["scores"]), len(kept[1]["scores"]))
     m_ref, m_cand = evaluate_coco(gt, dets[0]), evaluate_coco(gt, dets[1])
     return AccuracyReport(
@@ -307,7 +282,7 @@ def open_source(
         raise ExportError(f"{str(src)!r} carries no edgeseg metadata; export it from its checkpoint with "
                           "`edgeseg export CKPT --format onnx` first (or export from the checkpoint directly)")
     fixed = []
-    if input_size is not None and _pair(input_size) != meta.input_size:
+    if input_size is not None and parse_size(input_size, "input_size", ExportError) != meta.input_size:
         fixed.append(f"input size {meta.input_size}")
     if dynamic is not None and bool(dynamic) != meta.dynamic:
         fixed.append(f"{'dynamic' if meta.dynamic else 'static'} shapes")
@@ -317,13 +292,6 @@ def open_source(
         raise ExportError(f"{src.name} is already exported with {', '.join(fixed)}; an ONNX source keeps them. "
                           "Export from the checkpoint to change them")
     return Source(src, "onnx", src, meta, ref)
-
-
-def _pair(v: int | Sequence[int]) -> tuple[int, int]:
-    if isinstance(v, int):
-        return v, v
-    h, w = (int(x) for x in v)
-    return h, w
 
 
 # ------------------------------------------------------------------------------------- the gate

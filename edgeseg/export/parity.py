@@ -17,6 +17,8 @@ import numpy as np
 
 from .. import defaults
 from .._io import write_json
+from ..eval.matching import match_detections
+from ..geometry import box_iou
 from ..meta import ModelMeta
 
 #: Number of synthetic frames checked when the caller does not say.
@@ -211,14 +213,6 @@ PARITY_SCORE_THRESHOLD = 0.05
 _TIE = 1e-4
 
 
-def _pair_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """IoU of a[i] with b[i] for (K, 4) xyxy boxes."""
-    lt, rb = np.maximum(a[:, :2], b[:, :2]), np.minimum(a[:, 2:], b[:, 2:])
-    inter = np.prod(np.clip(rb - lt, 0, None), axis=1)
-    area = lambda x: np.prod(np.clip(x[:, 2:] - x[:, :2], 0, None), axis=1)  # noqa: E731
-    return inter / np.maximum(area(a) + area(b) - inter, 1e-9)
-
-
 def _compare_detections(ref: dict[str, np.ndarray], got: dict[str, np.ndarray], info: Any,
                         thr: Any) -> tuple[int, int, int, int]:
     """Compare both sides at the anchors the reference side selects (NMS is not re-run on the
@@ -239,7 +233,7 @@ def _compare_detections(ref: dict[str, np.ndarray], got: dict[str, np.ndarray], 
     tie = (top2[:, 1] - top2[:, 0] < _TIE) if top2 is not None else np.zeros(len(idx), bool)
     same_cls = (g_cls == cls) | tie
     score_ok = np.abs(g_scores.max(1) - sc) < 1e-3
-    box_ok = _pair_iou(ref["boxes"][idx], got["boxes"][idx]) >= 0.99
+    box_ok = box_iou(ref["boxes"][idx], got["boxes"][idx], paired=True) >= 0.99
     det_ok = int((same_cls & score_ok & box_ok).sum())
     fboxes = frame_boxes(ref["boxes"][idx].astype(np.float32), info)
     masks = [ops.assemble_masks(np.ascontiguousarray(side["coeffs"][idx], np.float32),
@@ -312,27 +306,10 @@ def check_instance_parity(
 
 
 # ----------------------------------------------------------------------- Mask R-CNN parity
-#: Detections match when they have the same class and box IoU above this.
+#: Detections match when they have the same class and at least this box IoU.
 MASKRCNN_MATCH_IOU = 0.9
 #: A detection this close to the graph's score threshold may be kept on one side only.
 _BORDERLINE = 1e-3
-
-
-def _match_detections(rb: np.ndarray, rl: np.ndarray, gb: np.ndarray, gl: np.ndarray) -> list[tuple[int, int]]:
-    """Greedy one-to-one matching, reference detections in their (score) order: each takes the
-    unmatched candidate detection of its class with the highest box IoU > MASKRCNN_MATCH_IOU."""
-    pairs: list[tuple[int, int]] = []
-    taken = np.zeros(len(gb), bool)
-    for i in range(len(rb)):
-        cand = np.flatnonzero((gl == rl[i]) & ~taken)
-        if not len(cand):
-            continue
-        ious = _pair_iou(np.repeat(rb[i:i + 1], len(cand), 0), gb[cand])
-        j = int(np.argmax(ious))
-        if ious[j] > MASKRCNN_MATCH_IOU:
-            taken[cand[j]] = True
-            pairs.append((i, int(cand[j])))
-    return pairs
 
 
 def check_maskrcnn_parity(
@@ -346,7 +323,7 @@ def check_maskrcnn_parity(
 ) -> ParityReport:
     """Parity of a Mask R-CNN style graph (post-NMS boxes, labels, scores, RoI masks; see
     :mod:`edgeseg.runtime.maskrcnn`). Each image's detections are matched one to one (same class,
-    box IoU > 0.9); ``agreement_logits`` is the fraction matched (of the larger side, leaving out
+    box IoU >= 0.9); ``agreement_logits`` is the fraction matched (of the larger side, leaving out
     unmatched detections within 1e-3 of the graph's score threshold, which may legitimately fall on
     either side of it); ``agreement_frame`` is the IoU (total intersection / total union) of the
     matched detections' masks pasted into the frame by the runtime's C++ ``paste_masks``. The
@@ -387,7 +364,7 @@ def check_maskrcnn_parity(
                 for side in (ref, got))
         rb, gb = (np.asarray(side["boxes"], np.float32) for side in (ref, got))
         rb, gb = rb.reshape(-1, rb.shape[-1])[:, :4], gb.reshape(-1, gb.shape[-1])[:, :4]
-        pairs = _match_detections(r["boxes"], r["class_ids"], g["boxes"], g["class_ids"])
+        pairs = match_detections(r, g, MASKRCNN_MATCH_IOU)
         n_r, n_g = len(r["scores"]), len(g["scores"])
         mr = {a for a, _ in pairs}
         mg = {b for _, b in pairs}

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .metrics import ConfusionMatrix
+from ..eval.confusion import ConfusionMatrix
 
 _LAZY = {"train": "trainer", "TrainConfig": "trainer", "evaluate": "trainer", "build_loss": "losses",
          "plot_history": "plotting", "train_instance": "instance_trainer",

@@ -12,8 +12,8 @@ Writes into ``out_dir`` (the layout of the semantic trainer)::
 Validation runs the model as deployed: letterbox to ``input_size``, per anchor best class,
 score threshold, top-k, class-aware NMS, masks ``sigmoid(coeffs . protos) > 0.5`` sampled
 bilinearly at each frame pixel inside its box (the mapping of ``edgeseg.ops.assemble_masks``).
-Scores come from pycocotools' COCOeval through :mod:`edgeseg.train.coco_eval` (box and mask AP50,
-and AP over IoU 0.5:0.95) when pycocotools is installed. :class:`AP50` here computes the same AP50
+Scores come from pycocotools' COCOeval through :mod:`edgeseg.eval.coco` (box and mask AP50,
+and AP over IoU 0.5:0.95) when pycocotools is installed. :class:`~edgeseg.eval.ap50.AP50` computes the same AP50
 with COCO's matching rules (101-point interpolated precision, crowd regions ignored, at most 100
 detections per image and class; equal to COCOeval's in the tests) without pycocotools; it also
 gives the per-class AP50 in the history.
@@ -33,6 +33,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
 from .. import defaults
+from ..eval.ap50 import AP50
 from ..errors import EdgesegError
 from ..meta import ModelMeta
 from ..models import create_model
@@ -294,115 +295,6 @@ def predict_instances(model: torch.nn.Module, images: torch.Tensor, lb_boxes: Se
     return out
 
 
-# ----------------------------------------------------------------------------------- AP50
-
-
-def _box_iou_np(d: np.ndarray, g: np.ndarray, crowd: np.ndarray) -> np.ndarray:
-    """COCO box IoU (D, G); for crowd GTs the denominator is the detection's area."""
-    lt = np.maximum(d[:, None, :2], g[None, :, :2])
-    rb = np.minimum(d[:, None, 2:], g[None, :, 2:])
-    inter = np.clip(rb - lt, 0, None).prod(-1)
-    ad = np.clip(d[:, 2:] - d[:, :2], 0, None).prod(-1)
-    ag = np.clip(g[:, 2:] - g[:, :2], 0, None).prod(-1)
-    union = np.where(crowd[None, :], ad[:, None], ad[:, None] + ag[None, :] - inter)
-    return np.where(union > 0, inter / np.where(union > 0, union, 1), 0.0)
-
-
-def _mask_iou_np(d: np.ndarray, g: np.ndarray, crowd: np.ndarray) -> np.ndarray:
-    """COCO mask IoU (D, G) of bool masks; crowd GTs divide by the detection's area."""
-    df = d.reshape(len(d), -1)
-    gf = g.reshape(len(g), -1)
-    inter = df.astype(np.float32) @ gf.T.astype(np.float32)
-    ad, ag = df.sum(1).astype(np.float32), gf.sum(1).astype(np.float32)
-    union = np.where(crowd[None, :], ad[:, None], ad[:, None] + ag[None, :] - inter)
-    return np.where(union > 0, inter / np.where(union > 0, union, 1), 0.0)
-
-
-class AP50:
-    """COCO-style AP at IoU 0.5 (area "all", ``max_dets`` per image and class), accumulated image by
-    image so no masks are kept. ``iou_type`` is "bbox" or "segm"."""
-
-    def __init__(self, num_classes: int, iou_type: str = "bbox", max_dets: int = 100) -> None:
-        if iou_type not in ("bbox", "segm"):
-            raise ValueError(f"iou_type must be 'bbox' or 'segm', got {iou_type!r}")
-        self.num_classes, self.iou_type, self.max_dets = int(num_classes), iou_type, int(max_dets)
-        self._scores: List[List[np.ndarray]] = [[] for _ in range(num_classes)]
-        self._tp: List[List[np.ndarray]] = [[] for _ in range(num_classes)]
-        self._ig: List[List[np.ndarray]] = [[] for _ in range(num_classes)]
-        self._npos = np.zeros(num_classes, np.int64)
-
-    def update(self, det: Dict[str, np.ndarray], gt: Dict[str, np.ndarray]) -> None:
-        """One image. ``det``: boxes (D,4) xyxy, scores (D,), classes (D,), masks (D,h,w) for segm;
-        ``gt``: boxes (G,4), classes (G,), iscrowd (G,), masks (G,h,w) for segm."""
-        key = "boxes" if self.iou_type == "bbox" else "masks"
-        g_cls = np.asarray(gt["classes"]).astype(np.int64)
-        g_crowd = np.asarray(gt.get("iscrowd", np.zeros(len(g_cls), bool)), bool)
-        d_cls = np.asarray(det["classes"]).astype(np.int64)
-        d_sc = np.asarray(det["scores"], np.float64)
-        for c in np.union1d(np.unique(g_cls), np.unique(d_cls)):
-            gi = np.flatnonzero(g_cls == c)
-            gi = gi[np.argsort(g_crowd[gi], kind="mergesort")]  # non-crowd first
-            di = np.flatnonzero(d_cls == c)
-            di = di[np.argsort(-d_sc[di], kind="mergesort")][:self.max_dets]
-            crowd = g_crowd[gi]
-            self._npos[c] += int((~crowd).sum())
-            if len(di) == 0:
-                continue
-            tp, ig = np.zeros(len(di), bool), np.zeros(len(di), bool)
-            if len(gi):
-                dd, gg = np.asarray(det[key])[di], np.asarray(gt[key])[gi]
-                ious = _box_iou_np(dd, gg, crowd) if key == "boxes" else _mask_iou_np(dd, gg, crowd)
-                taken = np.zeros(len(gi), bool)
-                for j in range(len(di)):
-                    best, m = 0.5, -1
-                    for k in range(len(gi)):
-                        if taken[k] and not crowd[k]:
-                            continue
-                        if m > -1 and not crowd[m] and crowd[k]:
-                            break
-                        if ious[j, k] < best:
-                            continue
-                        best, m = ious[j, k], k
-                    if m == -1:
-                        continue
-                    ig[j] = crowd[m]
-                    tp[j] = not crowd[m]
-                    taken[m] = True
-            self._scores[c].append(d_sc[di])
-            self._tp[c].append(tp)
-            self._ig[c].append(ig)
-
-    def per_class(self) -> List[Optional[float]]:
-        """AP50 per class (None for classes without ground truth)."""
-        rec_thrs = np.linspace(0.0, 1.0, 101)
-        out: List[Optional[float]] = []
-        for c in range(self.num_classes):
-            if self._npos[c] == 0:
-                out.append(None)
-                continue
-            if not self._scores[c]:
-                out.append(0.0)
-                continue
-            sc = np.concatenate(self._scores[c])
-            order = np.argsort(-sc, kind="mergesort")
-            tp = np.concatenate(self._tp[c])[order]
-            ig = np.concatenate(self._ig[c])[order]
-            tps = np.cumsum(tp & ~ig).astype(np.float64)
-            fps = np.cumsum(~tp & ~ig).astype(np.float64)
-            rc = tps / self._npos[c]
-            pr = tps / (fps + tps + np.spacing(1))
-            pr = np.maximum.accumulate(pr[::-1])[::-1]
-            idx = np.searchsorted(rc, rec_thrs, side="left")
-            q = np.where(idx < len(pr), pr[np.minimum(idx, len(pr) - 1)], 0.0)
-            out.append(float(q.mean()))
-        return out
-
-    def value(self) -> float:
-        """Mean AP50 over classes with ground truth (0.0 if there is none)."""
-        vals = [v for v in self.per_class() if v is not None]
-        return float(np.mean(vals)) if vals else 0.0
-
-
 def _use_cocoeval(evaluator: str) -> bool:
     if evaluator not in EVALUATORS:
         raise EdgesegError(f"evaluator must be one of {EVALUATORS}, got {evaluator!r}")
@@ -420,7 +312,7 @@ def evaluate_instances(model: torch.nn.Module, dataset: Any, input_size: Tuple[i
                        coco_gt: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
     """Evaluate an instance model on an instance dataset as deployed (module docstring).
 
-    ``evaluator``: "cocoeval" (pycocotools through :mod:`edgeseg.train.coco_eval`; adds AP over
+    ``evaluator``: "cocoeval" (pycocotools through :mod:`edgeseg.eval.coco`; adds AP over
     IoU 0.5:0.95), "builtin" (this module's :class:`AP50`, no pycocotools needed) or "auto" (COCOeval
     when pycocotools is installed). ``coco_gt`` is the COCO ground truth of the first ``limit``
     samples (built with ``coco_gt_from_dataset`` when None; pass it to avoid re-reading the set).
@@ -452,7 +344,7 @@ def evaluate_instances(model: torch.nn.Module, dataset: Any, input_size: Tuple[i
             mask_ap.update(d, gt)
             n_det += len(d["scores"])
             if use_coco:
-                from .coco_eval import detections_to_coco
+                from ..eval.coco import detections_to_coco
 
                 coco_dets += detections_to_coco(int(s.image_id), d["masks"], d["scores"], d["classes"], cat_ids,
                                                 d["boxes"])
@@ -462,7 +354,7 @@ def evaluate_instances(model: torch.nn.Module, dataset: Any, input_size: Tuple[i
                            "per_class_mask_ap50": dict(zip(classes, mask_ap.per_class())),
                            "evaluator": "cocoeval" if use_coco else "builtin", "images": len(ds), "detections": n_det}
     if use_coco:
-        from .coco_eval import coco_gt_from_dataset, evaluate_coco
+        from ..eval.coco import coco_gt_from_dataset, evaluate_coco
 
         gt_doc = coco_gt if coco_gt is not None else coco_gt_from_dataset(dataset, len(ds))
         res = evaluate_coco(gt_doc, coco_dets)
@@ -626,7 +518,7 @@ def _train(cfg: InstanceTrainConfig, on_epoch_end: Optional[Callable[[Dict[str, 
     atomic_write_text(out / "train_config.json", json.dumps(cfg.to_dict(), indent=2) + "\n")
     coco_gt = None
     if _use_cocoeval(cfg.evaluator):  # the val ground truth, read once for the whole run
-        from .coco_eval import coco_gt_from_dataset
+        from ..eval.coco import coco_gt_from_dataset
 
         coco_gt = coco_gt_from_dataset(val_ds, cfg.max_val_samples)
     log_run_start(cfg, model, len(classes), device, use_amp, len(train_ds), len(val_ds), iters, workers,

@@ -63,7 +63,7 @@ def soft_jaccard_loss(logits: torch.Tensor, target: torch.Tensor, ignore_index: 
     ``I_c = sum p_c * y_c``, ``U_c = sum p_c + y_c - p_c * y_c`` over non-ignored pixels (per image or
     over the batch). Classes with ``U_c == 0`` are left out of the mean (``classes="present"`` also
     leaves out classes absent from the target). For hard one-hot predictions and ``smooth=0`` this
-    is exactly ``1 - mIoU`` as :class:`~edgeseg.train.metrics.ConfusionMatrix` computes it.
+    is exactly ``1 - mIoU`` as :class:`~edgeseg.eval.confusion.ConfusionMatrix` computes it.
     """
     if classes not in ("all", "present"):
         raise ValueError(f"classes must be 'all' or 'present', got {classes!r}")

@@ -24,6 +24,7 @@ from torch.utils.data import DataLoader
 
 from .. import defaults
 from ..errors import EdgesegError
+from ..eval.confusion import ConfusionMatrix
 from ..meta import ModelMeta
 from ..models import create_model
 from ..models.checkpoint import load_checkpoint
@@ -34,7 +35,6 @@ from .common import lr_at as _lr_at
 from .common import STATE_FILE, default_workers, resolve_device, seed_everything  # noqa: F401 (this module's API)
 from .dataset import EvalDataset, TrainDataset, eval_collate, normalize
 from .losses import build_loss, parse_loss_spec
-from .metrics import ConfusionMatrix
 from .plotting import plot_history
 from .._progress import Progress
 
