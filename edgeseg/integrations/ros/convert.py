@@ -302,3 +302,26 @@ def detections_to_numpy(msg: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         scores.append(d.results[0].hypothesis.score)
         ids.append(int(d.results[0].hypothesis.class_id))
     return (np.asarray(boxes, np.float64).reshape(-1, 4), np.asarray(scores, np.float64), np.asarray(ids, np.int64))
+
+
+def result_messages(kit: MessageKit, result: Any, hdr: Any, *, color: bool = False) -> list[tuple[str, Any]]:
+    """The messages of one frame's result, as (topic name relative to the namespace, message):
+    semantic: ``class_mask``; instance: ``detections`` and ``instance_mask`` (mono16, i + 1 =
+    detection i); with ``color``: ``color_mask`` (rgb8 class colours, black where an instance
+    model found nothing). Every message carries ``hdr``."""
+    meta = result.meta
+    labels = getattr(result, "labels", None)
+    out: list[tuple[str, Any]] = []
+    if labels is not None:
+        mask, enc = class_mask(labels)
+        out.append(("class_mask", image_msg(kit, mask, enc, hdr)))
+        if color:
+            out.append(("color_mask", image_msg(kit, color_mask(labels, meta.palette), "rgb8", hdr)))
+        return out
+    out.append(("detections", detections_msg(kit, hdr, result.boxes, result.scores, result.class_ids)))
+    ids = result.instance_map()
+    out.append(("instance_mask", image_msg(kit, ids, "mono16", hdr)))
+    if color:
+        cls = np.concatenate([[0], np.asarray(result.class_ids, np.int64) + 1])[ids]
+        out.append(("color_mask", image_msg(kit, color_mask(cls, [(0, 0, 0)] + list(meta.palette)), "rgb8", hdr)))
+    return out

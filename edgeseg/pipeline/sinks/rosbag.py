@@ -24,8 +24,6 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
 from ...errors import EdgesegError
 from .base import Sink
 
@@ -105,27 +103,15 @@ class RosbagSink(Sink):
         if self._writer is None:
             raise EdgesegError("RosbagSink is closed")
         kit = self._kit
-        stamp = result.stamp_ns if result.stamp_ns is not None else time.time_ns()
+        stamp = getattr(result, "stamp_ns", None)
+        stamp = time.time_ns() if stamp is None else stamp
         t = stamp if stamp > 0 else time.time_ns()
-        hdr = C.header(kit, stamp, result.frame_id)
-        meta = result.meta
+        hdr = C.header(kit, stamp, getattr(result, "frame_id", ""))
         if not self._info_written:
-            self._write("label_info", C.label_info_msg(kit, hdr, meta.classes, self.threshold), t, latched=True)
+            self._write("label_info", C.label_info_msg(kit, hdr, result.meta.classes, self.threshold), t, latched=True)
             self._info_written = True
-        labels = getattr(result, "labels", None)
-        if labels is not None:  # semantic
-            mask, enc = C.class_mask(labels)
-            self._write("class_mask", C.image_msg(kit, mask, enc, hdr), t)
-            if self.color:
-                self._write("color_mask", C.image_msg(kit, C.color_mask(labels, meta.palette), "rgb8", hdr), t)
-        else:  # instance
-            self._write("detections", C.detections_msg(kit, hdr, result.boxes, result.scores, result.class_ids), t)
-            ids = result.instance_map()
-            self._write("instance_mask", C.image_msg(kit, ids, "mono16", hdr), t)
-            if self.color:
-                cls = np.concatenate([[0], np.asarray(result.class_ids, np.int64) + 1])[ids]
-                palette = [(0, 0, 0)] + [tuple(c) for c in meta.palette]
-                self._write("color_mask", C.image_msg(kit, C.color_mask(cls, palette), "rgb8", hdr), t)
+        for name, msg in C.result_messages(kit, result, hdr, color=self.color):
+            self._write(name, msg, t)
         self.frames += 1
 
     def describe(self) -> str:

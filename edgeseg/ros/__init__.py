@@ -1,0 +1,1 @@
+"""``python -m edgeseg.ros``: the ROS 2 node (see :mod:`edgeseg.integrations.ros.node`)."""
