@@ -31,9 +31,18 @@ def load(path=None, backend: str = "auto", **kwargs):
     return _load(path, backend=backend, **kwargs)
 
 
+def __getattr__(name: str):
+    if name == "Tracker":  # imported on first use (numpy + the C++ core)
+        from .tracking import Tracker
+
+        return Tracker
+    raise AttributeError(f"module 'edgeseg' has no attribute {name!r}")
+
+
 __all__ = [
     "__version__",
     "load",
+    "Tracker",
     "ModelMeta",
     "EdgesegError",
     "ArrayError",

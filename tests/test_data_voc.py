@@ -15,7 +15,7 @@ from edgeseg.data.synthetic import CLASSES, generate, write_voc
 from edgeseg.data.voc import CLASSES as VOC_CLASSES
 from edgeseg.data.voc import VOCSegmentation
 from edgeseg.errors import DataError, InputFileError
-from edgeseg.meta import default_palette
+from edgeseg.meta import voc_palette
 
 SIZE = (48, 64)
 
@@ -55,7 +55,7 @@ def _filtered_palette_png(idx: np.ndarray, filters: list[int]) -> bytes:
             out.append((row[x] - pred) & 0xFF)
         raw += bytes([f] + out)
         prev = row
-    pal = np.array(default_palette(256), np.uint8).tobytes()
+    pal = np.array(voc_palette(256), np.uint8).tobytes()
     return (b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 3, 0, 0, 0))
             + _chunk(b"PLTE", pal) + _chunk(b"IDAT", zlib.compress(bytes(raw)))
             + _chunk(b"IEND", b""))
@@ -85,7 +85,7 @@ def test_palette_png_with_libpng_chosen_filters(tmp_path):
     ihdr = bytearray(data[16:29])
     ihdr[9] = 3  # colour type 0 (grey) -> 3 (indexed); the pixel bytes stay valid
     png = (data[:8] + _chunk(b"IHDR", bytes(ihdr))
-           + _chunk(b"PLTE", np.array(default_palette(256), np.uint8).tobytes()) + data[33:])
+           + _chunk(b"PLTE", np.array(voc_palette(256), np.uint8).tobytes()) + data[33:])
     path = tmp_path / "x.png"
     path.write_bytes(png)
     assert np.array_equal(read_label(path), lab)
@@ -95,22 +95,22 @@ def test_pillow_written_p_mode_png_is_read_as_indices(tmp_path):
     Image = pytest.importorskip("PIL.Image")
     lab = _random_labels(40, 60, seed=1)
     im = Image.fromarray(lab, mode="P")
-    im.putpalette([v for c in default_palette(256) for v in c])
+    im.putpalette([v for c in voc_palette(256) for v in c])
     im.save(tmp_path / "p.png")
     assert np.array_equal(read_label(tmp_path / "p.png"), lab)
     # 4-bit palette PNG (Pillow packs two pixels per byte)
     small = (lab % 16).astype(np.uint8)
     im4 = Image.fromarray(small, mode="P")
-    im4.putpalette([v for c in default_palette(16) for v in c])
+    im4.putpalette([v for c in voc_palette(16) for v in c])
     im4.save(tmp_path / "p4.png", bits=4)
     assert np.array_equal(read_label(tmp_path / "p4.png"), small)
 
 
 def test_our_palette_png_reads_back_in_pillow_and_opencv(tmp_path):
     lab = _random_labels()
-    (tmp_path / "o.png").write_bytes(encode_palette_png(lab, default_palette(256)))
+    (tmp_path / "o.png").write_bytes(encode_palette_png(lab, voc_palette(256)))
     bgr = cv2.imread(str(tmp_path / "o.png"), cv2.IMREAD_COLOR)  # libpng expands to colours
-    pal = np.array(default_palette(256), np.uint8)
+    pal = np.array(voc_palette(256), np.uint8)
     assert np.array_equal(bgr[..., ::-1], pal[lab])
     Image = pytest.importorskip("PIL.Image")
     with Image.open(tmp_path / "o.png") as im:
@@ -171,7 +171,7 @@ def test_boundary_band_is_ignore(tmp_path):
 
 def test_open_dataset_voc(voc_root):
     ds = open_dataset(f"voc:{voc_root.parent}", "trainval")
-    assert len(ds) == 5 and ds.palette[:len(ds.classes)] == default_palette(len(CLASSES))
+    assert len(ds) == 5 and ds.palette[:len(ds.classes)] == voc_palette(len(CLASSES))
 
 
 def test_default_classes_are_voc(tmp_path, voc_root):

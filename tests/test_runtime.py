@@ -327,7 +327,8 @@ def test_overlay_uses_bgr_palette(onnx_static):
     assert np.array_equal(r.overlay(alpha=0.0), r.frame)
     solid = r.overlay(alpha=1.0)
     pal_bgr = np.asarray(synthetic.PALETTE, np.uint8)[:, ::-1]
-    assert np.array_equal(solid, pal_bgr[r.labels])
+    background = (r.labels == 0)[..., None]  # left untinted
+    assert background.any() and np.array_equal(solid, np.where(background, r.frame, pal_bgr[r.labels]))
 
 
 def test_frame_validation(onnx_static):

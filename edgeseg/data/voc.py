@@ -19,7 +19,7 @@ from typing import Optional, Sequence, Union
 import numpy as np
 
 from ..errors import DataError
-from ..meta import default_palette
+from ..meta import voc_palette
 from ._io import read_image, read_label
 
 PathLike = Union[str, "os.PathLike[str]"]
@@ -98,7 +98,7 @@ class VOCSegmentation:
             classes = ([c.strip() for c in cfile.read_text().splitlines() if c.strip()]
                        if cfile.is_file() else CLASSES)
         self.classes: tuple[str, ...] = tuple(classes)
-        self.palette: list[tuple[int, int, int]] = default_palette(len(self.classes))
+        self.palette: list[tuple[int, int, int]] = voc_palette(len(self.classes))  # the dataset's own colours
 
     def _img(self, i: str) -> Path:
         return self.root / "JPEGImages" / f"{i}.jpg"

@@ -1,10 +1,14 @@
-"""Per-frame rendering helpers: the on-frame HUD and temporal smoothing of label maps."""
+"""Per-frame rendering helpers: the on-frame HUD (temporal smoothing of label maps lives in
+:mod:`edgeseg.tracking.semantic`; ModeFilter is re-exported here)."""
 from __future__ import annotations
 
-from collections import deque
 from typing import Sequence
 
 import numpy as np
+
+from ..tracking.semantic import ModeFilter
+
+__all__ = ["draw_hud", "ModeFilter"]
 
 
 def draw_hud(image: np.ndarray, lines: Sequence[str], scale: float | None = None) -> np.ndarray:
@@ -25,46 +29,3 @@ def draw_hud(image: np.ndarray, lines: Sequence[str], scale: float | None = None
         cv2.putText(image, text, (4, line_h * (i + 1) - 2), cv2.FONT_HERSHEY_SIMPLEX, scale,
                     (255, 255, 255), thick, cv2.LINE_AA)
     return image
-
-
-class ModeFilter:
-    """Temporal smoothing of semantic labels: per pixel, the most frequent class over the last
-    ``k`` label maps (the newest wins ties).
-
-    It removes single-frame flicker (a pixel must win ``k // 2 + 1`` of ``k`` frames to change
-    class when the others agree) at the cost of up to ``k // 2`` frames of lag on moving edges.
-    Cost: ``k * (k - 1) / 2`` uint8 comparisons per pixel and ``k - 1`` label maps of memory; no
-    probabilities are kept. The history resets when the frame size changes.
-    """
-
-    def __init__(self, k: int = 3) -> None:
-        if k < 2:
-            raise ValueError(f"ModeFilter needs k >= 2 frames, got {k}")
-        self.k = k
-        self._history: deque[np.ndarray] = deque(maxlen=k - 1)
-
-    def __call__(self, labels: np.ndarray) -> np.ndarray:
-        """Feed the newest raw label map; returns the smoothed map (a new array)."""
-        if self._history and self._history[0].shape != labels.shape:
-            self._history.clear()
-        maps = [labels, *self._history]  # newest first
-        self._history.appendleft(labels)
-        if len(maps) == 1:
-            return labels.copy()
-        n = len(maps)
-        votes = [np.ones(labels.shape, np.uint8) for _ in range(n)]
-        for i in range(n):
-            for j in range(i + 1, n):
-                eq = maps[i] == maps[j]
-                votes[i] += eq
-                votes[j] += eq
-        out = labels.copy()
-        best = votes[0]
-        for i in range(1, n):
-            better = votes[i] > best  # strict: ties keep the newer class
-            out[better] = maps[i][better]
-            best = np.maximum(best, votes[i])
-        return out
-
-    def reset(self) -> None:
-        self._history.clear()

@@ -18,6 +18,40 @@ def palette_bgr(meta: ModelMeta) -> np.ndarray:
     return np.ascontiguousarray(np.asarray(meta.palette, dtype=np.uint8).reshape(-1, 3)[:, ::-1])
 
 
+#: Class names drawn untinted in semantic overlays (compared case-insensitively).
+UNTINTED_CLASSES = ("background", "_background_", "__background__", "bg")
+
+
+def untinted_classes(meta: ModelMeta) -> list[int]:
+    """Indices of the classes left untinted in overlays (the background class, by name)."""
+    return [i for i, c in enumerate(meta.classes) if c.strip().lower() in UNTINTED_CLASSES]
+
+
+def draw_legend(image: np.ndarray, names: list[str], colors_bgr: np.ndarray) -> np.ndarray:
+    """Draw a legend (colour swatch + name per entry) in the top-right corner, in place."""
+    import cv2
+
+    if not names:
+        return image
+    h, w = image.shape[:2]
+    scale = max(0.35, min(h, w) / 900)
+    thick = 1
+    sizes = [cv2.getTextSize(n, cv2.FONT_HERSHEY_SIMPLEX, scale, thick)[0] for n in names]
+    line = max(s[1] for s in sizes) + max(6, int(10 * scale))
+    sw = line - 4
+    box_w = max(s[0] for s in sizes) + sw + 14
+    x0 = max(0, w - box_w - 4)
+    y1 = min(h - 1, 4 + line * len(names) + 4)
+    roi = image[4:y1, x0:w - 4]
+    roi[...] = (roi.astype(np.uint16) * 2 // 5).astype(np.uint8)  # darken behind the text
+    for i, (name, c) in enumerate(zip(names, colors_bgr)):
+        y = 6 + i * line
+        cv2.rectangle(image, (x0 + 4, y + 1), (x0 + 4 + sw, y + sw - 1), tuple(int(v) for v in c), -1)
+        cv2.putText(image, name, (x0 + sw + 9, y + sw - 3), cv2.FONT_HERSHEY_SIMPLEX, scale,
+                    (255, 255, 255), thick, cv2.LINE_AA)
+    return image
+
+
 @dataclass
 class SemanticResult:
     """Semantic segmentation of one frame.
@@ -44,13 +78,24 @@ class SemanticResult:
         """(height, width) of the frame and of ``labels``."""
         return int(self.labels.shape[0]), int(self.labels.shape[1])
 
-    def overlay(self, alpha: float = defaults.OVERLAY_ALPHA, out: np.ndarray | None = None) -> np.ndarray:
+    def overlay(self, alpha: float = defaults.OVERLAY_ALPHA, out: np.ndarray | None = None,
+                legend: bool = False) -> np.ndarray:
         """The frame with each pixel blended with its class colour: BGR uint8 (H, W, 3).
 
-        ``alpha`` is the weight of the class colour; pass ``out`` (a BGR uint8 array of the
-        frame's shape) to render into it instead of allocating.
+        Background pixels (:func:`untinted_classes`) and ignore labels (>= the class count) stay
+        untinted. ``alpha`` is the weight of the class colour; pass ``out`` (a BGR uint8 array of
+        the frame's shape) to render into it instead of allocating; ``legend`` draws the names and
+        colours of the classes present in the top-right corner.
         """
-        return ops.overlay(self.frame, self.labels, palette_bgr(self.meta), alpha=alpha, out=out)
+        pal = palette_bgr(self.meta)
+        skip = untinted_classes(self.meta)
+        out = ops.overlay(self.frame, self.labels, pal, alpha=alpha, out=out, skip=skip)
+        if legend:
+            k = self.meta.num_classes
+            present = np.flatnonzero(np.bincount(self.labels.ravel(), minlength=k)[:k])
+            shown = [int(i) for i in present if int(i) not in skip]
+            draw_legend(out, [self.meta.classes[i] for i in shown], pal[shown])
+        return out
 
     def class_histogram(self) -> dict[str, int]:
         """Pixel count per class name (every class, zeros included)."""
@@ -74,14 +119,16 @@ class SemanticResult:
         return f"SemanticResult({self.shape[0]}x{self.shape[1]}, {self.meta.num_classes} classes, {t})"
 
 
-def instance_colors(n: int) -> np.ndarray:
-    """``n`` well-separated BGR colours (golden-ratio hues), the same for every frame."""
+def instance_colors(n: int | np.ndarray) -> np.ndarray:
+    """Well-separated BGR colours (golden-ratio hues): ``n`` of them, or one per key of an
+    integer array (e.g. track ids: the same id gets the same colour in every frame)."""
     import cv2
 
-    if n == 0:
+    keys = np.arange(n) if np.ndim(n) == 0 else np.asarray(n, np.int64).reshape(-1)
+    if keys.size == 0:
         return np.zeros((0, 3), np.uint8)
-    hues = ((np.arange(n) * 0.618033988749895 + 0.11) % 1.0 * 180).astype(np.uint8)
-    hsv = np.stack([hues, np.full(n, 200, np.uint8), np.full(n, 255, np.uint8)], 1)[None]
+    hues = ((keys * 0.618033988749895 + 0.11) % 1.0 * 180).astype(np.uint8)
+    hsv = np.stack([hues, np.full(keys.size, 200, np.uint8), np.full(keys.size, 255, np.uint8)], 1)[None]
     return np.ascontiguousarray(cv2.cvtColor(hsv, cv2.COLOR_HSV2BGR)[0])
 
 
@@ -96,6 +143,7 @@ class InstanceResult:
         masks: an :class:`edgeseg.masks.MaskSet` (box-local bitmaps at frame resolution;
             ``masks.to_dense()`` / ``masks.to_rle()``).
         frame, meta, timings: as in :class:`SemanticResult` ("post" = decode + NMS + masks).
+        track_ids: (N,) int64 ids from a :class:`edgeseg.Tracker`, or None when not tracked.
     """
 
     boxes: np.ndarray
@@ -105,6 +153,7 @@ class InstanceResult:
     frame: np.ndarray
     meta: ModelMeta
     timings: dict[str, float] = field(default_factory=dict)
+    track_ids: np.ndarray | None = None
 
     def __len__(self) -> int:
         return int(len(self.scores))
@@ -125,10 +174,11 @@ class InstanceResult:
     def overlay(self, alpha: float = defaults.OVERLAY_ALPHA, outline: bool = True, boxes: bool = True,
                 labels: bool = True) -> np.ndarray:
         """The frame with each instance blended in its own colour, its mask outlined, and its box
-        and "class score" label drawn: BGR uint8 (H, W, 3), a new array."""
+        and "class score" label drawn (tracked: colour per track id, label "#id class score"):
+        BGR uint8 (H, W, 3), a new array."""
         import cv2
 
-        colors = instance_colors(len(self))
+        colors = instance_colors(len(self) if self.track_ids is None else self.track_ids)
         back_to_front = np.arange(len(self))[::-1]  # the highest score is drawn last, on top
         out = ops.overlay_instances(self.frame, self.masks.select(back_to_front),
                                     np.ascontiguousarray(colors[back_to_front]), alpha=alpha, outline=outline)
@@ -144,6 +194,8 @@ class InstanceResult:
                 cv2.rectangle(out, (x0, y0), (max(x0, x1 - 1), max(y0, y1 - 1)), c, thick, cv2.LINE_AA)
             if labels:
                 text = f"{self.meta.classes[int(self.class_ids[i])]} {float(self.scores[i]):.2f}"
+                if self.track_ids is not None:
+                    text = f"#{int(self.track_ids[i])} {text}"
                 (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)
                 ty = y0 - 2 if y0 - th - base - 2 >= 0 else min(h - 1, y0 + th + 2)
                 cv2.rectangle(out, (x0, ty - th - 2), (x0 + tw + 2, ty + base - 1), c, -1)
@@ -166,6 +218,7 @@ class InstanceResult:
         """Detections in the COCO results format (bbox xywh, RLE segmentation, score).
 
         ``category_ids[c]`` maps class index c to the dataset's category id (default: c + 1).
+        Tracked results add each detection's ``track_id``.
         """
         rles = self.masks.to_rle()
         out = []
@@ -179,21 +232,26 @@ class InstanceResult:
                 "score": round(float(self.scores[i]), 5),
                 "segmentation": rles[i],
             })
+            if self.track_ids is not None:
+                out[-1]["track_id"] = int(self.track_ids[i])
         return out
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-able summary: size, detections (class, score, box, mask area), timings."""
+        """A JSON-able summary: size, detections (class, score, box, mask area, and ``track_id``
+        when tracked), timings."""
         h, w = self.shape
         areas = self.masks.areas()
+        dets = [{"class": self.meta.classes[int(c)], "score": round(float(s), 4),
+                 "box": [round(float(v), 1) for v in b], "area": int(a)}
+                for c, s, b, a in zip(self.class_ids, self.scores, self.boxes, areas)]
+        if self.track_ids is not None:
+            for d, t in zip(dets, self.track_ids):
+                d["track_id"] = int(t)
         return {
             "task": "instance",
             "height": h,
             "width": w,
-            "detections": [
-                {"class": self.meta.classes[int(c)], "score": round(float(s), 4),
-                 "box": [round(float(v), 1) for v in b], "area": int(a)}
-                for c, s, b, a in zip(self.class_ids, self.scores, self.boxes, areas)
-            ],
+            "detections": dets,
             "timings_ms": {k: round(float(v), 3) for k, v in self.timings.items()},
         }
 

@@ -1,0 +1,209 @@
+"""Temporal stabilisers of semantic label maps (a registry; numpy + the C++ core, no torch).
+
+A stabiliser sees one frame after the other and may act on the model's low-resolution class
+scores (before the fused upsample + argmax) and/or on the label map at frame size:
+
+* ``mode:K`` (:class:`ModeFilter`): per pixel, the most frequent class over the last K label
+  maps. Cost: K (K - 1) / 2 full-frame uint8 comparisons and K - 1 label maps of memory.
+* ``hysteresis:N`` (:class:`Hysteresis`): a pixel changes class only after the new class has won
+  N frames in a row. Cost: about 8 full-frame uint8 passes and 3 label-sized maps, whatever N.
+* ``ema:A`` (:class:`ProbabilityEMA`): exponential moving average of the class probabilities
+  at the model's output resolution (1/8 of the input for the shipped models), newest frame
+  weighted A, then the usual fused upsample + argmax. Cost: one softmax and one blend over
+  C x h x w low-resolution values (1/64 of the pixels at stride 8); needs float logits.
+
+Spec strings (``--smooth``): ``3`` (= ``mode:3``), ``mode:K``, ``hysteresis:N``, ``ema:A``;
+``0`` / ``off`` / empty = none.
+"""
+from __future__ import annotations
+
+from collections import deque
+from typing import Callable, Optional, Union
+
+import numpy as np
+
+from ..errors import EdgesegError
+
+
+class Stabiliser:
+    """Base: identity on both the scores and the labels."""
+
+    name = "none"
+    #: True when :meth:`scores` must see the model's float logits (before upsampling).
+    uses_scores = False
+
+    def scores(self, logits: np.ndarray) -> np.ndarray:
+        """The (C, h, w) low-resolution class scores to upsample + argmax this frame."""
+        return logits
+
+    def labels(self, labels: np.ndarray) -> np.ndarray:
+        """The label map to report this frame, from the raw one."""
+        return labels
+
+    def __call__(self, labels: np.ndarray) -> np.ndarray:
+        return self.labels(labels)
+
+    def reset(self) -> None:
+        """Forget the history (a new video)."""
+
+    def describe(self) -> str:
+        return self.name
+
+
+class ModeFilter(Stabiliser):
+    """Per pixel, the most frequent class over the last ``k`` label maps (the newest wins ties).
+
+    It removes single-frame flicker (a pixel must win ``k // 2 + 1`` of ``k`` frames to change
+    class when the others agree) at the cost of up to ``k // 2`` frames of lag on moving edges.
+    Cost: ``k * (k - 1) / 2`` uint8 comparisons per pixel and ``k - 1`` label maps of memory; no
+    probabilities are kept. The history resets when the frame size changes.
+    """
+
+    name = "mode"
+
+    def __init__(self, k: int = 3) -> None:
+        if k < 2:
+            raise ValueError(f"ModeFilter needs k >= 2 frames, got {k}")
+        self.k = k
+        self._history: deque[np.ndarray] = deque(maxlen=k - 1)
+
+    def labels(self, labels: np.ndarray) -> np.ndarray:
+        """Feed the newest raw label map; returns the smoothed map (a new array)."""
+        if self._history and self._history[0].shape != labels.shape:
+            self._history.clear()
+        maps = [labels, *self._history]  # newest first
+        self._history.appendleft(labels)
+        if len(maps) == 1:
+            return labels.copy()
+        n = len(maps)
+        votes = [np.ones(labels.shape, np.uint8) for _ in range(n)]
+        for i in range(n):
+            for j in range(i + 1, n):
+                eq = maps[i] == maps[j]
+                votes[i] += eq
+                votes[j] += eq
+        out = labels.copy()
+        best = votes[0]
+        for i in range(1, n):
+            better = votes[i] > best  # strict: ties keep the newer class
+            out[better] = maps[i][better]
+            best = np.maximum(best, votes[i])
+        return out
+
+    def reset(self) -> None:
+        self._history.clear()
+
+    def describe(self) -> str:
+        return f"mode:{self.k}"
+
+
+class Hysteresis(Stabiliser):
+    """A pixel keeps its shown class until another class has been the raw label for ``n``
+    frames in a row; then it switches to it. Single-frame flicker never shows (``n >= 2``);
+    a real change shows ``n - 1`` frames late. Resets when the frame size changes."""
+
+    name = "hysteresis"
+
+    def __init__(self, n: int = 2) -> None:
+        if n < 1 or n > 255:
+            raise ValueError(f"Hysteresis needs 1 <= n <= 255 frames, got {n}")
+        self.n = n
+        self._shown: Optional[np.ndarray] = None
+        self._cand: Optional[np.ndarray] = None
+        self._count: Optional[np.ndarray] = None
+
+    def labels(self, labels: np.ndarray) -> np.ndarray:
+        if self._shown is None or self._shown.shape != labels.shape or self._shown.dtype != labels.dtype:
+            self._shown = labels.copy()
+            self._cand = labels.copy()
+            self._count = np.zeros(labels.shape, np.uint8)
+            return labels.copy()
+        shown, cand, count = self._shown, self._cand, self._count
+        assert cand is not None and count is not None
+        differs = labels != shown
+        streak = differs & (labels == cand)
+        np.add(count, 1, out=count, where=streak)        # same challenger again
+        count[differs & ~streak] = 1                      # a new challenger
+        count[~differs] = 0                               # the shown class won this frame
+        np.copyto(cand, labels, where=differs)
+        switch = count >= self.n
+        np.copyto(shown, labels, where=switch)
+        count[switch] = 0
+        return shown.copy()
+
+    def reset(self) -> None:
+        self._shown = self._cand = self._count = None
+
+    def describe(self) -> str:
+        return f"hysteresis:{self.n}"
+
+
+class ProbabilityEMA(Stabiliser):
+    """Exponential moving average of the class probabilities at the model's output resolution:
+    ``p_t = a * softmax(logits_t) + (1 - a) * p_{t-1}``, then the fused upsample + argmax of
+    ``p_t`` (never at frame size). Resets when the output shape changes."""
+
+    name = "ema"
+    uses_scores = True
+
+    def __init__(self, a: float = 0.5) -> None:
+        if not 0.0 < a <= 1.0:
+            raise ValueError(f"ProbabilityEMA needs 0 < a <= 1, got {a}")
+        self.a = float(a)
+        self._p: Optional[np.ndarray] = None
+
+    def scores(self, logits: np.ndarray) -> np.ndarray:
+        x = np.asarray(logits)
+        if x.ndim == 4 and x.shape[0] == 1:
+            x = x[0]
+        if x.ndim != 3 or not np.issubdtype(x.dtype, np.floating):
+            raise EdgesegError(f"ema smoothing needs float class scores shaped (C, h, w); this model "
+                               f"outputs {x.dtype} {x.shape} (labels?): use --smooth mode:3 or "
+                               "hysteresis:2")
+        e = np.exp(x - x.max(axis=0, keepdims=True), dtype=np.float32)
+        p = e / e.sum(axis=0, keepdims=True)
+        if self._p is None or self._p.shape != p.shape:
+            self._p = p
+        else:
+            self._p *= 1.0 - self.a
+            self._p += self.a * p
+        return self._p
+
+    def reset(self) -> None:
+        self._p = None
+
+    def describe(self) -> str:
+        return f"ema:{self.a:g}"
+
+
+#: name -> (constructor from the spec's argument, default argument)
+STABILISERS: dict[str, tuple[Callable[[str], Stabiliser], str]] = {
+    "mode": (lambda v: ModeFilter(int(v)), "3"),
+    "hysteresis": (lambda v: Hysteresis(int(v)), "2"),
+    "ema": (lambda v: ProbabilityEMA(float(v)), "0.5"),
+}
+
+
+def make_stabiliser(spec: Union[str, int, None, Stabiliser]) -> Optional[Stabiliser]:
+    """A stabiliser from a spec (see the module docstring); None for "off"."""
+    if isinstance(spec, Stabiliser):
+        return spec
+    if spec is None or spec is False:
+        return None
+    text = str(spec).strip().lower()
+    if text in ("", "0", "off", "none", "false"):
+        return None
+    if text.isdigit():
+        k = int(text)
+        if k < 2:
+            raise EdgesegError(f"--smooth {k}: a mode filter needs K >= 2 frames (or 0 = off)")
+        return ModeFilter(k)
+    name, _, arg = text.partition(":")
+    if name not in STABILISERS:
+        raise EdgesegError(f"unknown smoothing {spec!r}; use K, mode:K, hysteresis:N or ema:A "
+                           f"(kinds: {', '.join(STABILISERS)})")
+    make, default = STABILISERS[name]
+    try:
+        return make(arg or default)
+    except ValueError as e:
+        raise EdgesegError(f"bad smoothing {spec!r}: {e}") from None

@@ -1,0 +1,65 @@
+"""How alike a track and a detection are: box IoU or mask IoU (a registry of similarity kinds).
+
+A similarity takes the tracks' predicted boxes and last masks moved to their predicted place, and
+the frame's detections, and returns an (n_tracks, n_detections) IoU matrix in [0, 1].
+"""
+from __future__ import annotations
+
+from typing import Callable, Optional
+
+import numpy as np
+
+from .. import ops
+from ..errors import EdgesegError
+from ..masks import MaskSet
+
+Similarity = Callable[..., np.ndarray]
+
+#: name -> function(track_boxes, track_masks, shift, det_boxes, det_masks) -> IoU matrix
+SIMILARITIES: dict[str, Similarity] = {}
+
+
+def register_similarity(name: str) -> Callable[[Similarity], Similarity]:
+    def deco(fn: Similarity) -> Similarity:
+        SIMILARITIES[name] = fn
+        return fn
+    return deco
+
+
+def get_similarity(name: str) -> Similarity:
+    try:
+        return SIMILARITIES[name]
+    except KeyError:
+        raise EdgesegError(f"unknown track matching {name!r}; choose one of {sorted(SIMILARITIES)}") from None
+
+
+def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Pairwise IoU of (N, 4) and (M, 4) xyxy boxes -> float64 (N, M) (0 where the union is empty)."""
+    a = np.asarray(a, np.float64).reshape(-1, 4)
+    b = np.asarray(b, np.float64).reshape(-1, 4)
+    iw = np.minimum(a[:, None, 2], b[None, :, 2]) - np.maximum(a[:, None, 0], b[None, :, 0])
+    ih = np.minimum(a[:, None, 3], b[None, :, 3]) - np.maximum(a[:, None, 1], b[None, :, 1])
+    inter = np.clip(iw, 0, None) * np.clip(ih, 0, None)
+    area_a = np.clip(a[:, 2] - a[:, 0], 0, None) * np.clip(a[:, 3] - a[:, 1], 0, None)
+    area_b = np.clip(b[:, 2] - b[:, 0], 0, None) * np.clip(b[:, 3] - b[:, 1], 0, None)
+    union = area_a[:, None] + area_b[None, :] - inter
+    return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
+
+
+@register_similarity("box")
+def _box(track_boxes: np.ndarray, track_masks: Optional[MaskSet], shift: Optional[np.ndarray],
+         det_boxes: np.ndarray, det_masks: Optional[MaskSet]) -> np.ndarray:
+    """IoU of each track's Kalman-predicted box with each detection's box (what ByteTrack and
+    the trackers of Ultralytics and supervision do)."""
+    return box_iou(track_boxes, det_boxes)
+
+
+@register_similarity("mask")
+def _mask(track_boxes: np.ndarray, track_masks: Optional[MaskSet], shift: Optional[np.ndarray],
+          det_boxes: np.ndarray, det_masks: Optional[MaskSet]) -> np.ndarray:
+    """IoU of each track's last mask, moved by the Kalman-predicted motion of its box centre,
+    with each detection's mask (box-local, in C++)."""
+    if track_masks is None or det_masks is None:
+        raise EdgesegError("mask matching needs masks with every detection; pass masks=, "
+                           "or track with matching='box'")
+    return ops.mask_iou(track_masks, det_masks, shift).astype(np.float64)
