@@ -44,9 +44,15 @@ def add_parser(sub: Any, fmt: Any) -> None:
     p.add_argument("--no-hud", action="store_true", help="do not draw FPS / latency on the frames")
     p.add_argument("--alpha", type=float, default=defaults.OVERLAY_ALPHA, help="overlay colour weight")
     p.add_argument("--realtime", action="store_true", help="pace video files at their FPS (like a camera)")
-    p.add_argument("--smooth", type=int, nargs="?", const=3, default=0, metavar="K",
-                   help="temporal smoothing: per-pixel majority class over the last K frames (K=3 "
-                        "without a value); 0 = off")
+    p.add_argument("--smooth", nargs="?", const="3", default="0", metavar="SPEC",
+                   help="semantic temporal smoothing: K or mode:K (per-pixel majority class over the last "
+                        "K frames; K=3 without a value), hysteresis:N (a pixel changes class after N frames "
+                        "in a row), ema:A (moving average of the class probabilities at the model's output "
+                        "resolution, newest frame weight A); 0 = off")
+    p.add_argument("--track", nargs="?", const="mask", default=None, choices=("mask", "box"),
+                   help="instance models: give detections ids that persist across frames (ByteTrack-style "
+                        "association with a Kalman filter), matched by mask IoU (default) or box IoU; ids "
+                        "appear in the overlay, --json and the COCO output")
     p.add_argument("--width", type=int, help="camera: requested width; synthetic: frame width (640)")
     p.add_argument("--height", type=int, help="camera: requested height; synthetic: frame height (360)")
     p.add_argument("--fps", type=float, help="camera: requested FPS; synthetic: frames per second (30)")
@@ -115,7 +121,8 @@ def cmd_run(args: argparse.Namespace) -> int:
             source.close()
         raise
     pipe = Pipeline(predictor, source, sinks, max_frames=args.frames, realtime=args.realtime,
-                    smooth=args.smooth, hud=not args.no_hud, alpha=args.alpha)
+                    smooth=args.smooth, track={"matching": args.track} if args.track else False,
+                    hud=not args.no_hud, alpha=args.alpha)
 
     previous = None
     if threading.current_thread() is threading.main_thread():

@@ -34,7 +34,8 @@ from ..errors import EdgesegError, SourceError
 from ..runtime.results import InstanceResult, SemanticResult
 from .sources import LiveSource
 from .queues import END, BoundedQueue
-from .render import ModeFilter, draw_hud
+from ..tracking import Tracker, make_stabiliser
+from .render import draw_hud
 from .sinks import Sink
 from .sources import Frame, IterableSource, Source, open_source
 from .stats import LatencyStats
@@ -164,7 +165,12 @@ class Pipeline:
             :class:`WindowSink` ...). Closed when the pipeline ends, whatever the reason.
         max_frames: stop after this many frames (all of them fully processed).
         realtime: pace a finite source at its FPS (like a camera would deliver it).
-        smooth: k >= 2 turns on :class:`ModeFilter` temporal smoothing over k frames; 0 = off.
+        smooth: semantic temporal smoothing: k >= 2 (a :class:`ModeFilter` over k frames), a spec
+            "mode:K" / "hysteresis:N" / "ema:A" (:mod:`edgeseg.tracking.semantic`), or a
+            stabiliser object; 0 = off.
+        track: instance models: give detections track ids (:class:`edgeseg.Tracker`): True for
+            the default (mask-IoU matching), a dict of Tracker options, or a Tracker. Results
+            then hold only tracked detections, with ``track_ids``.
         render: draw overlays (``result.vis``); default: only when a sink needs pixels.
         hud: draw FPS and latency on rendered frames.
         alpha: overlay colour weight.
@@ -176,7 +182,7 @@ class Pipeline:
 
     def __init__(self, predictor: Any, source: Source | str | int | Path,
                  sinks: Sequence[Sink] = (), *, max_frames: int | None = None, realtime: bool = False,
-                 smooth: int = 0, render: bool | None = None, hud: bool = True,
+                 smooth: Any = 0, track: Any = False, render: bool | None = None, hud: bool = True,
                  alpha: float = defaults.OVERLAY_ALPHA, on_result: Callable[[StreamResult], None] | None = None,
                  queue_size: int = 1, stats_window: int = 10_000,
                  log: Callable[[str], None] | None = None) -> None:
@@ -185,10 +191,17 @@ class Pipeline:
         self.sinks = list(sinks)
         self.max_frames = max_frames
         self.realtime = realtime
-        if smooth and smooth >= 2 and getattr(predictor, "task", "semantic") != "semantic":
+        task = getattr(predictor, "task", "semantic")
+        self.smoother = make_stabiliser(smooth)
+        if self.smoother is not None and task != "semantic":
             raise EdgesegError(f"smoothing (--smooth {smooth}) applies to semantic label maps; this is "
-                               f"a {predictor.task} model: drop --smooth")
-        self.smoother = ModeFilter(smooth) if smooth and smooth >= 2 else None
+                               f"a {task} model: drop --smooth (instances: --track)")
+        self.tracker: Tracker | None = None
+        if track is not False and track is not None:
+            if task != "instance":
+                raise EdgesegError(f"tracking (--track) gives instance detections ids; this is a {task} "
+                                   "model: drop --track (semantic labels: --smooth)")
+            self.tracker = track if isinstance(track, Tracker) else Tracker(**(track if isinstance(track, dict) else {}))
         self.render = any(s.needs_image for s in self.sinks) if render is None else render
         self.hud = hud
         self.alpha = alpha
@@ -427,9 +440,12 @@ class Pipeline:
 
     def _post(self, item: _Item) -> _Item:
         t0 = time.perf_counter()
-        payload = self.predictor.post(item.output[0], item.info)
+        output = item.output[0]
+        if self.smoother is not None and self.smoother.uses_scores:
+            output = self.smoother.scores(output)
+        payload = self.predictor.post(output, item.info)
         if self.smoother is not None:
-            payload = self.smoother(payload)
+            payload = self.smoother.labels(payload)
         t1 = time.perf_counter()
         item.timings["post"] = (t1 - t0) * 1e3
         f = item.frame
@@ -438,6 +454,11 @@ class Pipeline:
         if isinstance(payload, dict):  # instance detections
             item.result = InstanceStreamResult(frame=f.image, meta=self.predictor.meta, timings=item.timings,
                                                **payload, **where)
+            if self.tracker is not None:
+                item.result = self.tracker(item.result)
+                t2 = time.perf_counter()
+                item.timings["track"] = (t2 - t1) * 1e3
+                item.result.t_result = t2
         else:
             item.result = StreamResult(payload, f.image, self.predictor.meta, item.timings, **where)
         item.output = item.info = None
@@ -527,11 +548,12 @@ def as_source(source: Any, **options: Any) -> Source:
 
 
 def stream(predictor: Any, source: Any, sinks: Sequence[Sink] = (), *, max_frames: int | None = None,
-           realtime: bool = False, smooth: int = 0, render: bool | None = None, hud: bool = True,
+           realtime: bool = False, smooth: Any = 0, track: Any = False, render: bool | None = None,
+           hud: bool = True,
            on_result: Callable[[StreamResult], None] | None = None, **source_options: Any
            ) -> Iterator[StreamResult]:
     """Run ``predictor`` over ``source`` in a :class:`Pipeline` and yield :class:`StreamResult`
     objects (labels, frame, timestamps, timings, live stats) as they complete."""
     pipe = Pipeline(predictor, as_source(source, **source_options), sinks, max_frames=max_frames,
-                    realtime=realtime, smooth=smooth, render=render, hud=hud, on_result=on_result)
+                    realtime=realtime, smooth=smooth, track=track, render=render, hud=hud, on_result=on_result)
     yield from pipe.results()

@@ -160,6 +160,9 @@ class ProbabilityEMA(Stabiliser):
             raise EdgesegError(f"ema smoothing needs float class scores shaped (C, h, w); this model "
                                f"outputs {x.dtype} {x.shape} (labels?): use --smooth mode:3 or "
                                "hysteresis:2")
+        if x.shape[0] < 2:
+            raise EdgesegError(f"ema smoothing needs scores of 2 or more classes, got {x.shape[0]} channel: "
+                               "use --smooth mode:3 or hysteresis:2")
         e = np.exp(x - x.max(axis=0, keepdims=True), dtype=np.float32)
         p = e / e.sum(axis=0, keepdims=True)
         if self._p is None or self._p.shape != p.shape:
