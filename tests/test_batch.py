@@ -123,6 +123,15 @@ def test_expand_inputs(data, tmp_path, monkeypatch):
         expand_inputs([str(tmp_path / "*.nothing")])
 
 
+def test_imports_stay_lazy():
+    import subprocess
+
+    code = ("import sys, edgeseg.cli, edgeseg.batch, edgeseg.integrations.ray; "
+            "print(sorted(m for m in ('ray', 'torch') if m in sys.modules))")
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() \
+        == "[]"
+
+
 def test_sequential_without_ray(data, reference, tmp_path, monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` raises ImportError, as without the extra
     out = tmp_path / "out"
@@ -177,17 +186,17 @@ def test_ray_rerun_redoes_changed_inputs_and_options(ray_cluster, data, referenc
     rec.write_bytes(data["rec0"].read_bytes())
     out = tmp_path / "out"
     settings = BatchSettings(video=None)
-    s = run_batch(settings, [str(rec), str(data["rec1"])], out, use_ray=True, workers=2, progress=False)
+    s = run_batch(settings, [str(rec), str(data["rec1"])], out, use_ray=True, workers=1, progress=False)
     assert _statuses(s) == {"rec0": "done", "rec1": "done"} and not (out / "rec0" / "overlay.mp4").exists()
     assert _content(out / "rec0" / "results.jsonl") == reference["rec0"]
     # a re-recorded input is redone, the other skipped
     _write_video(rec, 5, n=4)
-    s = run_batch(settings, [str(rec), str(data["rec1"])], out, use_ray=True, workers=2, progress=False)
+    s = run_batch(settings, [str(rec), str(data["rec1"])], out, use_ray=True, workers=1, progress=False)
     assert _statuses(s) == {"rec0": "done", "rec1": "skipped"}
     assert len(_content(out / "rec0" / "results.jsonl")) == 4
     # other options: everything redone
     s = run_batch(BatchSettings(video=None, max_frames=2), [str(rec), str(data["rec1"])], out, use_ray=True,
-                  workers=2, progress=False)
+                  workers=1, progress=False)
     assert _statuses(s) == {"rec0": "done", "rec1": "done"}
     assert _content(out / "rec1" / "results.jsonl") == reference["rec1"][:2]
 

@@ -38,6 +38,7 @@ class Recording:
     spec: str
     fingerprint: str
     missing: bool = False
+    size: int = 0  #: bytes on disk (the larger, the earlier it is scheduled)
 
 
 def _is_image(p: Path) -> bool:
@@ -142,5 +143,6 @@ def expand_inputs(inputs: Iterable[str | os.PathLike]) -> list[Recording]:
     for (spec, files, missing), name in zip(triples, names):
         if counts[name] > 1:
             name = f"{name}-{hashlib.sha1(spec.encode()).hexdigest()[:8]}"
-        out.append(Recording(name, spec, "" if missing else _fingerprint(files), missing))
+        size = 0 if missing else sum(p.stat().st_size for p in files)
+        out.append(Recording(name, spec, "" if missing else _fingerprint(files), missing, size))
     return out

@@ -141,7 +141,6 @@ def run_batch(settings: BatchSettings, inputs: Iterable[str], out: str | Path, *
     load(settings.model, threads=1, task=settings.task if settings.model is None else "semantic",
          **dict(settings.load_options))
 
-    out.mkdir(parents=True, exist_ok=True)
     keys = {r.name: recording_key(digest, settings, r) for r in recs}
     entries: dict[str, dict[str, Any]] = {}
     jobs: list[tuple[Recording, str]] = []
@@ -152,6 +151,8 @@ def run_batch(settings: BatchSettings, inputs: Iterable[str], out: str | Path, *
         else:
             entries[r.name] = {"name": r.name, "input": r.spec, "status": "pending"}
             jobs.append((r, keys[r.name]))
+    # Longest first: one task per recording, so a long one started last would set the tail.
+    jobs.sort(key=lambda job: job[0].size, reverse=True)
     if len(jobs) < len(recs):
         log(f"{len(recs) - len(jobs)} of {len(recs)} recording(s) already done with this model and "
             "settings: skipped")
@@ -198,6 +199,7 @@ def run_batch(settings: BatchSettings, inputs: Iterable[str], out: str | Path, *
         bar.update(0, frames=state["frames_done"] + live, failed=state["failed"])
 
     if not jobs:
+        out.mkdir(parents=True, exist_ok=True)
         runner_info["runner"] = "none"
         write(final=True)
         return summary(runner_info)
@@ -209,6 +211,7 @@ def run_batch(settings: BatchSettings, inputs: Iterable[str], out: str | Path, *
                            threads=threads, retries=retries, runtime_env=runtime_env, jobs=len(jobs))
     else:
         runner = SequentialRunner(settings, out, threads=threads)
+    out.mkdir(parents=True, exist_ok=True)
     runner_info.update(runner.describe())
     log(f"{len(jobs)} recording(s) on {runner_info['workers']} {runner.name} worker(s) -> {out}")
     try:

@@ -118,7 +118,7 @@ class RecordingWorker:
         """Run ``rec`` and move its outputs into ``OUT/<name>/``; returns its summary entry
         (``status`` "done" or "failed", ``frames``, ``fps``, ``wall_s``, ``error`` ...).
         Errors of the recording (corrupt file, unreadable frames) are returned, not raised."""
-        t0 = time.perf_counter()
+        t0, started = time.perf_counter(), time.time()
         self._frames = 0
         entry: dict[str, Any] = {"name": rec.name, "input": rec.spec, "status": "failed", "frames": 0,
                                  "fps": None, "wall_s": None, "error": None}
@@ -147,6 +147,7 @@ class RecordingWorker:
         if entry["status"] != "done":
             entry["frames"] = self._frames
         entry["wall_s"] = round(time.perf_counter() - t0, 3)
+        entry["start_unix"] = round(started, 3)
         return entry
 
     def _run(self, rec: Recording, stage: Path) -> dict[str, Any]:

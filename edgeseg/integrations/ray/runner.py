@@ -75,6 +75,9 @@ class RayRunner:
             else:
                 try:
                     ray.init(address=address, logging_level=logging.WARNING, log_to_driver=False)
+                except ImportError as e:  # ray:// needs Ray Client's extra packages
+                    raise EdgesegError(f"joining {address!r} needs Ray Client: pip install 'edgeseg[ray]' "
+                                       f"(ray[client]); {_short(e)}") from None
                 except (ConnectionError, ValueError, RuntimeError) as e:
                     raise EdgesegError(f"cannot join the Ray cluster at {address!r}: {_short(e)}; start one with "
                                        "`ray start --head` or check the address") from None
