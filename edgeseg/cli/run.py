@@ -41,6 +41,12 @@ def add_parser(sub: Any, fmt: Any) -> None:
     p.add_argument("--show", action="store_true", help="show the overlay in a window (needs a display and "
                                                        "opencv-python, not -headless); q, Esc or closing the "
                                                        "window stops")
+    p.add_argument("--serve", metavar="[HOST:]PORT", help="watch the overlay and live stats in a browser at "
+                                                         "http://HOST:PORT/ (MJPEG stream, /stats.json); HOST "
+                                                         "defaults to 127.0.0.1 (this machine only); any other "
+                                                         "host (0.0.0.0: every network) needs an access token")
+    p.add_argument("--serve-token", metavar="TOKEN", help="access token of --serve (default: generated and "
+                                                          "printed when HOST is not 127.0.0.1)")
     p.add_argument("--no-hud", action="store_true", help="do not draw FPS / latency on the frames")
     p.add_argument("--alpha", type=float, default=defaults.OVERLAY_ALPHA, help="overlay colour weight")
     p.add_argument("--realtime", action="store_true", help="pace video files at their FPS (like a camera)")
@@ -74,7 +80,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     import threading
 
     from .._io import write_json
-    from ..pipeline import (ImageDirSink, JsonlSink, LiveSource, Pipeline, VideoSink, WindowSink,
+    from ..pipeline import (ImageDirSink, JsonlSink, LiveSource, Pipeline, VideoSink, WebSink, WindowSink,
                            apply_cpp_threads, default_thread_policy, open_source)
     from ..pipeline.sinks import RosbagSink
     from ..pipeline.sources import RosbagSource
@@ -83,6 +89,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise EdgesegError("give exactly one input: --camera N (or /dev/videoN) or --source PATH|URL|DIR|GLOB|synthetic")
     if args.frames is not None and args.frames < 1:
         raise EdgesegError(f"--frames must be >= 1, got {args.frames}")
+    if args.serve_token is not None and args.serve is None:
+        raise EdgesegError("--serve-token goes with --serve [HOST:]PORT")
     window = WindowSink("edgeseg run") if args.show else None  # no display: fail before loading anything
     policy = default_thread_policy(ort_threads=args.threads)
     apply_cpp_threads(policy)
@@ -99,7 +107,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     pipe: Pipeline | None = None
     source = None
     sinks: list = [window] if window is not None else []
+    web = None
     try:
+        if args.serve is not None:  # before the source: a port in use fails before a camera opens
+            web = WebSink(args.serve, token=args.serve_token, info={"model": repr(predictor)})
+            sinks.append(web)
         source = open_source(spec, lenient=True, **options)
         if isinstance(source, LiveSource):
             source.start()  # fail fast (missing camera, bad URL) and learn the real FPS
@@ -123,6 +135,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     pipe = Pipeline(predictor, source, sinks, max_frames=args.frames, realtime=args.realtime,
                     smooth=args.smooth, track={"matching": args.track} if args.track else False,
                     hud=not args.no_hud, alpha=args.alpha)
+    if web is not None:
+        web.info["source"] = source.describe()
+        print(f"edgeseg run: watch at {web.url}", file=sys.stderr, flush=True)
 
     previous = None
     if threading.current_thread() is threading.main_thread():

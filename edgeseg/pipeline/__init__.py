@@ -9,7 +9,7 @@ is opened. Nothing here imports torch.
 from .sources import CameraSource, LiveSource, StreamSource, SyntheticSource
 from .queues import END, BoundedQueue
 from .render import ModeFilter, draw_hud
-from .sinks import ImageDirSink, JsonlSink, Sink, VideoSink, WindowSink, gui_problem
+from .sinks import ImageDirSink, JsonlSink, Sink, VideoSink, WebSink, WindowSink, gui_problem
 from .sources import Frame, ImageSource, IterableSource, Source, VideoFileSource, image_paths, open_source
 from .stats import LatencyStats
 from .stream import InstanceStreamResult, Pipeline, StreamResult, as_source, stream
@@ -19,7 +19,7 @@ __all__ = [
     "Pipeline", "StreamResult", "InstanceStreamResult", "stream", "as_source",
     "Source", "Frame", "ImageSource", "VideoFileSource", "IterableSource", "LiveSource",
     "CameraSource", "StreamSource", "SyntheticSource", "open_source", "image_paths",
-    "Sink", "VideoSink", "ImageDirSink", "JsonlSink", "WindowSink", "gui_problem",
+    "Sink", "VideoSink", "ImageDirSink", "JsonlSink", "WebSink", "WindowSink", "gui_problem",
     "LatencyStats", "BoundedQueue", "END", "ModeFilter", "draw_hud",
     "ThreadPolicy", "default_thread_policy", "apply_cpp_threads",
 ]

@@ -8,6 +8,8 @@ from .images import ImageDirSink
 from .jsonl import JsonlSink
 from .rosbag import RosbagSink
 from .video import VideoSink
+from .web import WebSink
 from .window import WindowSink, gui_problem
 
-__all__ = ["Sink", "VideoSink", "ImageDirSink", "JsonlSink", "RosbagSink", "WindowSink", "gui_problem"]
+__all__ = ["Sink", "VideoSink", "ImageDirSink", "JsonlSink", "RosbagSink", "WebSink", "WindowSink",
+           "gui_problem"]
