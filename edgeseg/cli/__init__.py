@@ -27,6 +27,7 @@ examples:
   edgeseg predict model.onnx images/ --out preds/
   edgeseg eval model.onnx --data voc:VOCdevkit/VOC2012 --split val
   edgeseg bench model.onnx runs/s/best --backend all   # latency percentiles per backend
+  edgeseg batch model.onnx "drives/*.mp4" --out results/   # many recordings, on Ray when installed
 """
 
 
