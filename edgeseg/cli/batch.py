@@ -7,7 +7,7 @@ from typing import Any
 
 from .. import defaults
 from ..errors import EdgesegError
-from ._common import _add_instance_options, _add_model_facts, _add_task
+from ._common import _add_instance_options, _add_model_facts, _add_task, model_facts
 
 
 def add_parser(sub: Any, fmt: Any) -> None:
@@ -59,10 +59,8 @@ def add_parser(sub: Any, fmt: Any) -> None:
 def _settings(args: argparse.Namespace) -> Any:
     from ..batch import BatchSettings
 
-    classes = args.classes.split(",") if args.classes else None
-    facts = dict(backend=args.backend, num_classes=args.num_classes, classes=classes, input_size=args.imgsz,
-                 mean=args.mean, std=args.std, output_stride=args.output_stride, score_threshold=args.conf,
-                 iou_threshold=args.iou, max_detections=args.max_det)
+    facts = dict(model_facts(args), backend=args.backend, score_threshold=args.conf, iou_threshold=args.iou,
+                 max_detections=args.max_det)
     load_options = tuple(sorted((k, tuple(v) if isinstance(v, list) else v) for k, v in facts.items()
                                 if v is not None and not (k == "backend" and v == "auto")))
     return BatchSettings(model=args.model, task=args.task, load_options=load_options,
