@@ -212,3 +212,17 @@ def test_export_stores_the_facts_inside_a_foreign_model(tmp_path, capsys):
     assert np.array_equal(p(frame).labels, edgeseg.load(path, mean=(0, 0, 0), std=(255, 255, 255))(frame).labels)
     assert main(["export", str(out), "--mean", "1,1,1", "--std", "2,2,2", "--out", str(tmp_path / "x.onnx")]) == 2
     assert "already carries edgeseg metadata" in capsys.readouterr().err
+
+
+def test_stored_metadata_that_contradicts_the_graph_is_refused(tmp_path):
+    path = _conv_net(tmp_path / "m.onnx", 4, stride=8)
+    good = edgeseg.load(path, **IMAGENET).meta
+    for change, match in (({"classes": ["a", "b", "c"]}, "3 classes but the graph outputs 4"),
+                          ({"input_size": [32, 32]}, "input height 32 but the graph's input is fixed at 64"),
+                          ({"output_names": ["nope"]}, "outputs \\['nope'\\]")):
+        model = onnx.load(str(path))
+        model.metadata_props.add(key="edgeseg.meta", value=good.replace(extra={}, **change).to_json())
+        bad = tmp_path / "bad.onnx"
+        onnx.save(model, str(bad))
+        with pytest.raises(ModelError, match=match):
+            edgeseg.load(bad)

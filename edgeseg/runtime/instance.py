@@ -88,7 +88,7 @@ def frame_boxes(boxes: np.ndarray, info: "ops.LetterboxInfo") -> np.ndarray:
 
 
 def postprocess_instances(output: Mapping[str, np.ndarray], info: "ops.LetterboxInfo",
-                          thresholds: InstanceThresholds | None = None) -> dict[str, Any]:
+                          thresholds: InstanceThresholds | None = None, crop_offset: float = 0.0) -> dict[str, Any]:
     """One image's raw head outputs -> detections at frame resolution.
 
     ``output`` maps "boxes" (A, 4) xyxy input pixels, "scores" (A, C) class probabilities,
@@ -109,7 +109,10 @@ def postprocess_instances(output: Mapping[str, np.ndarray], info: "ops.Letterbox
         _f32_view(boxes), _f32_view(scores), iou_threshold=t.iou, score_threshold=t.score,
         max_candidates=t.max_candidates, max_detections=t.max_detections, class_agnostic=t.class_agnostic)
     fboxes = frame_boxes(np.asarray(boxes[idx], np.float32), info)
-    masks = ops.assemble_masks(np.ascontiguousarray(coeffs[idx], np.float32), _f32(protos), fboxes,
+    # A mask covers the frame pixels whose centre lies in its box; ``crop_offset`` 0.5 makes that
+    # "whose index lies in the box" (x0 <= x < x1), the crop rule of Ultralytics' masks.
+    crop = fboxes + np.float32(crop_offset) if crop_offset else fboxes
+    masks = ops.assemble_masks(np.ascontiguousarray(coeffs[idx], np.float32), _f32(protos), crop,
                                info.src_hw, letterbox=info, threshold=t.mask)
     return {"boxes": fboxes, "scores": np.asarray(sc, np.float32), "class_ids": np.asarray(cls, np.int32),
             "masks": masks}
@@ -131,6 +134,7 @@ class InstancePredictor(Predictor):
         super().__init__(backend, meta)
         self.thresholds = InstanceThresholds.for_model(meta, **thresholds)
         self._graph_nms = bool(meta.extra.get("graph_nms"))  # rows already suppressed in the graph
+        self._crop_offset = float(meta.extra.get("mask_crop_offset", 0.0))
 
     def infer(self, tensor: np.ndarray) -> InstanceOutputs:
         """Stage 2: run the backend -> raw head outputs (index ``[i]`` for image i)."""
@@ -141,7 +145,7 @@ class InstancePredictor(Predictor):
         t = self.thresholds
         if self._graph_nms and t.iou < 1.0:
             t = replace(t, iou=1.0)  # NMS already ran in the graph: an IoU of 1 suppresses nothing
-        return postprocess_instances(output, info, t)
+        return postprocess_instances(output, info, t, self._crop_offset)
 
     def make_result(self, payload: dict[str, Any], frame: np.ndarray, timings: dict[str, float]) -> InstanceResult:
         return InstanceResult(frame=frame, meta=self.meta, timings=timings, **payload)

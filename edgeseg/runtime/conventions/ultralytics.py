@@ -105,7 +105,7 @@ class UltralyticsConvention(Convention):
         assert names is not None and size is not None and norm is not None
         extra: dict[str, Any] = {
             "convention": self.name, "variant": variant, "score_threshold": CONF, "iou_threshold": IOU,
-            "max_detections": MAX_DET, "max_candidates": MAX_NMS, **input_extra(facts, img),
+            "max_detections": MAX_DET, "max_candidates": MAX_NMS, "mask_crop_offset": 0.5, **input_extra(facts, img),
             "source": "Ultralytics metadata" if official else "YOLO-seg output shapes + user-supplied facts"}
         if variant == "end2end":
             extra["graph_nms"] = True
