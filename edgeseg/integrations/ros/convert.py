@@ -257,9 +257,12 @@ def class_mask(labels: np.ndarray) -> tuple[np.ndarray, str]:
 
 def color_mask(labels: np.ndarray, palette_rgb: Sequence[Sequence[int]]) -> np.ndarray:
     """Each pixel's class colour, RGB uint8 (H, W, 3) (for an rgb8 image); ids past the palette are black."""
-    pal = np.zeros((max(len(palette_rgb), int(labels.max(initial=0)) + 1), 3), np.uint8)
-    pal[:len(palette_rgb)] = np.asarray(palette_rgb, np.uint8).reshape(-1, 3)
-    return pal[labels]
+    from ... import ops
+
+    h, w = labels.shape
+    pal = np.ascontiguousarray(np.asarray(palette_rgb, np.uint8).reshape(-1, 3))
+    # The core's overlay at alpha 1 paints palette colours exactly and leaves other ids untouched.
+    return ops.overlay(np.zeros((h, w, 3), np.uint8), np.ascontiguousarray(labels), pal, alpha=1.0)
 
 
 def label_info_msg(kit: MessageKit, hdr: Any, class_names: Sequence[str], threshold: float = 0.0) -> Any:
