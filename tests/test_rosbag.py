@@ -60,6 +60,7 @@ def test_source_reads_every_storage_and_keeps_headers(tmp_path, storage, layout)
     assert [f.index for f in got] == [0, 1, 2, 3]
     for i, (f, ref) in enumerate(zip(got, frames)):
         np.testing.assert_array_equal(f.image, ref)
+        assert f.image.flags.writeable and f.image.flags.c_contiguous
         assert f.stamp_ns == START + i * 100_000_000 and f.frame_id == "cam_front"
 
 

@@ -116,8 +116,8 @@ def to_bgr(array: np.ndarray, encoding_name: str) -> np.ndarray:
     enc = encoding(encoding_name)
     if array.dtype == np.uint16:
         array = (array >> 8).astype(np.uint8)
-    if enc.bgr is None:
-        return np.ascontiguousarray(array)
+    if enc.bgr is None:  # a view of the message's buffer may be read-only: frames are writable
+        return array if array.flags.writeable and array.flags.c_contiguous else array.copy()
     return cv2.cvtColor(array, enc.bgr)
 
 
