@@ -7,6 +7,7 @@ normalisation.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
@@ -15,6 +16,9 @@ from .errors import ModelError
 from .geometry import parse_size
 
 FORMAT_VERSION = 1
+#: Bounds on what metadata may declare (a hostile file could ask for anything).
+MAX_CLASSES = 65535
+MAX_INPUT_SIDE = 16384
 TASKS = ("semantic", "instance")
 
 
@@ -76,19 +80,41 @@ class ModelMeta:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        # Every field is type- and range-checked here: metadata comes from files users did not
+        # write, and a wrong value must be refused, never decoded into plausible wrong output.
         if self.task not in TASKS:
             raise ModelError(f"model metadata: task must be one of {TASKS}, got {self.task!r}")
+        if isinstance(self.classes, (str, bytes)) or not isinstance(self.classes, (list, tuple)):
+            raise ModelError(f"model metadata: 'classes' must be a list of class names, got {self.classes!r:.80}")
         if not self.classes:
             raise ModelError("model metadata: 'classes' is empty; give the class names")
+        if len(self.classes) > MAX_CLASSES:
+            raise ModelError(f"model metadata: {len(self.classes)} classes; at most {MAX_CLASSES} are supported")
+        if not all(isinstance(c, (str, int)) and not isinstance(c, bool) and len(str(c)) <= 256 for c in self.classes):
+            raise ModelError("model metadata: every class name must be a string of at most 256 characters")
         self.classes = [str(c) for c in self.classes]
         self.input_size = parse_size(self.input_size, "model metadata: input_size", ModelError)
+        if max(self.input_size) > MAX_INPUT_SIDE:
+            raise ModelError(f"model metadata: input_size {self.input_size} exceeds {MAX_INPUT_SIDE} pixels a side")
         self.mean = _triple(self.mean, "mean")
         self.std = _triple(self.std, "std")
         if any(s <= 0 for s in self.std):
             raise ModelError(f"model metadata: std must be positive, got {self.std}")
+        self.output_stride = _int(self.output_stride, "output_stride", 0, 4096)
+        self.pad_value = _int(self.pad_value, "pad_value", 0, 255)
+        if self.layout not in ("NCHW", "NHWC"):
+            raise ModelError(f"model metadata: layout must be NCHW or NHWC, got {self.layout!r:.40}")
+        if not isinstance(self.input_name, str) or not isinstance(self.output_names, (list, tuple)) \
+                or not self.output_names or not all(isinstance(n, str) for n in self.output_names):
+            raise ModelError("model metadata: input_name must be a string and output_names a non-empty list of strings")
+        self.output_names = list(self.output_names)
+        if not isinstance(self.dynamic, bool) or not isinstance(self.extra, dict):
+            raise ModelError("model metadata: 'dynamic' must be true/false and 'extra' an object")
         if not self.palette:
             self.palette = default_palette(len(self.classes))
-        self.palette = [tuple(int(v) for v in c) for c in self.palette]  # type: ignore[misc]
+        if not isinstance(self.palette, (list, tuple)):
+            raise ModelError(f"model metadata: palette must be a list of RGB triples, got {self.palette!r:.80}")
+        self.palette = [_colour(c) for c in self.palette]
         if len(self.palette) < len(self.classes):
             raise ModelError(
                 f"model metadata: palette has {len(self.palette)} colours for "
@@ -122,12 +148,18 @@ class ModelMeta:
         missing = [k for k in ("task", "classes", "input_size") if k not in d]
         if missing:
             raise ModelError(f"model metadata is missing {missing}; re-export the model with edgeseg")
-        if int(d.get("format_version", FORMAT_VERSION)) > FORMAT_VERSION:
+        version = d.get("format_version", FORMAT_VERSION)
+        if not isinstance(version, int) or isinstance(version, bool):
+            raise ModelError(f"model metadata: format_version must be an integer, got {version!r:.40}")
+        if version > FORMAT_VERSION:
             raise ModelError(
                 f"model metadata format {d['format_version']} is newer than this edgeseg "
                 f"understands ({FORMAT_VERSION}); upgrade edgeseg"
             )
-        return cls(**{k: v for k, v in d.items() if k in known})
+        try:
+            return cls(**{k: v for k, v in d.items() if k in known})
+        except (TypeError, ValueError, OverflowError) as e:
+            raise ModelError(f"model metadata has a value of the wrong type ({e}); re-export the model") from None
 
     @classmethod
     def from_json(cls, text: str) -> "ModelMeta":
@@ -145,7 +177,28 @@ class ModelMeta:
 
 def _triple(v: Any, name: str) -> tuple[float, float, float]:
     try:
+        if isinstance(v, (str, bytes)) or any(isinstance(x, (str, bytes, bool)) for x in v):
+            raise TypeError
         a, b, c = (float(x) for x in v)
-    except (TypeError, ValueError):
-        raise ModelError(f"model metadata: {name} must be 3 numbers (R, G, B), got {v!r}") from None
+    except (TypeError, ValueError, OverflowError):
+        raise ModelError(f"model metadata: {name} must be 3 numbers (R, G, B), got {v!r:.80}") from None
+    if not all(math.isfinite(x) for x in (a, b, c)):
+        raise ModelError(f"model metadata: {name} must be finite numbers, got {(a, b, c)}")
     return a, b, c
+
+
+def _int(v: Any, name: str, lo: int, hi: int) -> int:
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or int(v) != v \
+            or not lo <= int(v) <= hi:
+        raise ModelError(f"model metadata: {name} must be an integer in [{lo}, {hi}], got {v!r:.40}")
+    return int(v)
+
+
+def _colour(c: Any) -> tuple[int, int, int]:
+    try:
+        if isinstance(c, (str, bytes)):
+            raise TypeError
+        r, g, b = (_int(x, "palette colour", 0, 255) for x in c)
+    except (TypeError, ValueError):
+        raise ModelError(f"model metadata: palette colours must be 3 integers 0..255 (R, G, B), got {c!r:.40}") from None
+    return r, g, b

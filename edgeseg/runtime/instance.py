@@ -47,8 +47,12 @@ class InstanceThresholds:
     def validate(self) -> None:
         for name in ("score", "iou", "mask"):
             v = getattr(self, name)
-            if not 0.0 <= float(v) <= 1.0:
-                raise ModelError(f"{name} threshold must be in [0, 1], got {v}")
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0.0 <= float(v) <= 1.0:
+                raise ModelError(f"{name} threshold must be a number in [0, 1], got {v!r:.40}")
+        for name in ("max_candidates", "max_detections"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v > 1_000_000:
+                raise ModelError(f"{name} must be an integer in [1, 1000000], got {v!r:.40}")
         if self.max_candidates < 1 or self.max_detections < 1:
             raise ModelError(f"max_candidates and max_detections must be >= 1, got "
                              f"{self.max_candidates} and {self.max_detections}")
