@@ -35,7 +35,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from . import __version__
+from . import __version__, defaults
 from ._io import atomic_path, write_json
 from ._progress import Progress
 from .errors import BackendError, EdgesegError
@@ -51,17 +51,13 @@ SCHEMA = 1
 SEQUENTIAL_STAGES = ("pre", "infer", "post", "end_to_end")
 #: Pipeline stages that can bound its throughput (see :data:`edgeseg.pipeline.stream.STAGES`).
 PIPELINE_STAGES = ("capture", "pre", "infer", "post", "render", "sink")
-#: Default frame size (height, width): 720p landscape.
-DEFAULT_FRAME_SIZE = (720, 1280)
-#: Distinct synthetic frames cycled through the runs.
-DISTINCT_FRAMES = 8
 BACKEND_CHOICES = ("auto", "all")
 
 
 # ------------------------------------------------------------------------------------ frames
 
 
-def synthetic_frames(size: tuple[int, int], n: int = DISTINCT_FRAMES, seed: int = 0) -> list[np.ndarray]:
+def synthetic_frames(size: tuple[int, int], n: int = defaults.BENCH_DISTINCT_FRAMES, seed: int = 0) -> list[np.ndarray]:
     """``n`` BGR uint8 frames of the moving synthetic scene at ``size`` (height, width), a few
     time steps apart (objects move between them)."""
     from .data.synthetic import video_frame
@@ -353,7 +349,7 @@ def run_bench(models: Sequence[str | Path | None] | None = None, *, task: str = 
     n_pipe = runs if pipeline_frames is None else int(pipeline_frames)
     if n_pipe < 0:
         raise EdgesegError(f"pipeline frames (--pipeline-frames) must be >= 0, got {n_pipe}")
-    size = parse_size(DEFAULT_FRAME_SIZE if frame_size is None else frame_size, "frame size", EdgesegError)
+    size = parse_size(defaults.BENCH_FRAME_SIZE if frame_size is None else frame_size, "frame size", EdgesegError)
     if out_dir is not None:
         _check_out_dir(Path(out_dir))  # fail before minutes of measuring, not after
     targets, skipped = resolve_targets(list(models or []), backend, task)

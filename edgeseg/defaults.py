@@ -30,14 +30,39 @@ PARITY_IMAGES: int = 4
 INSTANCE_INPUT_SIZE: tuple[int, int] = (256, 256)
 #: Detections below this class probability are dropped before NMS.
 SCORE_THRESHOLD: float = 0.25
-#: Class-aware NMS IoU threshold.
+#: Class-aware NMS IoU threshold: a box is dropped when its IoU with a kept box is above it.
 IOU_THRESHOLD: float = 0.5
 #: A pixel belongs to an instance when sigmoid(mask logit) > this.
 MASK_THRESHOLD: float = 0.5
-#: Candidates kept (by score) before NMS, and detections kept after it.
+#: Candidates kept (by score) before NMS, and detections kept after it (``ops.nms`` and
+#: ``ops.select_detections`` too; ``csrc/core/nms.h`` has the same defaults, checked by a test).
 MAX_CANDIDATES: int = 1000
 MAX_DETECTIONS: int = 100
 #: Detection score threshold used for COCO evaluation (low: AP integrates over all scores).
 EVAL_SCORE_THRESHOLD: float = 0.001
 #: The default instance model shipped inside the package (relative to edgeseg/assets/).
 DEFAULT_INSTANCE_MODEL: str = "instance_default.onnx"
+
+# ---- training
+#: Model trained by ``edgeseg train`` per task when none is named.
+TRAIN_MODEL: dict[str, str] = {"semantic": "liteseg_t", "instance": "yoloseg_n"}
+
+# ---- deployment exports (OpenVINO, ONNX INT8, TensorRT) and their accuracy gate
+#: Largest allowed mIoU / mask AP drop of an export (fraction; 0.01 = one point).
+GATE_MAX_DROP: float = 0.01
+#: Validation images the gate scores, and the data they come from.
+GATE_VAL_IMAGES: int = 32
+GATE_VAL_DATA: str = "synthetic"
+#: The gate matches a detection to a reference detection of the same class at this box IoU or more.
+GATE_MATCH_IOU: float = 0.5
+#: Calibration images of INT8 exports.
+CALIB_IMAGES: int = 32
+#: TensorRT builder workspace limit (MB), and the largest batch of a dynamic engine.
+TRT_WORKSPACE_MB: int = 1024
+TRT_MAX_BATCH: int = 4
+
+# ---- benchmarks
+#: Frame size (height, width) ``edgeseg bench`` feeds: 720p landscape.
+BENCH_FRAME_SIZE: tuple[int, int] = (720, 1280)
+#: Distinct synthetic frames cycled through by benchmarks.
+BENCH_DISTINCT_FRAMES: int = 8

@@ -220,7 +220,7 @@ def overlay(
     image: np.ndarray,
     labels: np.ndarray,
     palette: np.ndarray,
-    alpha: float = 0.5,
+    alpha: float = defaults.OVERLAY_ALPHA,
     out: Optional[np.ndarray] = None,
     skip: Optional[Sequence[int]] = None,
 ) -> np.ndarray:
@@ -326,10 +326,10 @@ def nms(
     boxes: np.ndarray,
     scores: np.ndarray,
     class_ids: Optional[np.ndarray] = None,
-    iou_threshold: float = 0.45,
+    iou_threshold: float = defaults.IOU_THRESHOLD,
     score_threshold: float = 0.0,
-    max_candidates: int = 30000,
-    max_detections: int = 300,
+    max_candidates: int = defaults.MAX_CANDIDATES,
+    max_detections: int = defaults.MAX_DETECTIONS,
     class_agnostic: bool = False,
 ) -> np.ndarray:
     """Greedy non-maximum suppression.
@@ -368,10 +368,10 @@ def nms(
 def select_detections(
     boxes: np.ndarray,
     scores: np.ndarray,
-    iou_threshold: float = 0.45,
-    score_threshold: float = 0.25,
-    max_candidates: int = 1000,
-    max_detections: int = 100,
+    iou_threshold: float = defaults.IOU_THRESHOLD,
+    score_threshold: float = defaults.SCORE_THRESHOLD,
+    max_candidates: int = defaults.MAX_CANDIDATES,
+    max_detections: int = defaults.MAX_DETECTIONS,
     class_agnostic: bool = False,
 ) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Decode raw single-stage head outputs: best class per box, score filter, top-k, NMS.
@@ -413,7 +413,7 @@ def assemble_masks(
     image_hw: Sequence[int],
     letterbox: Optional[LetterboxInfo] = None,
     input_hw: Optional[Sequence[int]] = None,
-    threshold: float = 0.5,
+    threshold: float = defaults.MASK_THRESHOLD,
     mode: str = "exact",
 ) -> MaskSet:
     """Instance masks from prototypes (YOLACT / YOLO-seg), computed only inside each box.
@@ -478,7 +478,7 @@ def paste_masks(
     masks: np.ndarray,
     boxes: np.ndarray,
     image_hw: Sequence[int],
-    threshold: float = 0.5,
+    threshold: float = defaults.MASK_THRESHOLD,
 ) -> MaskSet:
     """Paste fixed-size RoI masks (Mask R-CNN, e.g. 28 x 28) into the frame, box-locally.
 
@@ -515,7 +515,7 @@ def overlay_instances(
     image: np.ndarray,
     masks: MaskSet,
     colors: np.ndarray,
-    alpha: float = 0.5,
+    alpha: float = defaults.OVERLAY_ALPHA,
     outline: bool = True,
     out: Optional[np.ndarray] = None,
 ) -> np.ndarray:

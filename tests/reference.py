@@ -139,8 +139,8 @@ def ref_iou(a, b) -> float:
     return inter / union if union > 0.0 else 0.0
 
 
-def ref_nms(boxes, scores, class_ids=None, iou_threshold=0.45, score_threshold=0.0,
-            max_candidates=30000, max_detections=300, class_agnostic=False) -> np.ndarray:
+def ref_nms(boxes, scores, class_ids=None, iou_threshold=0.5, score_threshold=0.0,
+            max_candidates=1000, max_detections=100, class_agnostic=False) -> np.ndarray:
     """Score filter (> threshold), stable top-k by score, greedy NMS against kept boxes."""
     b = [[float(v) for v in row] for row in np.asarray(boxes, np.float64)]
     s = [float(v) for v in np.asarray(scores, np.float32)]
@@ -158,7 +158,7 @@ def ref_nms(boxes, scores, class_ids=None, iou_threshold=0.45, score_threshold=0
     return np.array(keep, np.int64)
 
 
-def ref_select_detections(boxes, scores, iou_threshold=0.45, score_threshold=0.25,
+def ref_select_detections(boxes, scores, iou_threshold=0.5, score_threshold=0.25,
                           max_candidates=1000, max_detections=100, class_agnostic=False):
     """Best class per anchor (first max, NaN ignored), then ref_nms with that class/score."""
     s = np.asarray(scores, np.float32)

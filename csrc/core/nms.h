@@ -22,11 +22,12 @@
 
 namespace edgeseg {
 
+// Defaults equal edgeseg/defaults.py (IOU_THRESHOLD, MAX_CANDIDATES, MAX_DETECTIONS); a test checks.
 struct NmsParams {
-  double iou_threshold = 0.45;
+  double iou_threshold = 0.5;
   double score_threshold = 0.0;
-  int64_t max_candidates = 30000;
-  int64_t max_detections = 300;
+  int64_t max_candidates = 1000;
+  int64_t max_detections = 100;
   bool class_agnostic = false;
 };
 

@@ -35,7 +35,7 @@ def add_parser(sub: Any, fmt: Any) -> None:
     g = p.add_argument_group("INT8 calibration")
     g.add_argument("--calib", default=None, metavar="DIR|synthetic",
                    help="calibration images: a folder of representative frames, or synthetic scenes (default)")
-    g.add_argument("--calib-images", type=int, default=None, help="calibration images to use (default 32)")
+    g.add_argument("--calib-images", type=int, default=None, help=f"calibration images to use (default {defaults.CALIB_IMAGES})")
     g.add_argument("--calib-method", default=None, choices=["minmax", "entropy", "percentile"],
                    help="onnx --int8: activation range calibration (default minmax)")
     g.add_argument("--keep-float", default=None, metavar="LIST",
@@ -45,10 +45,11 @@ def add_parser(sub: Any, fmt: Any) -> None:
                         "(default: Conv,Relu,Clip,MaxPool, the fastest with ONNX Runtime)")
     g = p.add_argument_group("accuracy gate")
     g.add_argument("--val", default=None, metavar="DATA",
-                   help="labelled validation data: synthetic (default), voc:PATH, cityscapes:PATH, coco:PATH")
-    g.add_argument("--val-images", type=int, default=None, help="validation images scored (default 32)")
+                   help=f"labelled validation data: voc:PATH, cityscapes:PATH, coco:PATH (default {defaults.GATE_VAL_DATA})")
+    g.add_argument("--val-images", type=int, default=None, help=f"validation images scored (default {defaults.GATE_VAL_IMAGES})")
     g.add_argument("--accept-drop", type=float, default=None, metavar="X",
-                   help="largest accepted mIoU / mask AP drop vs the reference, as a fraction (default 0.01 = one point)")
+                   help="largest accepted mIoU / mask AP drop vs the reference, as a fraction "
+                        f"(default {defaults.GATE_MAX_DROP}; 0.01 = one point)")
     g.add_argument("--min-agreement", type=float, default=defaults.PARITY_MIN_AGREEMENT,
                    help="FP32 exports: minimum label agreement with PyTorch; below it the export fails "
                         f"(default {defaults.PARITY_MIN_AGREEMENT})")
@@ -57,8 +58,8 @@ def add_parser(sub: Any, fmt: Any) -> None:
     g.add_argument("--opset", type=int, default=None, help=f"ONNX opset (default {defaults.ONNX_OPSET})")
     g.add_argument("--imgsz", type=_size, default=None, help="input size (default: the training size)")
     g = p.add_argument_group("TensorRT (--format engine)")
-    g.add_argument("--workspace", type=int, default=None, metavar="MB", help="builder workspace limit (default 1024)")
-    g.add_argument("--max-batch", type=int, default=None, help="largest batch of a --dynamic engine (default 4)")
+    g.add_argument("--workspace", type=int, default=None, metavar="MB", help=f"builder workspace limit (default {defaults.TRT_WORKSPACE_MB})")
+    g.add_argument("--max-batch", type=int, default=None, help=f"largest batch of a --dynamic engine (default {defaults.TRT_MAX_BATCH})")
     g.add_argument("--int8-mode", default=None, choices=["calibrate", "qdq"],
                    help="calibrate: TensorRT 10 entropy calibration; qdq: explicit Q/DQ (default on TensorRT 11)")
     g.add_argument("--timing-cache", default=None, metavar="PATH",
@@ -89,7 +90,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     if int8_only and not args.int8:
         raise EdgesegError(f"{', '.join(int8_only)}: only for INT8 exports; add --int8")
     try:
-        from ..export.accuracy import DEFAULT_MAX_DROP
+        from ..export import accuracy  # noqa: F401 (fails early without PyTorch and onnx)
     except ImportError as e:
         raise EdgesegError(f"export needs PyTorch and onnx ({e}); install with: pip install 'edgeseg[train]'") from None
     if source.suffix.lower() == ".onnx" and source.is_file():
@@ -114,7 +115,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     stem = source.with_suffix("") if source.suffix.lower() == ".onnx" else source
     common = dict(input_size=args.imgsz, dynamic=True if args.dynamic else None, opset=args.opset,
                   val=args.val, val_images=args.val_images, min_agreement=args.min_agreement,
-                  max_drop=DEFAULT_MAX_DROP if args.accept_drop is None else args.accept_drop, verbose=True)
+                  max_drop=defaults.GATE_MAX_DROP if args.accept_drop is None else args.accept_drop, verbose=True)
     calib = dict(calib=args.calib or "synthetic")
     if args.calib_images is not None:
         calib["calib_images"] = args.calib_images
@@ -140,12 +141,12 @@ def cmd_export(args: argparse.Namespace) -> int:
         out = args.out or f"{stem}_openvino{'_fp16' if args.fp16 else ''}"
         export_openvino(source, out, fp16=args.fp16, **common)
     else:
-        from ..export.tensorrt import DEFAULT_MAX_BATCH, DEFAULT_WORKSPACE_MB, export_engine
+        from ..export.tensorrt import export_engine
 
         precision = "fp16" if args.fp16 else "int8" if args.int8 else "fp32"
         out = args.out or f"{stem}{'' if precision == 'fp32' else '.' + precision}.engine"
         export_engine(source, out, precision=precision, int8_mode=args.int8_mode,
-                      max_batch=args.max_batch or DEFAULT_MAX_BATCH, workspace_mb=args.workspace or DEFAULT_WORKSPACE_MB,
+                      max_batch=args.max_batch or defaults.TRT_MAX_BATCH, workspace_mb=args.workspace or defaults.TRT_WORKSPACE_MB,
                       timing_cache=args.timing_cache, device=args.device, **calib, **common)
     return 0
 

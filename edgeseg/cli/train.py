@@ -5,12 +5,11 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from .. import defaults
 from ..errors import EdgesegError
 from ._common import _size
 
 
-#: The model ``edgeseg train`` builds when --model is not given.
-DEFAULT_TRAIN_MODEL = {"semantic": "liteseg_t", "instance": "yoloseg_n"}
 
 def cmd_train(args: argparse.Namespace) -> int:
     try:
@@ -23,7 +22,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     except ImportError as e:
         raise EdgesegError(f"training needs PyTorch ({e}); install with: pip install 'edgeseg[train]'") from None
     given = dict(
-        model=args.model or DEFAULT_TRAIN_MODEL[args.task], data=args.data, epochs=args.epochs,
+        model=args.model or defaults.TRAIN_MODEL[args.task], data=args.data, epochs=args.epochs,
         batch_size=args.batch_size, lr=args.lr, optimizer=args.optimizer, input_size=args.imgsz, out_dir=args.out,
         seed=args.seed, device=args.device, resume=args.resume, init_from=args.init, workers=args.workers,
         max_iters_per_epoch=args.iters_per_epoch, max_val_samples=args.val_limit,

@@ -33,16 +33,7 @@ from ..errors import EdgesegError, ExportError
 from ..eval.matching import match_detections
 from ..geometry import parse_size
 from ..meta import ModelMeta
-from .parity import DEFAULT_PARITY_IMAGES, ParityReport, check_parity
-
-#: Largest allowed mIoU / mask AP drop (fraction; 0.01 = one point) unless the user overrides it.
-DEFAULT_MAX_DROP = 0.01
-#: Validation images the gate runs by default.
-DEFAULT_VAL_IMAGES = 32
-#: Validation data the gate uses by default (the synthetic validation split).
-DEFAULT_VAL_DATA = "synthetic"
-#: A detection matches a reference detection of the same class at this box IoU or more.
-MATCH_IOU = 0.5
+from .parity import ParityReport, check_parity
 
 
 # ------------------------------------------------------------------------------------- report
@@ -113,7 +104,7 @@ def accuracy_gate(
     data: str | None = None,
     split: str = "val",
     n_images: int | None = None,
-    max_drop: float = DEFAULT_MAX_DROP,
+    max_drop: float = defaults.GATE_MAX_DROP,
 ) -> AccuracyReport:
     """Score ``candidate`` against ``reference`` on labelled validation images.
 
@@ -126,18 +117,18 @@ def accuracy_gate(
         data: dataset spec (:func:`edgeseg.data.open_dataset` / ``open_instance_dataset``);
             default: the synthetic validation split.
         split: dataset split.
-        n_images: images to score (default :data:`DEFAULT_VAL_IMAGES`; at most the split size).
+        n_images: images to score (default :data:`edgeseg.defaults.GATE_VAL_IMAGES`; at most the split size).
         max_drop: the largest allowed mIoU / mask AP drop (fraction).
 
     Returns an :class:`AccuracyReport` whose ``passed`` says whether the drop is within
     ``max_drop``. Raises ExportError when the data does not fit the model.
     """
-    n = DEFAULT_VAL_IMAGES if n_images is None else int(n_images)
+    n = defaults.GATE_VAL_IMAGES if n_images is None else int(n_images)
     if n < 1:
         raise ExportError(f"the accuracy gate needs at least 1 validation image, got {n_images}")
     if math.isnan(max_drop) or max_drop < -1.0:
         raise ExportError(f"max_drop must be a number >= -1 (a fraction, 0.01 = one point), got {max_drop}")
-    data = data or DEFAULT_VAL_DATA
+    data = data or defaults.GATE_VAL_DATA
     ref, cand = _open(reference, "reference"), _open(candidate, "exported")
     if meta.task == "instance":
         report = _instance_gate(ref, cand, meta, data, split, n)
@@ -171,7 +162,7 @@ def _semantic_gate(ref: Any, cand: Any, meta: ModelMeta, data: str, split: str, 
         task="semantic", metric="mIoU", data=data, split=split, n_images=n,
         reference=_engine(ref), candidate=_engine(cand),
         reference_score=float(s_ref["miou"]), candidate_score=float(s_cand["miou"]),
-        max_drop=DEFAULT_MAX_DROP, agreement=agree / max(total, 1),
+        max_drop=defaults.GATE_MAX_DROP, agreement=agree / max(total, 1),
         details={"per_class_iou_reference": s_ref["per_class_iou"],
                  "per_class_iou_candidate": s_cand["per_class_iou"],
                  "pixel_acc_reference": s_ref["pixel_acc"], "pixel_acc_candidate": s_cand["pixel_acc"]},
@@ -209,18 +200,18 @@ def _instance_gate(ref: Any, cand: Any, meta: ModelMeta, data: str, split: str, 
             kept.append({"boxes": np.asarray(result.boxes)[keep], "scores": np.asarray(result.scores)[keep],
                          "class_ids": np.asarray(result.class_ids)[keep]})
             counts[side] += int(keep.sum())
-        matched += len(match_detections(kept[0], kept[1], MATCH_IOU))
+        matched += len(match_detections(kept[0], kept[1], defaults.GATE_MATCH_IOU))
         denom += max(len(kept[0]["scores"]), len(kept[1]["scores"]))
     m_ref, m_cand = evaluate_coco(gt, dets[0]), evaluate_coco(gt, dets[1])
     return AccuracyReport(
         task="instance", metric="mask AP", data=data, split=split, n_images=n,
         reference=_engine(ref), candidate=_engine(cand),
         reference_score=max(0.0, m_ref["segm"]["AP"]), candidate_score=max(0.0, m_cand["segm"]["AP"]),
-        max_drop=DEFAULT_MAX_DROP, agreement=matched / denom if denom else 1.0,
+        max_drop=defaults.GATE_MAX_DROP, agreement=matched / denom if denom else 1.0,
         details={"box_ap_reference": m_ref["bbox"]["AP"], "box_ap_candidate": m_cand["bbox"]["AP"],
                  "mask_ap50_reference": m_ref["segm"]["AP50"], "mask_ap50_candidate": m_cand["segm"]["AP50"],
                  "detections_reference": counts[0], "detections_candidate": counts[1],
-                 "detections_matched": matched, "score_threshold": deploy, "match_iou": MATCH_IOU},
+                 "detections_matched": matched, "score_threshold": deploy, "match_iou": defaults.GATE_MATCH_IOU},
     )
 
 
@@ -328,14 +319,14 @@ def run_gate(
     precision: str,
     val: str | None = None,
     val_images: int | None = None,
-    max_drop: float = DEFAULT_MAX_DROP,
+    max_drop: float = defaults.GATE_MAX_DROP,
     parity_images: int | None = None,
     min_agreement: float = defaults.PARITY_MIN_AGREEMENT,
     seed: int = 0,
 ) -> GateResult:
     """Parity on synthetic frames (gated with ``min_agreement`` for "fp32", reported otherwise;
     ``parity_images=0`` skips it) and the accuracy gate against ``source.reference``."""
-    n_par = DEFAULT_PARITY_IMAGES if parity_images is None else int(parity_images)
+    n_par = defaults.PARITY_IMAGES if parity_images is None else int(parity_images)
     parity = None
     if n_par > 0:
         parity = check_parity(source.reference, candidate, source.meta, n_images=n_par,

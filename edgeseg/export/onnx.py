@@ -21,7 +21,7 @@ from .. import __version__, defaults
 from .._io import atomic_path, write_json
 from ..errors import ExportError
 from ..meta import ModelMeta
-from .parity import DEFAULT_PARITY_IMAGES, ParityReport, check_parity
+from .parity import ParityReport, check_parity
 
 EXPORTERS = ("auto", "torchscript", "dynamo")
 
@@ -134,7 +134,7 @@ def export_onnx(
         raise ExportError(f"out_path must end in .onnx (got {str(out)!r}); e.g. model.onnx")
     if exporter not in EXPORTERS:
         raise ExportError(f"exporter must be one of {EXPORTERS}, got {exporter!r}")
-    n_parity = DEFAULT_PARITY_IMAGES if parity_images is None else int(parity_images)
+    n_parity = defaults.PARITY_IMAGES if parity_images is None else int(parity_images)
     if n_parity < 0:
         raise ExportError(f"parity_images must be >= 0, got {parity_images}")
 

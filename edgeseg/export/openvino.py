@@ -20,7 +20,7 @@ from pathlib import Path
 
 from .. import __version__, defaults
 from ..errors import ExportError
-from .accuracy import DEFAULT_MAX_DROP, DeployReport, finish, open_source, run_gate
+from .accuracy import DeployReport, finish, open_source, run_gate
 
 #: Name of the IR written into an output directory.
 IR_NAME = "model.xml"
@@ -54,7 +54,7 @@ def export_openvino(
     opset: int | None = None,
     val: str | None = None,
     val_images: int | None = None,
-    max_drop: float = DEFAULT_MAX_DROP,
+    max_drop: float = defaults.GATE_MAX_DROP,
     parity_images: int | None = None,
     min_agreement: float = defaults.PARITY_MIN_AGREEMENT,
     seed: int = 0,

@@ -22,7 +22,6 @@ from ..geometry import box_iou
 from ..meta import ModelMeta
 
 #: Number of synthetic frames checked when the caller does not say.
-DEFAULT_PARITY_IMAGES = defaults.PARITY_IMAGES
 #: Frame sizes (h, w) cycled through, so letterboxing pads both ways and also scales up.
 FRAME_SIZES: tuple[tuple[int, int], ...] = ((240, 320), (320, 240), (256, 256), (150, 200))
 
@@ -142,7 +141,7 @@ def check_parity(
     model: Any,
     candidate: Any,
     meta: ModelMeta,
-    n_images: int = DEFAULT_PARITY_IMAGES,
+    n_images: int = defaults.PARITY_IMAGES,
     min_agreement: float = defaults.PARITY_MIN_AGREEMENT,
     seed: int = 0,
     frame_sizes: Sequence[tuple[int, int]] = FRAME_SIZES,
@@ -247,7 +246,7 @@ def check_instance_parity(
     model: Any,
     candidate: Any,
     meta: ModelMeta,
-    n_images: int = DEFAULT_PARITY_IMAGES,
+    n_images: int = defaults.PARITY_IMAGES,
     min_agreement: float = defaults.PARITY_MIN_AGREEMENT,
     seed: int = 0,
     frame_sizes: Sequence[tuple[int, int]] = FRAME_SIZES,
@@ -316,7 +315,7 @@ def check_maskrcnn_parity(
     model: Any,
     candidate: Any,
     meta: ModelMeta,
-    n_images: int = DEFAULT_PARITY_IMAGES,
+    n_images: int = defaults.PARITY_IMAGES,
     min_agreement: float = defaults.PARITY_MIN_AGREEMENT,
     seed: int = 0,
     frame_sizes: Sequence[tuple[int, int]] = FRAME_SIZES,

@@ -37,12 +37,10 @@ from .. import __version__, defaults
 from .._io import IMAGE_SUFFIXES, atomic_path, read_image
 from ..errors import ExportError
 from ..meta import ModelMeta
-from .accuracy import DEFAULT_MAX_DROP, DeployReport, finish, open_source, run_gate
+from .accuracy import DeployReport, finish, open_source, run_gate
 from .onnx import parity_path, rejected_path
 from .parity import FRAME_SIZES
 
-#: Calibration images used unless told otherwise.
-DEFAULT_CALIB_IMAGES = 32
 #: Seed of synthetic calibration scenes: a stream of its own (train uses 0, val 1_000_003,
 #: test 2_000_003), so the gate never scores on images the quantiser calibrated on.
 CALIB_SEED = 7_000_003
@@ -65,7 +63,7 @@ WEIGHTED_OPS = frozenset({"Conv", "ConvTranspose", "Gemm", "MatMul"})
 
 
 # ----------------------------------------------------------------------------- calibration data
-def calibration_frames(calib: str | os.PathLike = "synthetic", n: int = DEFAULT_CALIB_IMAGES,
+def calibration_frames(calib: str | os.PathLike = "synthetic", n: int = defaults.CALIB_IMAGES,
                        seed: int = CALIB_SEED) -> Iterator[np.ndarray]:
     """BGR uint8 calibration frames: ``"synthetic"`` (or ``"synthetic:N"``, N overriding ``n``)
     generates scenes of several sizes; a directory yields its images (sorted by name, at most
@@ -290,7 +288,7 @@ def quantize_onnx(
     dst: str | Path,
     meta: ModelMeta,
     calib: str | os.PathLike = "synthetic",
-    calib_images: int = DEFAULT_CALIB_IMAGES,
+    calib_images: int = defaults.CALIB_IMAGES,
     keep_float: Sequence[str] | str | None = DEFAULT_KEEP_FLOAT,
     per_channel: bool = True,
     method: str = "minmax",
@@ -407,7 +405,7 @@ def export_onnx_int8(
     source: str | Path,
     out: str | Path,
     calib: str | os.PathLike = "synthetic",
-    calib_images: int = DEFAULT_CALIB_IMAGES,
+    calib_images: int = defaults.CALIB_IMAGES,
     keep_float: Sequence[str] | str | None = DEFAULT_KEEP_FLOAT,
     per_channel: bool = True,
     method: str = "minmax",
@@ -418,7 +416,7 @@ def export_onnx_int8(
     opset: int | None = None,
     val: str | None = None,
     val_images: int | None = None,
-    max_drop: float = DEFAULT_MAX_DROP,
+    max_drop: float = defaults.GATE_MAX_DROP,
     parity_images: int | None = None,
     min_agreement: float = defaults.PARITY_MIN_AGREEMENT,
     seed: int = 0,
@@ -468,5 +466,5 @@ def export_onnx_int8(
 
 __all__ = ["quantize_onnx", "export_onnx_int8", "calibration_frames", "calibration_reader",
            "resolve_keep_float", "first_weighted_nodes", "head_weighted_nodes", "default_int8_path",
-           "DEFAULT_CALIB_IMAGES", "DEFAULT_KEEP_FLOAT", "DEFAULT_OP_TYPES", "CALIB_SEED",
+           "DEFAULT_KEEP_FLOAT", "DEFAULT_OP_TYPES", "CALIB_SEED",
            "resolve_op_types", "avgpools_to_depthwise"]

@@ -52,17 +52,13 @@ from .. import __version__, defaults
 from .._io import atomic_write_bytes
 from ..errors import ExportError
 from ..meta import ModelMeta
-from .accuracy import DEFAULT_MAX_DROP, DeployReport, finish, open_source, run_gate
-from .quantize import CALIB_SEED, DEFAULT_CALIB_IMAGES, calibration_frames, quantize_onnx
+from .accuracy import DeployReport, finish, open_source, run_gate
+from .quantize import CALIB_SEED, calibration_frames, quantize_onnx
 
 PRECISIONS = ("fp32", "fp16", "int8")
 INT8_MODES = ("calibrate", "qdq")
 #: Oldest TensorRT major version this module targets.
 MIN_MAJOR = 10
-#: Default builder workspace (MiB).
-DEFAULT_WORKSPACE_MB = 1024
-#: Default largest batch of a dynamic engine's optimisation profile.
-DEFAULT_MAX_BATCH = 4
 #: Environment variable naming the folder for timing caches (default ~/.cache/edgeseg/tensorrt).
 CACHE_ENV = "EDGESEG_TRT_CACHE"
 
@@ -187,7 +183,7 @@ class Profile:
                                   f"(batch, height, width); got min {self.min} opt {self.opt} max {self.max}")
 
 
-def default_profile(meta: ModelMeta, dynamic: bool, max_batch: int = DEFAULT_MAX_BATCH) -> Profile:
+def default_profile(meta: ModelMeta, dynamic: bool, max_batch: int = defaults.TRT_MAX_BATCH) -> Profile:
     """Static: the exported size. Dynamic: batch 1..max_batch, half to twice the size (kept at
     multiples of the output stride), optimised for batch 1 at the exported size."""
     h, w = meta.input_size
@@ -298,7 +294,7 @@ def build_engine(
     meta: ModelMeta,
     plan: BuildPlan,
     profile: Profile,
-    workspace_mb: int = DEFAULT_WORKSPACE_MB,
+    workspace_mb: int = defaults.TRT_WORKSPACE_MB,
     timing_cache: str | Path | None = None,
     calib_tensors: Sequence[np.ndarray] = (),
     calib_cache: str | Path | None = None,
@@ -400,12 +396,12 @@ def export_engine(
     precision: str = "fp32",
     int8_mode: str | None = None,
     dynamic: bool | None = None,
-    max_batch: int = DEFAULT_MAX_BATCH,
+    max_batch: int = defaults.TRT_MAX_BATCH,
     profile: Profile | None = None,
-    workspace_mb: int = DEFAULT_WORKSPACE_MB,
+    workspace_mb: int = defaults.TRT_WORKSPACE_MB,
     timing_cache: str | Path | None = None,
     calib: str | os.PathLike = "synthetic",
-    calib_images: int = DEFAULT_CALIB_IMAGES,
+    calib_images: int = defaults.CALIB_IMAGES,
     calib_cache: str | Path | None = None,
     keep_float: Sequence[str] | str | None = ("first",),
     input_size: int | tuple[int, int] | None = None,
@@ -413,7 +409,7 @@ def export_engine(
     device: str = "cuda",
     val: str | None = None,
     val_images: int | None = None,
-    max_drop: float = DEFAULT_MAX_DROP,
+    max_drop: float = defaults.GATE_MAX_DROP,
     parity_images: int | None = None,
     min_agreement: float = defaults.PARITY_MIN_AGREEMENT,
     seed: int = 0,
