@@ -14,7 +14,7 @@ import pytest
 from edgeseg.batch import BatchSettings, expand_inputs, run_batch
 from edgeseg.batch.worker import EXIT_AFTER_FRAMES_ENV, STAGING
 from edgeseg.cli import main
-from edgeseg.errors import InputFileError
+from edgeseg.errors import EdgesegError, InputFileError
 
 FRAMES = 10
 SIZE = (64, 96)  # height, width
@@ -234,3 +234,12 @@ def test_ros2_bags_are_recordings(tmp_path, monkeypatch):
                      "--threads", "1", "--no-hud", "--quiet"]) == 0
         assert _content(out / f"drive{k}" / "results.jsonl") == _content(ref)
         assert len(_content(ref)) == 3 + k
+
+
+def test_ray_workers_that_cannot_start_stop_the_batch(ray_cluster, data, tmp_path):
+    out = tmp_path / "out"
+    env = {"env_vars": {EXIT_AFTER_FRAMES_ENV: "soon"}}  # the workers' constructor refuses it
+    with pytest.raises(EdgesegError, match=f"Ray workers cannot start: .*{EXIT_AFTER_FRAMES_ENV}='soon'"):
+        run_batch(BatchSettings(), [str(data["rec0"])], out, use_ray=True, workers=1, runtime_env=env,
+                  progress=False)
+    assert _statuses(_summary(out)) == {"rec0": "pending"} and not (out / "rec0").exists()

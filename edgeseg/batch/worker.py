@@ -100,8 +100,10 @@ class RecordingWorker:
         self.predictor = load(settings.model, threads=self.policy.ort_threads,
                               task=settings.task if settings.model is None else "semantic",
                               **dict(settings.load_options))
-        env = os.environ.get(EXIT_AFTER_FRAMES_ENV, "") if fault_drill else ""
-        self._exit_after = int(env) if env.isdigit() else None
+        env = os.environ.get(EXIT_AFTER_FRAMES_ENV, "").strip() if fault_drill else ""
+        if env and not env.isdigit():
+            raise EdgesegError(f"{EXIT_AFTER_FRAMES_ENV}={env!r}: give a whole number of frames, or unset it")
+        self._exit_after = int(env) if env else None
         self._first_attempt = True
         self.on_frame = on_frame
         self._frames = 0

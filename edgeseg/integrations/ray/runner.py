@@ -27,6 +27,13 @@ OBJECT_STORE_BYTES = 128 * 1024 * 1024
 POLL_S = 0.5
 
 
+def _cause(e: BaseException) -> str:
+    """The last error line of a worker's traceback (e.g. ``ImportError: libfoo.so ...``)."""
+    lines = [line.strip() for line in str(e).splitlines() if line.strip()]
+    errors = [line for line in lines if "Error:" in line or "Exception:" in line]
+    return (errors or lines or [type(e).__name__])[-1][:300]
+
+
 def _short(e: BaseException) -> str:
     text = str(e).strip().splitlines()
     return f"{type(e).__name__}: {text[0] if text else ''}"[:300]
@@ -139,6 +146,11 @@ class RayRunner:
                 try:
                     entry = ray.get(ref)
                 except RayActorError as e:
+                    if e.actor_init_failed:
+                        raise EdgesegError(
+                            f"the Ray workers cannot start: {_cause(e)}; every node needs the same edgeseg, "
+                            "OpenCV and ONNX Runtime as this one. Recordings already done are kept: rerun "
+                            "after fixing it") from None
                     entry = self._failed(rec, f"its worker died {self.retries + 1} time(s) while processing it "
                                               f"(last: {_short(e)})")
                 except RayError as e:
