@@ -113,6 +113,8 @@ from . import onnxruntime_backend as _ort  # noqa: E402,F401
 from . import torch_backend as _torch  # noqa: E402,F401
 from . import openvino_backend as _openvino  # noqa: E402,F401
 from . import tensorrt_backend as _tensorrt  # noqa: E402,F401
+from . import litert_backend as _litert  # noqa: E402,F401
+from . import ncnn_backend as _ncnn  # noqa: E402,F401
 
 __all__ = [
     "Backend",

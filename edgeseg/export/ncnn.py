@@ -1,0 +1,213 @@
+"""Checkpoint or ONNX -> ncnn (``model.ncnn.param`` + ``model.ncnn.bin``), FP32.
+
+Route: the FP32 ONNX that passed the parity gate (a checkpoint is exported to it first) is
+rebuilt as a static-shape PyTorch module (:mod:`edgeseg.export.onnx_torch`), traced to
+TorchScript and converted by pnnx (PyPI ``pnnx``), ncnn's own converter, whose TorchScript
+frontend is its most complete one (its ONNX frontend drops the ``axes`` input of opset-13+
+reductions, which silently breaks the semantic models' attention fusion). ncnn files carry no
+metadata, so ``model.ncnn.json`` beside them holds the ModelMeta and the blob names and shapes.
+
+INT8 is not built: ncnn's post-training quantisation lives in its ``ncnn2table`` /
+``ncnn2int8`` tools, which neither the ``ncnn`` nor the ``pnnx`` wheel ships (nor Debian);
+``--int8`` is refused with that explanation rather than approximated.
+
+Every export ends with the accuracy gate (strict parity for FP32, mIoU / mask AP drop always);
+a model that fails it is kept as ``model.rejected.ncnn.*`` beside its report.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+from .. import __version__, defaults
+from ..errors import ExportError
+from .accuracy import DeployReport, finish, open_source, run_gate
+
+INSTALL = "pip install ncnn pnnx (or pip install 'edgeseg[ncnn]')"
+#: Files of one export inside the output directory.
+STEM = "model"
+INT8_UNAVAILABLE = ("ncnn INT8 is not built by edgeseg: ncnn's post-training quantisation tools (ncnn2table, "
+                    "ncnn2int8) ship in neither the ncnn nor the pnnx wheel; export --format ncnn (FP32), or "
+                    "use --format litert --int8 or --format onnx --int8 for an INT8 CPU model")
+
+
+def default_dir(source: str | Path) -> Path:
+    """``<source>_ncnn/`` beside the source."""
+    src = Path(source)
+    stem = src.with_suffix("") if src.suffix.lower() == ".onnx" else src
+    return Path(f"{stem}_ncnn")
+
+
+def pnnx_executable() -> Path:
+    """The pnnx converter binary shipped in the ``pnnx`` wheel."""
+    try:
+        import pnnx
+    except ImportError:
+        raise ExportError(f"--format ncnn needs pnnx and ncnn: {INSTALL}") from None
+    exe = Path(pnnx.__file__).parent / "pnnx"
+    if not exe.is_file():
+        raise ExportError(f"the pnnx package has no converter binary at {exe}; reinstall it: pip install -U pnnx")
+    return exe
+
+
+def _convert(onnx_path: Path, meta: Any, work: Path, what: str) -> tuple[Path, Path, dict[str, Any]]:
+    """(param, bin, io record) in ``work`` for the ONNX graph."""
+    import onnx
+    import torch
+
+    from .onnx_torch import build_module
+
+    h, w = meta.input_size
+    try:
+        module = build_module(onnx.load(str(onnx_path)), (1, 3, h, w))
+    except ExportError as e:
+        raise ExportError(f"--format ncnn cannot convert {what}: {e}") from None
+    x = torch.zeros(1, 3, h, w)
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # tracer notes on the folded shape arithmetic
+        shapes = [list(o.shape) for o in module(x)]
+        traced = torch.jit.trace(module, (x,), check_trace=False)
+    pt = work / "model.pt"
+    traced.save(str(pt))
+    param, bin_ = work / f"{STEM}.ncnn.param", work / f"{STEM}.ncnn.bin"
+    side = {k: str(work / f"pnnx_side.{k}") for k in ("pnnxparam", "pnnxbin", "pnnxpy", "pnnxonnx", "ncnnpy")}
+    cmd = [str(pnnx_executable()), str(pt), f"inputshape=[1,3,{h},{w}]", "fp16=0",
+           f"ncnnparam={param}", f"ncnnbin={bin_}", *(f"{k}={v}" for k, v in side.items())]
+    try:
+        run = subprocess.run(cmd, cwd=work, capture_output=True, text=True, timeout=600)
+    except subprocess.TimeoutExpired:
+        raise ExportError(f"pnnx did not finish converting {what} within 10 minutes") from None
+    if run.returncode != 0 or not param.is_file() or not bin_.is_file():
+        tail = " | ".join((run.stderr or run.stdout).strip().splitlines()[-3:])
+        raise ExportError(f"pnnx could not convert {what} (exit {run.returncode}): {tail}")
+    outs = _blobs(param, "Output") or _output_blobs(param, len(shapes))
+    if len(outs) != len(shapes):
+        raise ExportError(f"pnnx produced {len(outs)} outputs for {what}, the graph has {len(shapes)}")
+    io = {"input_blob": _input_blob(param), "input_shape": [1, 3, h, w], "outputs": list(meta.output_names),
+          "output_blobs": outs, "output_shapes": shapes}
+    return param, bin_, io
+
+
+def _layers(param: Path) -> list[list[str]]:
+    lines = param.read_text().splitlines()
+    return [ln.split() for ln in lines[2:] if ln.strip()]
+
+
+def _blobs(param: Path, layer_type: str) -> list[str]:
+    return [t[1] for t in _layers(param) if t[0] == layer_type]
+
+
+def _input_blob(param: Path) -> str:
+    found = [t[4 + int(t[2])] for t in _layers(param) if t[0] == "Input"]
+    if len(found) != 1:
+        raise ExportError(f"the ncnn model has {len(found)} inputs; edgeseg models have one")
+    return found[0]
+
+
+def _output_blobs(param: Path, n: int) -> list[str]:
+    """pnnx names the graph outputs out0, out1, ... in order."""
+    produced = {b for t in _layers(param) for b in t[4 + int(t[2]):4 + int(t[2]) + int(t[3])]}
+    return [f"out{i}" for i in range(n) if f"out{i}" in produced]
+
+
+def export_ncnn(
+    source: str | Path,
+    out: str | Path | None = None,
+    int8: bool = False,
+    input_size: int | tuple[int, int] | None = None,
+    dynamic: bool | None = None,
+    opset: int | None = None,
+    val: str | None = None,
+    val_images: int | None = None,
+    max_drop: float = defaults.GATE_MAX_DROP,
+    parity_images: int | None = None,
+    min_agreement: float = defaults.PARITY_MIN_AGREEMENT,
+    seed: int = 0,
+    threads: int | None = None,
+    verbose: bool = True,
+) -> DeployReport:
+    """Export a checkpoint (or an edgeseg ``.onnx``) to ncnn and gate it.
+
+    Args:
+        source: a checkpoint directory, or an ``.onnx`` written by ``edgeseg export``.
+        out: output directory (default ``<source>_ncnn/``): ``model.ncnn.param``, ``.bin``,
+            ``.json`` (ModelMeta + I/O record) and ``model.parity.json``.
+        int8: refused (see the module docstring).
+        input_size, dynamic, opset: as for ONNX (checkpoint sources; ncnn export is static).
+        val, val_images, max_drop, parity_images, min_agreement, seed: the gate.
+        threads: ncnn threads while gating.
+        verbose: print the summary.
+    """
+    if int8:
+        raise ExportError(INT8_UNAVAILABLE)
+    try:
+        import ncnn  # noqa: F401
+    except ImportError:
+        raise ExportError(f"--format ncnn needs ncnn and pnnx: {INSTALL}") from None
+    pnnx_executable()
+    from ..runtime.backends.ncnn_backend import NcnnBackend
+
+    if dynamic:
+        raise ExportError("ncnn export is static: drop --dynamic (choose the size with --imgsz)")
+    t0 = time.perf_counter()
+    dst = Path(out) if out is not None else default_dir(source)
+    if dst.suffix.lower() in (".param", ".bin"):
+        raise ExportError(f"--out for ncnn is a directory (it gets {STEM}.ncnn.param/.bin/.json), got {str(dst)!r}")
+    dst.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="edgeseg-ncnn-") as tmp:
+        work = Path(tmp)
+        src = open_source(source, work, input_size=input_size, dynamic=dynamic, opset=opset,
+                          parity_images=parity_images, min_agreement=min_agreement, seed=seed)
+        if src.meta.dynamic:
+            raise ExportError(f"{src.path.name} has dynamic shapes; ncnn export needs static ones: export the "
+                              "ONNX without --dynamic (or export from the checkpoint)")
+        conv = work / "convert"
+        conv.mkdir()
+        param, bin_, io = _convert(src.onnx, src.meta, conv, src.path.name)
+        import pnnx
+
+        version = getattr(pnnx, "__version__", "unknown")
+        meta = src.meta.replace(edgeseg_version=__version__, extra={
+            **src.meta.extra,
+            "export": {**src.meta.extra.get("export", {}), "format": "ncnn", "precision": "fp32",
+                       "pnnx": version, "source": src.path.name}})
+        side = param.with_suffix(".json")
+        side.write_text(json.dumps({"meta": meta.to_dict(), "io": io, "int8": False}, indent=1))
+        # Stage the three files in the output directory under temporary names, gate, then rename.
+        staged = []
+        for f in (param, bin_, side):
+            fd, name = tempfile.mkstemp(prefix=f".{f.name}.", dir=dst)
+            os.close(fd)
+            shutil.copyfile(f, name)
+            staged.append(Path(name))
+        stage_dir = work / "stage"
+        stage_dir.mkdir()
+        for f, s in zip((param, bin_, side), staged):  # the backend reads <stem>.ncnn.{param,bin,json}
+            shutil.copyfile(s, stage_dir / f.name)
+        try:
+            candidate = NcnnBackend(stage_dir / param.name, threads=threads)
+            gate = run_gate(src, candidate, "fp32", val=val, val_images=val_images, max_drop=max_drop,
+                            parity_images=parity_images, min_agreement=min_agreement, seed=seed)
+            finals = [dst / f.name for f in (param, bin_, side)]
+            rejected = [dst / f.name.replace(f"{STEM}.", f"{STEM}.rejected.", 1) for f in (param, bin_, side)]
+            report = DeployReport(
+                format="ncnn", precision="fp32", path=dst / param.name, source=src.path,
+                reference=src.reference_name, meta=meta, size_bytes=param.stat().st_size + bin_.stat().st_size,
+                seconds=time.perf_counter() - t0, gate=gate, report_path=dst / f"{STEM}.parity.json",
+                details={"pnnx": version, "ncnn_params": str(finals[0]), "side_file": str(finals[2])})
+            return finish(list(zip(staged, finals, rejected)), report, verbose,
+                          hint="report the architecture (an FP32 ncnn model should match the checkpoint)")
+        finally:
+            for s in staged:
+                if s.exists():
+                    s.unlink()
+
+
+__all__ = ["export_ncnn", "default_dir", "pnnx_executable", "INT8_UNAVAILABLE"]
