@@ -84,7 +84,8 @@ def main() -> None:
             "letterbox_ms": _median_ms(lambda: ops.letterbox(bgr, 256), n),
             "upsample_argmax_ms": _median_ms(lambda: ops.upsample_argmax(logits, letterbox=info), n),
             "overlay_ms": _median_ms(lambda: ops.overlay(bgr, labels, palette, alpha=0.5), n),
-            "nms_ms": _median_ms(lambda: ops.nms(boxes, scores, classes, iou_threshold=0.5, score_threshold=0.05), n),
+            "nms_ms": _median_ms(lambda: ops.nms(boxes, scores, classes, iou_threshold=0.5, score_threshold=0.05,
+                                                 max_candidates=30000, max_detections=300), n),
             "paste_masks_ms": _median_ms(lambda: ops.paste_masks(roi, roi_boxes, (h, w)), n),
         }
     print(f"machine: {platform.machine()} {platform.processor() or ''}, "

@@ -66,7 +66,8 @@ def check_example(exe: Path, tmp: Path) -> dict:
     scores = np.fromfile(out / "scores.f32", np.float32)
     classes = np.fromfile(out / "classes.i64", np.int64)
     keep = [int(v) for v in (out / "keep.txt").read_text().split()]
-    expect = ops.nms(boxes, scores, classes, iou_threshold=0.5, score_threshold=0.05)
+    expect = ops.nms(boxes, scores, classes, iou_threshold=0.5, score_threshold=0.05,
+                     max_candidates=30000, max_detections=300)
     assert keep == expect.tolist() and 0 < len(keep) < len(boxes)
 
     roi = np.fromfile(out / "roi_masks.f32", np.float32).reshape(16, 28, 28)

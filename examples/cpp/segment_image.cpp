@@ -171,6 +171,8 @@ int main(int argc, char** argv) {
     edgeseg::NmsParams np;
     np.iou_threshold = 0.5;
     np.score_threshold = 0.05;
+    np.max_candidates = 30000;
+    np.max_detections = 300;
     std::vector<int64_t> keep;
     const double t_nms = time_ms(repeats, [&] {
       keep = edgeseg::nms(edgeseg::Strided2D{boxes.data(), edgeseg::FloatType::F32, 4, 1}, scores.data(),
