@@ -6,7 +6,7 @@ from typing import Any
 
 from .. import defaults
 from ..errors import EdgesegError
-from ._common import _add_model_facts, _add_task, _add_instance_options, _load_predictor
+from ._common import _add_model_facts, _add_instance_options, _load_predictor
 
 
 def add_parser(sub: Any, fmt: Any) -> None:
@@ -26,7 +26,17 @@ def add_parser(sub: Any, fmt: Any) -> None:
     p.add_argument("--seed", type=int, default=None, help="synthetic data only: generate a fresh set with this seed")
     p.add_argument("--json", help="also write the report to this JSON file")
     p.add_argument("--quiet", action="store_true", help="no progress line")
-    _add_task(p)
+    p.add_argument("--task", default="semantic", choices=["semantic", "instance", "track", "video"],
+                   help="semantic / instance: the shipped model of that task when no model is given; track: "
+                        "an instance model + tracker on videos with ground-truth ids (HOTA, MOTA, IDF1, ID "
+                        "switches, sMOTSA; --data synthetic[:KIND,...] or mots:PATH); video: a semantic model "
+                        "on the synthetic video (mIoU + flicker, with --smooth)")
+    p.add_argument("--match", default="mask", choices=["mask", "box"], help="--task track: association by "
+                                                                             "mask IoU or box IoU")
+    p.add_argument("--frames", type=int, default=None, help="--task track / video: frames per video "
+                                                            "(synthetic: 60)")
+    p.add_argument("--smooth", default="0", metavar="SPEC", help="--task video: K, mode:K, hysteresis:N or "
+                                                                 "ema:A (as edgeseg run); 0 = off")
     _add_instance_options(p, conf=defaults.EVAL_SCORE_THRESHOLD)
     _add_model_facts(p)
     p.set_defaults(func=cmd_eval)
@@ -38,6 +48,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from ..data import open_dataset
     from ..eval.confusion import ConfusionMatrix
 
+    if args.task in ("track", "video"):
+        from ._eval_video import eval_track, eval_video
+
+        return (eval_track if args.task == "track" else eval_video)(args)
     predictor = _load_predictor(args)
     if predictor.meta.task == "instance":
         return _eval_instance(args, predictor)

@@ -71,20 +71,27 @@ class _Object:
 class TrackingVideo:
     """A synthetic video of ``n_frames`` frames of scene ``kind`` (see the module docstring).
 
-    ``video[t]`` is a :class:`TrackFrame`; iterating yields them in order.
+    ``noise``: per-frame sensor noise, uniform in +-noise/2 grey levels; ``flicker``: per-frame
+    illumination gain jitter (0.1 = up to +-10 %) and blur, like a cheap camera's; ``speed``
+    scales the objects' motion. ``video[t]`` is a :class:`TrackFrame`; iterating yields them in
+    order.
     """
 
-    def __init__(self, kind: str = "crossing", n_frames: int = 60, size: Union[int, Sequence[int]] = (256, 384),
-                 seed: int = 0, n_objects: int | None = None) -> None:
+    def __init__(self, kind: str = "crossing", n_frames: int = 60, size: Union[int, Sequence[int]] = (256, 256),
+                 seed: int = 0, n_objects: int | None = None, noise: float = 8.0, flicker: float = 0.0,
+                 speed: float = 1.0) -> None:
         if kind not in KINDS:
             raise DataError(f"unknown synthetic tracking scene {kind!r}; choose one of {KINDS}")
         if int(n_frames) < 1:
             raise DataError(f"n_frames must be >= 1, got {n_frames}")
         self.kind, self.n_frames, self.seed = kind, int(n_frames), int(seed)
+        if noise < 0 or flicker < 0 or speed < 0:
+            raise DataError(f"noise, flicker and speed must be >= 0, got {noise}, {flicker}, {speed}")
+        self.noise, self.flicker, self.speed = float(noise), float(flicker), float(speed)
         self.h, self.w = _as_hw(size)
         rng = np.random.default_rng([self.seed & 0xFFFFFFFF, KINDS.index(kind), 0x7AC])
         self._bg = _background(rng, self.h, self.w)
-        n = n_objects if n_objects is not None else {"separate": 4, "crossing": 5, "occluding": 5,
+        n = n_objects if n_objects is not None else {"separate": 3, "crossing": 4, "occluding": 4,
                                                      "crowd": 30}[kind]
         if n < 1:
             raise DataError(f"n_objects must be >= 1, got {n}")
@@ -103,14 +110,14 @@ class TrackingVideo:
         objs = []
         for i in range(n):
             cls = int(rng.integers(1, len(CLASSES)))
-            speed = rng.uniform(0.006, 0.014) * side
+            speed = rng.uniform(0.006, 0.014) * side * self.speed
             if self.kind == "separate":
                 lane = h / n
-                r = min(0.36 * lane, 0.12 * side)
+                r = min(0.36 * lane, 0.15 * side)
                 pos = np.array([rng.uniform(r, w - r), (i + 0.5) * lane])
                 vel = np.array([speed * rng.choice([-1, 1]), 0.0])
             else:
-                r = rng.uniform(0.03, 0.045) * side if self.kind == "crowd" else rng.uniform(0.08, 0.12) * side
+                r = rng.uniform(0.03, 0.045) * side if self.kind == "crowd" else rng.uniform(0.1, 0.15) * side
                 pos = rng.uniform([r, r], [w - r, h - r])
                 ang = rng.uniform(0, 2 * np.pi)
                 vel = speed * np.array([np.cos(ang), np.sin(ang)])
@@ -153,8 +160,15 @@ class TrackingVideo:
             img[:, x0:x1] = self._bg[:, x0:x1] * 0.55 + 40
             owner[:, x0:x1] = 0
         frng = np.random.default_rng([self.seed & 0xFFFFFFFF, t, 0xF1])
-        noise = frng.integers(0, 8, (h, w, 3), dtype=np.uint8)
-        image = cv2.subtract(cv2.add(np.clip(img, 0, 255).astype(np.uint8), noise), 4)
+        if self.flicker > 0:
+            img = img * (1.0 + self.flicker * frng.uniform(-1, 1)) + self.flicker * 60 * frng.uniform(-1, 1)
+            sigma = self.flicker * 8 * frng.uniform(0, 1)
+            if sigma > 0.3:
+                img = cv2.GaussianBlur(img.astype(np.float32), (0, 0), sigma)
+        img = np.clip(img, 0, 255)
+        if self.noise > 0:
+            img = img + frng.uniform(-self.noise / 2, self.noise / 2, (h, w, 3))
+        image = np.clip(np.rint(img), 0, 255).astype(np.uint8)
 
         counts = np.bincount(owner.ravel(), minlength=len(self.objects) + 1)
         lut = np.zeros(len(self.objects) + 1, np.uint8)

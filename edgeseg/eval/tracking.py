@@ -99,24 +99,53 @@ def evaluate_tracking(gt: Sequence[FrameTracks], pred: Sequence[FrameTracks], si
     ``frames``) and the ``evaluator``; with ``cross_check``, ``motmetrics`` holds py-motmetrics'
     MOTA, IDF1 and ID switches from the same similarities.
     """
-    m = _trackeval()
     data = _sequence(gt, pred, similarity)
+    out = _summarise(*_metrics(data), similarity)
+    out["frames"] = len(gt)
+    if cross_check:
+        out["motmetrics"] = motmetrics_summary(data)
+    return out
+
+
+def evaluate_sequences(sequences: dict[str, tuple[Sequence[FrameTracks], Sequence[FrameTracks]]],
+                       similarity: str = "mask") -> dict[str, Any]:
+    """Metrics over several videos ``{name: (gt, pred)}``: ``combined`` (TrackEval's
+    combination over sequences, as in MOTChallenge / KITTI-MOTS) and ``per_sequence``."""
+    if not sequences:
+        raise EdgesegError("no sequences to evaluate")
+    per: dict[str, Any] = {}
+    raw: list[tuple[dict, dict, dict]] = []
+    for name, (gt, pred) in sequences.items():
+        res = _metrics(_sequence(gt, pred, similarity))
+        raw.append(res)
+        per[name] = {**_summarise(*res, similarity), "frames": len(gt)}
+    m = _trackeval()
     quiet = {"PRINT_CONFIG": False}
-    hota = m.HOTA(quiet).eval_sequence(data)
-    clear = m.CLEAR({**quiet, "THRESHOLD": 0.5}).eval_sequence(data)
-    ident = m.Identity({**quiet, "THRESHOLD": 0.5}).eval_sequence(data)
-    out = {
+    combined = tuple(metric.combine_sequences({str(i): r[k] for i, r in enumerate(raw)})
+                     for k, metric in enumerate((m.HOTA(quiet), m.CLEAR({**quiet, "THRESHOLD": 0.5}),
+                                                 m.Identity({**quiet, "THRESHOLD": 0.5}))))
+    out = _summarise(*combined, similarity)
+    out["frames"] = sum(v["frames"] for v in per.values())
+    return {"combined": out, "per_sequence": per}
+
+
+def _metrics(data: dict[str, Any]) -> tuple[dict, dict, dict]:
+    m = _trackeval()
+    quiet = {"PRINT_CONFIG": False}
+    return (m.HOTA(quiet).eval_sequence(data), m.CLEAR({**quiet, "THRESHOLD": 0.5}).eval_sequence(data),
+            m.Identity({**quiet, "THRESHOLD": 0.5}).eval_sequence(data))
+
+
+def _summarise(hota: dict, clear: dict, ident: dict, similarity: str) -> dict[str, Any]:
+    return {
         "HOTA": float(np.mean(hota["HOTA"])), "DetA": float(np.mean(hota["DetA"])),
         "AssA": float(np.mean(hota["AssA"])),
         "MOTA": float(clear["MOTA"]), "MOTP": float(clear["MOTP"]), "IDF1": float(ident["IDF1"]),
         "IDSW": int(clear["IDSW"]), ("sMOTSA" if similarity == "mask" else "sMOTA"): float(clear["sMOTA"]),
-        "GT": data["num_gt_dets"], "TP": int(clear["CLR_TP"]), "FP": int(clear["CLR_FP"]),
-        "FN": int(clear["CLR_FN"]), "frames": len(gt), "similarity": similarity,
+        "GT": int(clear["CLR_TP"] + clear["CLR_FN"]), "TP": int(clear["CLR_TP"]), "FP": int(clear["CLR_FP"]),
+        "FN": int(clear["CLR_FN"]), "similarity": similarity,
         "evaluator": "TrackEval (HOTA, CLEAR, Identity)",
     }
-    if cross_check:
-        out["motmetrics"] = motmetrics_summary(data)
-    return out
 
 
 def motmetrics_summary(data: dict[str, Any]) -> dict[str, float]:
@@ -188,3 +217,33 @@ class VideoStability:
         return {"miou": self.miou, "flicker": self.flicker,
                 "temporal_consistency": 1.0 - self.flicker if self.stable else float("nan"),
                 "stable_pixels": self.stable}
+
+
+def track_predictor(predictor: Any, frames: Any, tracker: Any) -> tuple[list[FrameTracks], float]:
+    """Run an instance predictor and a tracker over frames (objects with ``image``); returns the
+    predicted tracks of every frame and the seconds spent in the tracker."""
+    import time
+
+    out, spent = [], 0.0
+    for f in frames:
+        r = predictor(f.image)
+        t0 = time.perf_counter()
+        r = tracker(r)
+        spent += time.perf_counter() - t0
+        out.append(FrameTracks(r.track_ids, r.boxes, r.masks))
+    return out, spent
+
+
+def ground_truth_tracks(frames: Any) -> list[FrameTracks]:
+    """The ground-truth tracks of frames with ``track_ids`` and ``masks``."""
+    return [FrameTracks(f.track_ids, f.masks.boxes(), f.masks) for f in frames]
+
+
+def stabilised_labels(predictor: Any, image: np.ndarray, stabiliser: Any) -> np.ndarray:
+    """One frame through a semantic predictor with a stabiliser, as the pipeline runs it."""
+    tensor, info = predictor.pre(image)
+    scores = predictor.infer(tensor)[0]
+    if stabiliser is not None and stabiliser.uses_scores:
+        scores = stabiliser.scores(scores)
+    labels = predictor.post(scores, info)
+    return stabiliser.labels(labels) if stabiliser is not None else labels
