@@ -1,4 +1,5 @@
-"""`edgeseg export`: checkpoint or ONNX -> ONNX / ONNX INT8 / OpenVINO / TensorRT, gated for accuracy."""
+"""`edgeseg export`: checkpoint or ONNX -> any registered format (ONNX, ONNX INT8, OpenVINO, TensorRT,
+LiteRT, ncnn; see :mod:`edgeseg.export.formats`), gated for accuracy."""
 from __future__ import annotations
 
 import argparse
@@ -7,13 +8,14 @@ from typing import Any
 
 from .. import defaults
 from ..errors import EdgesegError
+from ..export.formats import FORMATS, get_format
 from ._common import _size, add_foreign_facts, model_facts
 
 
 def add_parser(sub: Any, fmt: Any) -> None:
     """Register the subcommand on ``sub``."""
     p = sub.add_parser(
-        "export", help="export a checkpoint to ONNX, ONNX INT8, OpenVINO or a TensorRT engine",
+        "export", help=f"export a checkpoint to a deployable model ({', '.join(FORMATS)})",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Export a checkpoint (or an edgeseg .onnx) to a deployable model and gate it: FP32 ONNX must "
                     "match PyTorch label for label; every other format/precision must keep mIoU (semantic) or mask "
@@ -23,15 +25,19 @@ def add_parser(sub: Any, fmt: Any) -> None:
                "  edgeseg export runs/s/best --format onnx --out model.onnx\n"
                "  edgeseg export runs/s/best --format onnx --int8 --calib frames/ --keep-float head,first\n"
                "  edgeseg export model.onnx --format openvino --out model_ov --fp16\n"
-               "  edgeseg export runs/s/best --format engine --fp16 --dynamic --workspace 2048")
+               "  edgeseg export runs/s/best --format engine --fp16 --dynamic --workspace 2048\n"
+               "  edgeseg export model.onnx --format litert --int8\n"
+               "  edgeseg export runs/s/best --format ncnn --out model_ncnn")
     p.add_argument("source", metavar="CKPT|MODEL.onnx",
                    help="checkpoint directory (model.safetensors + config.json), or an .onnx from `edgeseg export`")
-    p.add_argument("--format", default="onnx", choices=["onnx", "openvino", "engine"],
-                   help="onnx (default): ONNX Runtime; openvino: OpenVINO IR directory; engine: TensorRT "
-                        "(needs tensorrt + an NVIDIA GPU)")
-    p.add_argument("--out", help="output path (default: beside the source: .onnx, .int8.onnx, _openvino/, .engine)")
-    p.add_argument("--fp16", action="store_true", help="openvino: FP16 weights; engine: FP16 kernels")
-    p.add_argument("--int8", action="store_true", help="onnx: static QDQ INT8 (ONNX Runtime); engine: INT8")
+    p.add_argument("--format", default="onnx", choices=list(FORMATS),
+                   help="; ".join(f.help for f in FORMATS.values()))
+    p.add_argument("--out", help="output path (default: beside the source: "
+                                 f"{', '.join(f.out_hint for f in FORMATS.values() if f.out_hint)})")
+    p.add_argument("--fp16", action="store_true",
+                   help=f"FP16 ({', '.join(f.name for f in FORMATS.values() if 'fp16' in f.precisions)})")
+    p.add_argument("--int8", action="store_true",
+                   help=f"INT8 ({', '.join(f.name for f in FORMATS.values() if 'int8' in f.precisions)})")
     g = p.add_argument_group("INT8 calibration")
     g.add_argument("--calib", default=None, metavar="DIR|synthetic",
                    help="calibration images: a folder of representative frames, or synthetic scenes (default)")
@@ -65,25 +71,19 @@ def add_parser(sub: Any, fmt: Any) -> None:
     g.add_argument("--timing-cache", default=None, metavar="PATH",
                    help="persistent timing cache (default ~/.cache/edgeseg/tensorrt/timing_<trt>_<gpu>.cache)")
     g.add_argument("--device", default="cuda", help="CUDA device to build on: cuda (default) or cuda:N")
+    g = p.add_argument_group("LiteRT / ncnn (--format litert | ncnn)")
+    g.add_argument("--threads", type=int, default=None, help="runtime threads while gating (default: the runtime's)")
     g = p.add_argument_group("models from other tools (an .onnx without edgeseg metadata; --imgsz above too)")
     add_foreign_facts(g)
     p.set_defaults(func=cmd_export)
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    fmt, source = args.format, Path(args.source)
+    fmt, source = get_format(args.format), Path(args.source)
     if args.fp16 and args.int8:
         raise EdgesegError("give --fp16 or --int8, not both")
-    if fmt == "onnx" and args.fp16:
-        raise EdgesegError("--fp16 applies to --format openvino and --format engine; for a smaller, faster "
-                           "CPU model use --format onnx --int8")
-    if fmt == "openvino" and args.int8:
-        raise EdgesegError("OpenVINO INT8 is not built by edgeseg; use --format onnx --int8 (ONNX Runtime INT8 for "
-                           "CPUs) or --format openvino [--fp16]")
-    engine_only = [f for f, v in (("--workspace", args.workspace), ("--max-batch", args.max_batch),
-                                  ("--int8-mode", args.int8_mode), ("--timing-cache", args.timing_cache)) if v is not None]
-    if engine_only and fmt != "engine":
-        raise EdgesegError(f"{', '.join(engine_only)}: only for --format engine")
+    precision = "fp16" if args.fp16 else "int8" if args.int8 else "fp32"
+    fmt.check(precision, args)
     int8_only = [f for f, v in (("--calib", args.calib), ("--calib-images", args.calib_images),
                                 ("--calib-method", args.calib_method), ("--keep-float", args.keep_float),
                                 ("--int8-ops", args.int8_ops)) if v is not None]
@@ -98,7 +98,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
         facts = model_facts(args)
         if not has_edgeseg_metadata(source):  # a model from another tool: store the facts inside it first
-            if fmt == "onnx" and not args.int8:
+            if fmt.name == "onnx" and precision == "fp32":
                 embed_metadata(source, args.out or source.with_name(f"{source.stem}.edgeseg.onnx"), facts,
                                verbose=True)
                 return 0
@@ -107,55 +107,13 @@ def cmd_export(args: argparse.Namespace) -> int:
             tmp = Path(tempfile.mkdtemp(prefix="edgeseg_foreign_"))
             embedded = tmp / source.name
             embed_metadata(source, embedded, facts, verbose=True)
-            args.out = args.out or str(_default_out(source, fmt, args))
+            args.out = args.out or str(fmt.default_out(source, precision))
             source = embedded
         elif any(v is not None for k, v in facts.items() if k != "input_size"):
             raise EdgesegError(f"{source} already carries edgeseg metadata; model facts (--classes, --mean, ...) are "
                                "for models from other tools")
-    stem = source.with_suffix("") if source.suffix.lower() == ".onnx" else source
     common = dict(input_size=args.imgsz, dynamic=True if args.dynamic else None, opset=args.opset,
                   val=args.val, val_images=args.val_images, min_agreement=args.min_agreement,
                   max_drop=defaults.GATE_MAX_DROP if args.accept_drop is None else args.accept_drop, verbose=True)
-    calib = dict(calib=args.calib or "synthetic")
-    if args.calib_images is not None:
-        calib["calib_images"] = args.calib_images
-    if args.keep_float is not None:
-        calib["keep_float"] = args.keep_float
-    if fmt == "onnx" and not args.int8:
-        if source.suffix.lower() == ".onnx":
-            raise EdgesegError(f"{source} is already ONNX; add --int8 to quantise it, or --format openvino|engine")
-        from ..export.onnx import export_onnx
-
-        export_onnx(source, args.out or str(source.with_suffix(".onnx")), dynamic=args.dynamic,
-                    opset=args.opset or defaults.ONNX_OPSET, input_size=args.imgsz,
-                    min_agreement=args.min_agreement, verbose=True)
-    elif fmt == "onnx":
-        from ..export.quantize import default_int8_path, export_onnx_int8
-
-        ops_arg = {"op_types": args.int8_ops} if args.int8_ops is not None else {}
-        export_onnx_int8(source, args.out or default_int8_path(source), method=args.calib_method or "minmax",
-                         **calib, **ops_arg, **common)
-    elif fmt == "openvino":
-        from ..export.openvino import export_openvino
-
-        out = args.out or f"{stem}_openvino{'_fp16' if args.fp16 else ''}"
-        export_openvino(source, out, fp16=args.fp16, **common)
-    else:
-        from ..export.tensorrt import export_engine
-
-        precision = "fp16" if args.fp16 else "int8" if args.int8 else "fp32"
-        out = args.out or f"{stem}{'' if precision == 'fp32' else '.' + precision}.engine"
-        export_engine(source, out, precision=precision, int8_mode=args.int8_mode,
-                      max_batch=args.max_batch or defaults.TRT_MAX_BATCH, workspace_mb=args.workspace or defaults.TRT_WORKSPACE_MB,
-                      timing_cache=args.timing_cache, device=args.device, **calib, **common)
+    fmt.run(source, args.out, precision, args, common)
     return 0
-
-
-def _default_out(source: Path, fmt: str, args: argparse.Namespace) -> Path:
-    """Where an export of a model from another tool goes by default (beside the original)."""
-    stem = source.with_suffix("")
-    if fmt == "onnx":
-        return Path(f"{stem}.int8.onnx")
-    if fmt == "openvino":
-        return Path(f"{stem}_openvino{'_fp16' if args.fp16 else ''}")
-    return Path(f"{stem}.engine")
