@@ -34,7 +34,9 @@ void mask_iou(const uint8_t* data_a, const int64_t* offsets_a, const int32_t* re
     area_a[i] = count_set(data_a + offsets_a[i], offsets_a[i + 1] - offsets_a[i]);
   for (int64_t j = 0; j < M; ++j)
     area_b[j] = count_set(data_b + offsets_b[j], offsets_b[j + 1] - offsets_b[j]);
-  const int64_t work = std::max<int64_t>(1, offsets_b[M] / std::max<int64_t>(1, M)) * M;
+  // Work per row i: its bitmap and the overlapping parts of B (bounded by all of B), plus M
+  // rectangle tests. Small sets (the usual tracking frame) stay on the calling thread.
+  const int64_t work = (offsets_a[K] + offsets_b[M]) / K + 16 * M;
   parallel_for(
       K,
       [&](int64_t i0, int64_t i1) {

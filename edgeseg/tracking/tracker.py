@@ -220,10 +220,12 @@ class Tracker:
             regions = np.stack([p[1] for p in parts]).astype(np.int32)
             sizes = np.array([p[0].size for p in parts], np.int64)
             offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
-            t_masks = MaskSet(np.concatenate([p[0] for p in parts]), offsets, regions, masks.image_hw)
+            # pieces of validated sets of this frame size: no re-validation
+            t_masks = MaskSet._trusted(np.concatenate([p[0] for p in parts]), offsets, regions, masks.image_hw)
             motion = (pred[t_idx, :2] + pred[t_idx, 2:]) / 2 - self._centre[t_idx]
             shift = np.rint(np.clip(motion, -1e6, 1e6)).astype(np.int32)
-            d_masks = masks.select(d_idx)
+            # against every detection of the frame (cheap) rather than a re-validated subset
+            return self._similarity(pred[t_idx], t_masks, shift, boxes, masks)[:, d_idx]
         return self._similarity(pred[t_idx], t_masks, shift, boxes[d_idx], d_masks)
 
     def _check(self, boxes: Any, scores: Any, class_ids: Any, masks: Any
