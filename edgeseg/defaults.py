@@ -66,3 +66,5 @@ TRT_MAX_BATCH: int = 4
 BENCH_FRAME_SIZE: tuple[int, int] = (720, 1280)
 #: Distinct synthetic frames cycled through by benchmarks.
 BENCH_DISTINCT_FRAMES: int = 8
+#: Environment variable that lets ONNX models with operators from custom domains load (=1).
+ALLOW_CUSTOM_OPS_ENV: str = "EDGESEG_ALLOW_CUSTOM_OPS"

@@ -98,6 +98,10 @@ def open_backend(path: str | Path, backend: str = "auto", **options: Any) -> Bac
 
     Options the backend does not declare raise BackendError (never silently ignored).
     """
+    from ..model_files import check_path
+
+    if Path(path).exists() or Path(path).is_symlink():
+        check_path(path)  # special files (FIFOs, devices) and unreadable paths: a clear error, never a hang
     cls = resolve_backend(path, backend)
     unknown = sorted(set(options) - set(cls.options))
     if unknown:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -72,8 +73,9 @@ class OnnxRuntimeBackend(Backend):
         super().__init__(path, providers=providers, device=device, threads=threads)
         import onnxruntime as ort
 
-        if self.path.is_file() and self.path.stat().st_size == 0:
-            raise ModelError(f"{str(self.path)!r} is empty (0 bytes), not a valid ONNX model; re-export it")
+        from ..model_files import check_onnx
+
+        check_onnx(self.path, allow_custom_ops=os.environ.get(defaults.ALLOW_CUSTOM_OPS_ENV) == "1")
         requested = self._providers(ort, providers, device)
         so = ort.SessionOptions()
         so.log_severity_level = 3  # errors only; fallbacks are reported through .provider
