@@ -20,7 +20,7 @@ from edgeseg.data.synthetic import CLASSES, generate  # noqa: E402
 from edgeseg.errors import ModelError  # noqa: E402
 from edgeseg.meta import ModelMeta  # noqa: E402
 from edgeseg.runtime import InstancePredictor, InstanceResult  # noqa: E402
-from edgeseg.runtime.instance import InstanceThresholds, frame_boxes, postprocess_instances  # noqa: E402
+from edgeseg.runtime.instance import InstanceThresholds, postprocess_instances  # noqa: E402
 
 SIZE = 64
 
@@ -116,7 +116,7 @@ def test_postprocess_matches_a_numpy_restatement(inst_onnx):
     expect = np.clip(expect, 0, [W, H, W, H])
     np.testing.assert_allclose(det["boxes"], expect, rtol=1e-5, atol=1e-4)
     assert np.array_equal(det["class_ids"], cls) and np.allclose(det["scores"], sc)
-    np.testing.assert_allclose(frame_boxes(b, info), expect, rtol=1e-5, atol=1e-4)
+    np.testing.assert_allclose(info.to_frame(b), expect, rtol=1e-5, atol=1e-4)
 
 
 def test_torch_backend_agrees_with_onnx(inst_ckpt, inst_onnx):

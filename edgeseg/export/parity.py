@@ -219,7 +219,6 @@ def _compare_detections(ref: dict[str, np.ndarray], got: dict[str, np.ndarray], 
     unless a tie, box IoU >= 0.99, |score diff| < 1e-3; detections; mask pixels agreeing; mask
     pixels), masks assembled with the same frame boxes from each side's coefficients and protos."""
     from .. import ops
-    from ..runtime.instance import frame_boxes
 
     idx, cls, sc = ops.select_detections(ref["boxes"], ref["scores"], iou_threshold=thr.iou,
                                          score_threshold=thr.score, max_candidates=thr.max_candidates,
@@ -234,7 +233,7 @@ def _compare_detections(ref: dict[str, np.ndarray], got: dict[str, np.ndarray], 
     score_ok = np.abs(g_scores.max(1) - sc) < 1e-3
     box_ok = box_iou(ref["boxes"][idx], got["boxes"][idx], paired=True) >= 0.99
     det_ok = int((same_cls & score_ok & box_ok).sum())
-    fboxes = frame_boxes(ref["boxes"][idx].astype(np.float32), info)
+    fboxes = info.to_frame(ref["boxes"][idx].astype(np.float32))
     masks = [ops.assemble_masks(np.ascontiguousarray(side["coeffs"][idx], np.float32),
                                 np.ascontiguousarray(side["protos"], np.float32), fboxes, info.src_hw,
                                 letterbox=info, threshold=thr.mask) for side in (ref, got)]

@@ -80,17 +80,6 @@ def _f32_view(a: np.ndarray) -> np.ndarray:
     return a if a.dtype in (np.float32, np.float16) else a.astype(np.float32)
 
 
-def frame_boxes(boxes: np.ndarray, info: "ops.LetterboxInfo") -> np.ndarray:
-    """Map (K, 4) xyxy boxes from network-input pixels to frame pixels (clipped to the frame)."""
-    (H, W), (rh, rw) = info.src_hw, info.resized_hw
-    out = np.empty((len(boxes), 4), np.float32)
-    out[:, 0::2] = (boxes[:, 0::2] - info.pad_left) * (W / rw)
-    out[:, 1::2] = (boxes[:, 1::2] - info.pad_top) * (H / rh)
-    np.clip(out[:, 0::2], 0, W, out=out[:, 0::2])
-    np.clip(out[:, 1::2], 0, H, out=out[:, 1::2])
-    return out
-
-
 def postprocess_instances(output: Mapping[str, np.ndarray], info: "ops.LetterboxInfo",
                           thresholds: InstanceThresholds | None = None, crop_offset: float = 0.0) -> dict[str, Any]:
     """One image's raw head outputs -> detections at frame resolution.
@@ -112,7 +101,7 @@ def postprocess_instances(output: Mapping[str, np.ndarray], info: "ops.Letterbox
     idx, cls, sc = ops.select_detections(
         _f32_view(boxes), _f32_view(scores), iou_threshold=t.iou, score_threshold=t.score,
         max_candidates=t.max_candidates, max_detections=t.max_detections, class_agnostic=t.class_agnostic)
-    fboxes = frame_boxes(np.asarray(boxes[idx], np.float32), info)
+    fboxes = info.to_frame(np.asarray(boxes[idx], np.float32))
     # A mask covers the frame pixels whose centre lies in its box; ``crop_offset`` 0.5 makes that
     # "whose index lies in the box" (x0 <= x < x1), the crop rule of Ultralytics' masks.
     crop = fboxes + np.float32(crop_offset) if crop_offset else fboxes

@@ -15,6 +15,7 @@ import numpy as np
 
 from .. import ops
 from ..errors import ModelError
+from ..geometry import clip_boxes
 from ..meta import ModelMeta
 from .backends import Backend
 from .base import Predictor
@@ -72,15 +73,12 @@ def postprocess_maskrcnn(output: Mapping[str, np.ndarray], info: "ops.LetterboxI
     keep = ops.nms(boxes, scores, np.ascontiguousarray(labels, np.int64), iou_threshold=iou,
                    score_threshold=t.score, max_candidates=max(k, 1), max_detections=t.max_detections,
                    class_agnostic=t.class_agnostic)
-    (H, W), (rh, rw) = info.src_hw, info.resized_hw
-    fb = np.empty((len(keep), 4), np.float32)  # unclipped: each mask was predicted over its whole box
-    fb[:, 0::2] = (boxes[keep, 0::2] - info.pad_left) * (W / rw)
-    fb[:, 1::2] = (boxes[keep, 1::2] - info.pad_top) * (H / rh)
+    H, W = info.src_hw
+    fb = info.to_frame(boxes[keep], clip=False)  # unclipped: each mask was predicted over its whole box
     m = masks[keep]
     m = np.ascontiguousarray(m if m.dtype in (np.float32, np.float16) else m.astype(np.float32))
     pasted = ops.paste_masks(m, fb, (H, W), threshold=t.mask)
-    np.clip(fb[:, 0::2], 0, W, out=fb[:, 0::2])
-    np.clip(fb[:, 1::2], 0, H, out=fb[:, 1::2])
+    clip_boxes(fb, (H, W))
     return {"boxes": fb, "scores": scores[keep], "class_ids": labels[keep].astype(np.int32), "masks": pasted}
 
 

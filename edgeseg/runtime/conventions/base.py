@@ -12,6 +12,7 @@ import numpy as np
 
 from ... import defaults
 from ...errors import ModelError
+from ...geometry import parse_size
 from ...meta import ModelMeta
 from ..backends import Backend, TensorSpec
 from ..onnx_graph import final_ops
@@ -92,15 +93,7 @@ HOW = {
 
 def parse_pair(v: Any, name: str = "input_size") -> tuple[int, int]:
     """An int or (height, width) -> (h, w) of positive ints, or ModelError."""
-    if isinstance(v, (int, np.integer)) and not isinstance(v, bool):
-        v = (v, v)
-    try:
-        h, w = (int(x) for x in v)
-    except (TypeError, ValueError):
-        raise ModelError(f"{name} must be an int or (height, width), got {v!r}") from None
-    if h <= 0 or w <= 0:
-        raise ModelError(f"{name} must be positive, got {(h, w)}")
-    return h, w
+    return parse_size(v, name, ModelError)
 
 
 def classes_from(facts: Mapping[str, Any], n_graph: int | None, where: str) -> list[str] | None:
