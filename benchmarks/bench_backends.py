@@ -12,7 +12,7 @@ untimed ones, as idle runtimes' spinning thread pools would otherwise steal the 
 from other processes hits every variant alike; medians and p90 in milliseconds, ratios against ONNX Runtime FP32. Every variant
 gets the same intra-op thread count. mIoU is measured on synthetic validation scenes through each
 variant's full predictor (letterbox, backend, fused upsample+argmax), with the label agreement
-against FP32. Target (issue 6): INT8 >= 1.5x faster than FP32 with an mIoU drop <= 1 point.
+against FP32. Target: INT8 >= 1.5x faster than FP32 with an mIoU drop <= 1 point.
 
 Writes JSON (atomically) with the machine, versions, settings and every figure.
 """

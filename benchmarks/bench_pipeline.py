@@ -1,4 +1,4 @@
-"""Benchmark the real-time pipeline against issue 5's targets (figures, not pass/fail tests).
+"""Benchmark the real-time pipeline against its targets (figures, not pass/fail tests).
 
     python benchmarks/bench_pipeline.py [--quick] [--model PATH] [--size HxW] [--json PATH]
 
