@@ -179,8 +179,10 @@ def test_instance_model_writes_detections_and_instance_mask(tmp_path):
                                                    "/edgeseg/instance_mask": 3, "/edgeseg/color_mask": 3}
     dets = [m for _, m in read_messages(tmp_path / "inst", "/edgeseg/detections")]
     ids = [m for _, m in read_messages(tmp_path / "inst", "/edgeseg/instance_mask")]
+    colours = [m for _, m in read_messages(tmp_path / "inst", "/edgeseg/color_mask")]
+    palette = np.asarray(predictor.meta.palette, np.uint8)
     assert sum(len(r) for r in results) > 0, "the shipped instance model found nothing to check against"
-    for r, d, im in zip(results, dets, ids):
+    for r, d, im, cm in zip(results, dets, ids, colours):
         assert C.stamp_ns(d.header) == r.stamp_ns and d.header.frame_id == "cam"
         boxes, scores, classes = C.detections_to_numpy(d)
         np.testing.assert_allclose(boxes, r.boxes, atol=1e-4)
@@ -188,6 +190,9 @@ def test_instance_model_writes_detections_and_instance_mask(tmp_path):
         assert classes.tolist() == r.class_ids.tolist()
         assert im.encoding == "mono16"
         np.testing.assert_array_equal(C.image_to_numpy(im), r.instance_map())
+        inst = r.instance_map()
+        expect = np.where((inst > 0)[..., None], palette[np.concatenate([[0], r.class_ids])[inst]], 0)
+        np.testing.assert_array_equal(C.image_to_numpy(cm), expect)
 
 
 def test_sink_is_atomic(tmp_path):

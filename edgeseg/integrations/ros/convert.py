@@ -324,7 +324,9 @@ def result_messages(kit: MessageKit, result: Any, hdr: Any, *, color: bool = Fal
     out.append(("detections", detections_msg(kit, hdr, result.boxes, result.scores, result.class_ids)))
     ids = result.instance_map()
     out.append(("instance_mask", image_msg(kit, ids, "mono16", hdr)))
-    if color:
-        cls = np.concatenate([[0], np.asarray(result.class_ids, np.int64) + 1])[ids]
-        out.append(("color_mask", image_msg(kit, color_mask(cls, [(0, 0, 0)] + list(meta.palette)), "rgb8", hdr)))
+    if color:  # instance i + 1 gets its class's colour
+        palette = np.asarray(meta.palette, np.uint8).reshape(-1, 3)
+        per_instance = np.concatenate([np.zeros((1, 3), np.uint8), palette[np.asarray(result.class_ids, np.int64)]])
+        ids_small = ids.astype(np.uint8 if len(per_instance) <= 256 else np.int32)
+        out.append(("color_mask", image_msg(kit, color_mask(ids_small, per_instance), "rgb8", hdr)))
     return out
