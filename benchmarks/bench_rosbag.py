@@ -115,7 +115,8 @@ def main() -> None:
     print(f"machine: {platform.machine()} {platform.processor() or ''} cores={policy.to_dict()}, "
           f"{_dt.datetime.now(_dt.timezone.utc):%Y-%m-%d %H:%M} UTC, model: shipped {args.task}")
     print(f"read + decode only : {max(read_fps):8.1f} frames/s")
-    print(f"write masks only   : {max(write_fps):8.1f} frames/s (class + colour mask{', detections' if args.task == 'instance' else ''})")
+    what = "instance + colour mask, detections" if args.task == "instance" else "class + colour mask"
+    print(f"write masks only   : {max(write_fps):8.1f} frames/s ({what})")
     print(f"bag -> model -> bag: {fps:8.1f} frames/s over {summary['frames']} frames "
           f"= {fps / args.fps:.2f}x the recording's {args.fps:g} FPS")
     print("stage medians (ms): " + ", ".join(f"{k} {v['p50']:.2f}" for k, v in stages.items()
