@@ -1,10 +1,13 @@
 """Slow, obviously-correct numpy references for the C++ kernels in edgeseg.ops.
 
 Everything is computed in float64 straight from the definitions in the docstrings of
-edgeseg/ops.py and the headers in csrc/core/; no tricks, no speed. Used by tests/test_ops*.py and
-benchmarks/bench_kernels.py.
+edgeseg/ops.py and the headers in csrc/core/; no tricks, no speed. Used by the tests and
+benchmarks/bench_kernels.py. Also here: the references of the PyTorch-side Mask R-CNN ops
+(RoIAlign) and of the mask geometry of the instance augmentations.
 """
 from __future__ import annotations
+
+import math
 
 import numpy as np
 
@@ -332,3 +335,76 @@ def ref_linear_assignment_cost(cost: np.ndarray, limit: float) -> float:
                 if all(cost[r, c] <= limit for r, c in zip(rows, cols)):
                     best = min(best, ref_assignment_cost(cost, limit, rows, cols))
     return best
+
+
+# ---- Mask R-CNN (PyTorch side)
+
+
+def ref_bilinear(f: np.ndarray, y: float, x: float) -> np.ndarray:
+    """torchvision / ONNX RoIAlign bilinear sample of a (C, H, W) map at (y, x), float64."""
+    c, h, w = f.shape
+    if y < -1.0 or y > h or x < -1.0 or x > w:
+        return np.zeros(c)
+    y, x = max(y, 0.0), max(x, 0.0)
+    y0, x0 = int(y), int(x)
+    if y0 >= h - 1:
+        y0 = y1 = h - 1
+        y = float(y0)
+    else:
+        y1 = y0 + 1
+    if x0 >= w - 1:
+        x0 = x1 = w - 1
+        x = float(x0)
+    else:
+        x1 = x0 + 1
+    ly, lx = y - y0, x - x0
+    return (f[:, y0, x0] * (1 - ly) * (1 - lx) + f[:, y0, x1] * (1 - ly) * lx
+            + f[:, y1, x0] * ly * (1 - lx) + f[:, y1, x1] * ly * lx)
+
+
+def ref_roi_align(feat, boxes, bidx, ph, pw, scale, sr, aligned=True) -> np.ndarray:
+    """RoIAlign straight from its definition: per bin the mean of sr x sr bilinear samples."""
+    feat = np.asarray(feat, np.float64)
+    out = np.zeros((len(boxes), feat.shape[1], ph, pw))
+    off = 0.5 if aligned else 0.0
+    for k, b in enumerate(boxes):
+        x0, y0, x1, y1 = (float(v) * scale - off for v in b)
+        rw, rh = x1 - x0, y1 - y0
+        if not aligned:
+            rw, rh = max(rw, 1.0), max(rh, 1.0)
+        for py in range(ph):
+            for px in range(pw):
+                acc = np.zeros(feat.shape[1])
+                for iy in range(sr):
+                    for ix in range(sr):
+                        y = y0 + py * rh / ph + (iy + 0.5) * rh / ph / sr
+                        x = x0 + px * rw / pw + (ix + 0.5) * rw / pw / sr
+                        acc += ref_bilinear(feat[int(bidx[k])], y, x)
+                out[k, :, py, px] = acc / (sr * sr)
+    return out
+
+
+# ---- instance masks and augmentations
+
+
+def ref_masks_to_boxes(masks) -> np.ndarray:
+    """Tight xyxy boxes of bool masks (zeros for an empty mask), pixel by pixel."""
+    out = np.zeros((len(masks), 4), np.float32)
+    for i, m in enumerate(masks):
+        ys, xs = np.nonzero(m)
+        if ys.size:
+            out[i] = (xs.min(), ys.min(), xs.max() + 1, ys.max() + 1)
+    return out
+
+
+def ref_warp_masks(masks, out_hw, scale, offset) -> np.ndarray:
+    """Slow per-pixel nearest-neighbour map at pixel centres."""
+    n, h, w = masks.shape
+    out = np.zeros((n,) + tuple(out_hw), bool)
+    for yo in range(out_hw[0]):
+        ys = math.floor((yo + 0.5 - offset[0]) / scale[0])
+        for xo in range(out_hw[1]):
+            xs = math.floor((xo + 0.5 - offset[1]) / scale[1])
+            if 0 <= ys < h and 0 <= xs < w:
+                out[:, yo, xo] = masks[:, ys, xs]
+    return out

@@ -3,7 +3,6 @@ instance augmentations (masks stay aligned; checked against slow references)."""
 from __future__ import annotations
 
 import json
-import math
 import shutil
 import sys
 from pathlib import Path
@@ -25,20 +24,16 @@ from edgeseg.data.synthetic import CLASSES, PALETTE, generate, write_coco, write
 from edgeseg.data.voc import CLASSES as VOC_CLASSES
 from edgeseg.errors import ArrayError, DataError
 
+try:  # tests/ may or may not be a package
+    from .reference import ref_masks_to_boxes, ref_warp_masks
+except ImportError:
+    from reference import ref_masks_to_boxes, ref_warp_masks
+
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:pycocotools.*")
 SETTINGS = settings(max_examples=40, deadline=None,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 SIZE = (48, 64)
 CAT_MAP = {1: 1, 2: 5, 3: 9, 4: 20, 5: 33, 6: 90}  # synthetic class -> non-contiguous category
-
-
-def _ref_boxes(masks):
-    out = np.zeros((len(masks), 4), np.float32)
-    for i, m in enumerate(masks):
-        ys, xs = np.nonzero(m)
-        if ys.size:
-            out[i] = (xs.min(), ys.min(), xs.max() + 1, ys.max() + 1)
-    return out
 
 
 # -------------------------------------------------------------------------------- sample
@@ -47,7 +42,7 @@ def test_masks_to_boxes_matches_reference():
     for h, w in [(1, 1), (5, 7), (31, 17)]:
         m = rng.random((6, h, w)) < 0.05
         m[0] = False
-        assert np.array_equal(masks_to_boxes(m), _ref_boxes(m))
+        assert np.array_equal(masks_to_boxes(m), ref_masks_to_boxes(m))
     assert masks_to_boxes(np.zeros((0, 4, 4), bool)).shape == (0, 4)
 
 
@@ -83,7 +78,7 @@ def test_synthetic_instances_follow_generator_and_split_seeds():
         assert np.array_equal(s.image, sem[i][0])
         assert np.array_equal(s.masks, ref.instance_masks)
         assert np.array_equal(s.class_ids, ref.instance_classes - 1)
-        assert np.array_equal(s.boxes, _ref_boxes(s.masks))
+        assert np.array_equal(s.boxes, ref_masks_to_boxes(s.masks))
         assert s.image_id == i + 1 and not s.iscrowd.any()
         s.validate()
     assert small.sample(-1).image_id == 3
@@ -215,7 +210,7 @@ def test_coco_root_layout_and_contents(coco_root):
         assert s.image_id == i + 1
         assert np.array_equal(s.masks[:n], ref.instance_masks)
         assert np.array_equal(s.class_ids[:n], ref.instance_classes - 1)
-        assert np.array_equal(s.boxes, _ref_boxes(s.masks))
+        assert np.array_equal(s.boxes, ref_masks_to_boxes(s.masks))
         assert np.abs(s.image.astype(int) - ref.image).mean() < 8  # JPEG
         # annToMask semantics: every kept mask equals pycocotools' (the empty one is skipped)
         coco_masks = [m for m in _ann_to_masks(ds.json_path, s.image_id) if m.any()]
@@ -311,7 +306,7 @@ def test_voc_instances(voc_root):
         ref = generate(i, 5, SIZE)  # val uses seed + 1
         assert np.array_equal(s.masks, ref.instance_masks)
         assert np.array_equal(s.class_ids, ref.instance_classes - 1)
-        assert np.array_equal(s.boxes, _ref_boxes(s.masks)) and s.image_id == i + 1
+        assert np.array_equal(s.boxes, ref_masks_to_boxes(s.masks)) and s.image_id == i + 1
 
 
 def test_voc_boundary_pixels_are_in_no_object(tmp_path):
@@ -341,19 +336,6 @@ def test_voc_real_classes_and_missing_objects(tmp_path, voc_root):
 
 
 # ------------------------------------------------------------------------ augmentations
-def _ref_warp(masks, out_hw, scale, offset):
-    """Slow per-pixel nearest-neighbour map at pixel centres."""
-    n, h, w = masks.shape
-    out = np.zeros((n,) + tuple(out_hw), bool)
-    for yo in range(out_hw[0]):
-        ys = math.floor((yo + 0.5 - offset[0]) / scale[0])
-        for xo in range(out_hw[1]):
-            xs = math.floor((xo + 0.5 - offset[1]) / scale[1])
-            if 0 <= ys < h and 0 <= xs < w:
-                out[:, yo, xo] = masks[:, ys, xs]
-    return out
-
-
 @SETTINGS
 @given(h=st.integers(1, 23), w=st.integers(1, 23), oh=st.integers(1, 29), ow=st.integers(1, 29),
        sy=st.sampled_from([0.25, 0.5, 1.0, 4 / 3, 2.5, -1.0, -0.75]),
@@ -364,9 +346,9 @@ def test_warp_masks_matches_full_frame_reference(h, w, oh, ow, sy, sx, ty, tx, s
     masks = rng.random((3, h, w)) < rng.uniform(0.05, 0.6)
     masks[0] = False
     out, boxes = T.warp_masks(masks, (oh, ow), (sy, sx), (ty, tx))
-    ref = _ref_warp(masks, (oh, ow), (sy, sx), (ty, tx))
+    ref = ref_warp_masks(masks, (oh, ow), (sy, sx), (ty, tx))
     assert np.array_equal(out, ref)
-    assert np.array_equal(boxes, _ref_boxes(ref))
+    assert np.array_equal(boxes, ref_masks_to_boxes(ref))
 
 
 def _coded_sample(seed=0, size=(60, 90)) -> InstanceSample:
@@ -380,7 +362,7 @@ def _coded_sample(seed=0, size=(60, 90)) -> InstanceSample:
 
 def _assert_aligned(s: InstanceSample, codes):
     s.validate()
-    assert np.array_equal(s.boxes, _ref_boxes(s.masks))
+    assert np.array_equal(s.boxes, ref_masks_to_boxes(s.masks))
     for m, code in zip(s.masks, codes):
         vals = s.image[m][:, 0]
         assert np.median(vals) == code  # bilinear edges blend; the bulk keeps its code
@@ -399,7 +381,7 @@ def test_flip_and_resize_keep_alignment():
     for size in [(120, 180), (45, 67), (60, 30), (7, 9)]:
         r = T.resize(s, size)
         assert r.hw == size
-        ref = _ref_warp(s.masks, size, (size[0] / 60, size[1] / 90), (0, 0))
+        ref = ref_warp_masks(s.masks, size, (size[0] / 60, size[1] / 90), (0, 0))
         keep = ref.any((1, 2))
         assert np.array_equal(r.masks, ref[keep])
         if size[0] > 20:
@@ -417,7 +399,7 @@ def test_letterbox_matches_inference_geometry():
         rgb = tensor[0].transpose(1, 2, 0) * np.array(defaults.STD_RGB) + defaults.MEAN_RGB
         assert np.abs(rgb[..., ::-1] - out.image).max() <= 1.01
         (rh, rw), top, left = info.resized_hw, info.pad_top, info.pad_left
-        ref = _ref_warp(s.masks, info.dst_hw, (rh / 60, rw / 90), (top, left))
+        ref = ref_warp_masks(s.masks, info.dst_hw, (rh / 60, rw / 90), (top, left))
         keep = ref.any((1, 2))
         assert np.array_equal(out.masks, ref[keep])
         # the mapping takes the boxes close to the new tight boxes (nearest sampling may drop
@@ -446,7 +428,7 @@ def test_random_crop_keeps_or_drops_by_visible_area():
         seen_drop |= bool((~keep & vis.any((1, 2))).any())
         assert np.array_equal(c.masks, vis[keep])
         assert np.array_equal(c.class_ids, s.class_ids[keep])
-        assert np.array_equal(c.boxes, _ref_boxes(c.masks))
+        assert np.array_equal(c.boxes, ref_masks_to_boxes(c.masks))
     assert seen_drop  # some crops cut an instance down to a sliver
     # smaller than the crop: padded bottom/right with the pad value, masks untouched
     small = T.RandomCrop((100, 130))(s, np.random.default_rng(1))
@@ -466,7 +448,7 @@ def test_pipelines_are_seeded_and_aligned():
         assert a.hw == (96, 96)
         # every instance still sits on its own code in the image
         a.validate()
-        assert np.array_equal(a.boxes, _ref_boxes(a.masks))
+        assert np.array_equal(a.boxes, ref_masks_to_boxes(a.masks))
         for m in a.masks:
             vals, counts = np.unique(a.image[m][:, 0], return_counts=True)
             assert vals[counts.argmax()] in {40 * (k + 1) for k in range(len(s))}
@@ -484,7 +466,7 @@ def test_color_jitter_and_train_pipeline():
     out = T.train_transforms(64)(s, np.random.default_rng(1))
     out.validate()
     assert out.hw == (64, 64) and not out.iscrowd.any()
-    assert np.array_equal(out.boxes, _ref_boxes(out.masks))
+    assert np.array_equal(out.boxes, ref_masks_to_boxes(out.masks))
     ev = T.eval_transforms(64)(s)
     assert ev.iscrowd.sum() == 1 and ev.hw == (64, 64)
     with pytest.raises(ArrayError):

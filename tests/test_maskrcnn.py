@@ -30,77 +30,13 @@ from edgeseg.train.dataset import normalize  # noqa: E402
 from edgeseg.train.instance_dataset import InstanceTrainDataset, instance_collate  # noqa: E402
 from edgeseg.train.maskrcnn_losses import IGNORE, NEGATIVE, POSITIVE, MaskRCNNLoss, match, sample  # noqa: E402
 
+try:  # tests/ may or may not be a package
+    from .reference import ref_nms, ref_roi_align
+except ImportError:
+    from reference import ref_nms, ref_roi_align
+
 SETTINGS = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 SIZE = 64
-
-
-# ------------------------------------------------------------------------------ references
-
-
-def ref_bilinear(f: np.ndarray, y: float, x: float) -> np.ndarray:
-    """torchvision / ONNX RoIAlign bilinear sample of a (C, H, W) map at (y, x), float64."""
-    c, h, w = f.shape
-    if y < -1.0 or y > h or x < -1.0 or x > w:
-        return np.zeros(c)
-    y, x = max(y, 0.0), max(x, 0.0)
-    y0, x0 = int(y), int(x)
-    if y0 >= h - 1:
-        y0 = y1 = h - 1
-        y = float(y0)
-    else:
-        y1 = y0 + 1
-    if x0 >= w - 1:
-        x0 = x1 = w - 1
-        x = float(x0)
-    else:
-        x1 = x0 + 1
-    ly, lx = y - y0, x - x0
-    return (f[:, y0, x0] * (1 - ly) * (1 - lx) + f[:, y0, x1] * (1 - ly) * lx
-            + f[:, y1, x0] * ly * (1 - lx) + f[:, y1, x1] * ly * lx)
-
-
-def ref_roi_align(feat, boxes, bidx, ph, pw, scale, sr, aligned=True) -> np.ndarray:
-    """RoIAlign straight from its definition: per bin the mean of sr x sr bilinear samples."""
-    feat = np.asarray(feat, np.float64)
-    out = np.zeros((len(boxes), feat.shape[1], ph, pw))
-    off = 0.5 if aligned else 0.0
-    for k, b in enumerate(boxes):
-        x0, y0, x1, y1 = (float(v) * scale - off for v in b)
-        rw, rh = x1 - x0, y1 - y0
-        if not aligned:
-            rw, rh = max(rw, 1.0), max(rh, 1.0)
-        for py in range(ph):
-            for px in range(pw):
-                acc = np.zeros(feat.shape[1])
-                for iy in range(sr):
-                    for ix in range(sr):
-                        y = y0 + py * rh / ph + (iy + 0.5) * rh / ph / sr
-                        x = x0 + px * rw / pw + (ix + 0.5) * rw / pw / sr
-                        acc += ref_bilinear(feat[int(bidx[k])], y, x)
-                out[k, :, py, px] = acc / (sr * sr)
-    return out
-
-
-def ref_nms(boxes: np.ndarray, scores: np.ndarray, groups: np.ndarray, iou: float, thr: float) -> list[int]:
-    """Greedy NMS: by descending score (ties: lower index), drop IoU > iou within a group."""
-    order = np.argsort(-scores, kind="stable")
-    keep: list[int] = []
-    for i in order:
-        if not scores[i] > thr:
-            continue
-        ok = True
-        for j in keep:
-            if groups[j] != groups[i]:
-                continue
-            lt, rb = np.maximum(boxes[i, :2], boxes[j, :2]), np.minimum(boxes[i, 2:], boxes[j, 2:])
-            inter = np.prod(np.clip(rb - lt, 0, None))
-            union = np.prod(boxes[i, 2:] - boxes[i, :2]) + np.prod(boxes[j, 2:] - boxes[j, :2]) - inter
-            if union > 0 and inter / union > iou:
-                ok = False
-                break
-        if ok:
-            keep.append(int(i))
-    return keep
 
 
 def _boxes(rng: np.random.Generator, n: int, lo: float, hi: float, max_size: float) -> np.ndarray:
@@ -198,7 +134,7 @@ def test_batched_nms_matches_a_greedy_loop(n, groups, iou, thr, seed):
     g = rng.integers(0, groups, n)
     keep = batched_nms(torch.from_numpy(boxes), torch.from_numpy(scores), torch.from_numpy(g), groups, iou, 1000, thr)
     assert keep.dtype == torch.int64
-    assert keep.tolist() == ref_nms(boxes, scores, g, iou, -np.inf if thr is None else thr)
+    assert keep.tolist() == ref_nms(boxes, scores, g, iou, -np.inf if thr is None else thr, n, n).tolist()
     capped = batched_nms(torch.from_numpy(boxes), torch.from_numpy(scores), torch.from_numpy(g), groups, iou, 3, thr)
     assert capped.tolist() == keep.tolist()[:3]
 
@@ -219,7 +155,7 @@ def test_batched_nms_exports_to_nonmaxsuppression_and_agrees_with_ort(tmp_path):
     assert {"NonMaxSuppression", "TopK"} <= ops_used
     for k in (60, 7, 0):
         got = sess.run(None, {"b": boxes[:k], "s": scores[:k], "g": g[:k].astype(np.int64)})[0]
-        assert got.tolist() == ref_nms(boxes[:k], scores[:k], g[:k], 0.5, 0.1)[:12]
+        assert got.tolist() == ref_nms(boxes[:k], scores[:k], g[:k], 0.5, 0.1, max_detections=12).tolist()
 
 
 def test_tie_break_makes_equal_scores_distinct_lower_index_first():
