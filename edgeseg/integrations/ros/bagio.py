@@ -12,7 +12,8 @@ from .types import RosbagsKit, require_rosbags
 
 
 def write_image_bag(path: str | os.PathLike, frames: Iterable[np.ndarray], *, topic: str = "/camera/image_raw",
-                    encoding: str = "bgr8", fps: float = 30.0, frame_id: str = "camera", start_ns: int = 1_700_000_000_000_000_000,
+                    encoding: str = "bgr8", fps: float = 30.0, frame_id: str = "camera",
+                    start_ns: int = 1_700_000_000_000_000_000,
                     storage: str = "mcap", compressed: str | None = None, step_pad: int = 0,
                     bigendian: bool = False, extra: Iterable[tuple[int, bytes]] = ()) -> Path:
     """Record frames as a rosbag2 folder (``storage`` "mcap" or "sqlite3") on ``topic``.

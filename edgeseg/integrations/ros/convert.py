@@ -206,8 +206,8 @@ def image_fields(array: np.ndarray, encoding_name: str, *, step: int | None = No
     want = np.dtype(enc.dtype)
     shape_ok = array.ndim == (2 if enc.channels == 1 else 3) and (enc.channels == 1 or array.shape[2] == enc.channels)
     if array.dtype != want or not shape_ok:
-        raise MessageError(f"{encoding_name} needs a {want} array of shape (H, W{'' if enc.channels == 1 else f', {enc.channels}'}), "
-                           f"got {array.dtype} {array.shape}")
+        shape = "(H, W)" if enc.channels == 1 else f"(H, W, {enc.channels})"
+        raise MessageError(f"{encoding_name} needs a {want} array of shape {shape}, got {array.dtype} {array.shape}")
     h, w = array.shape[:2]
     if enc.channels == 2 and w % 2:
         raise MessageError(f"{encoding_name} needs an even width, got {w}")
@@ -285,9 +285,8 @@ def detections_msg(kit: MessageKit, hdr: Any, boxes: np.ndarray, scores: np.ndar
                                       position=kit.make("geometry_msgs/msg/Point", x=0.0, y=0.0, z=0.0),
                                       orientation=kit.make("geometry_msgs/msg/Quaternion", x=0.0, y=0.0, z=0.0, w=1.0)),
                         covariance=np.zeros(36, np.float64))
-        hyp = kit.make("vision_msgs/msg/ObjectHypothesisWithPose",
-                       hypothesis=kit.make("vision_msgs/msg/ObjectHypothesis", class_id=str(int(cls)), score=float(score)),
-                       pose=pose)
+        hypothesis = kit.make("vision_msgs/msg/ObjectHypothesis", class_id=str(int(cls)), score=float(score))
+        hyp = kit.make("vision_msgs/msg/ObjectHypothesisWithPose", hypothesis=hypothesis, pose=pose)
         centre = kit.make("vision_msgs/msg/Pose2D",
                           position=kit.make("vision_msgs/msg/Point2D", x=(x0 + x1) / 2, y=(y0 + y1) / 2), theta=0.0)
         bbox = kit.make("vision_msgs/msg/BoundingBox2D", center=centre, size_x=x1 - x0, size_y=y1 - y0)

@@ -28,12 +28,10 @@ VISION_MSGS = {
 def require_rosbags() -> Any:
     """Import rosbags or say how to install it."""
     try:
-        import rosbags  # noqa: F401
+        import rosbags
     except ImportError as e:  # pragma: no cover - depends on the environment
         raise EdgesegError("reading or writing ROS 2 recordings needs the 'rosbags' package: "
                            "pip install 'edgeseg[ros]'") from e
-    import rosbags
-
     return rosbags
 
 
