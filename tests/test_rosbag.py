@@ -224,3 +224,18 @@ def test_cli_errors_and_lazy_imports(tmp_path, capsys):
     assert "--topic applies to ROS 2 recordings" in capsys.readouterr().err
     code = "import sys, edgeseg.pipeline, edgeseg.cli.run; print('rosbags' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip() == "False"
+
+
+def test_damaged_recordings_are_clear_errors(tmp_path):
+    frames = _scenes(6)
+    mcap = write_image_bag(tmp_path / "m", frames) / "m.mcap"
+    cut = tmp_path / "cut.mcap"
+    cut.write_bytes(mcap.read_bytes()[: mcap.stat().st_size // 2])
+    with pytest.raises(SourceError, match="mcap recover"):
+        open_source(cut, topic=TOPIC)
+    db3 = write_image_bag(tmp_path / "s", frames, storage="sqlite3") / "s.db3"
+    cut = tmp_path / "cut.db3"
+    cut.write_bytes(db3.read_bytes()[:-100])  # the last page is gone
+    with pytest.raises(SourceError, match="damaged: reading stopped after"):
+        with open_source(cut, topic=TOPIC) as src:
+            list(src)

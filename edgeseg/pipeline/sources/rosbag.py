@@ -62,7 +62,9 @@ class RosbagSource(Source):
             self._reader = Reader(self.path)
             self._reader.open()
         except Exception as e:  # rosbags raises its own errors, and sqlite/mcap ones below them
-            raise SourceError(f"cannot open {self.path} as a ROS 2 recording: {e}") from None
+            hint = (" (an MCAP file cut short, e.g. by a crash, lacks its footer: `mcap recover` rebuilds it)"
+                    if "end magic" in str(e) else "")
+            raise SourceError(f"cannot open {self.path} as a ROS 2 recording: {e}{hint}") from None
         self._store = typestore()
         try:
             self.topics = {c.topic: c.msgtype for c in self._reader.connections if c.msgtype in IMAGE_TYPES}
@@ -93,7 +95,7 @@ class RosbagSource(Source):
         decode = compressed_to_bgr if self.msgtype.endswith("CompressedImage") else image_to_bgr
         tag = self.topic.strip("/").replace("/", "_") or "frame"
         t0 = time.perf_counter()
-        for i, (conn, _t, raw) in enumerate(self._reader.messages(connections=self._connections)):
+        for i, (conn, _t, raw) in enumerate(self._messages()):
             try:
                 msg = self._store.deserialize_cdr(raw, conn.msgtype)
                 image = decode(msg)
@@ -108,6 +110,21 @@ class RosbagSource(Source):
             yield Frame(image, i, f"{tag}_{i:06d}", t1, (t1 - t0) * 1e3,
                         stamp_ns=stamp_ns(msg.header), frame_id=str(msg.header.frame_id))
             t0 = time.perf_counter()
+
+    def _messages(self) -> Iterator[tuple[Any, int, bytes]]:
+        """The topic's raw messages; storage damage is a SourceError saying where reading stopped."""
+        it = iter(self._reader.messages(connections=self._connections))
+        n = 0
+        while True:
+            try:
+                item = next(it)
+            except StopIteration:
+                return
+            except Exception as e:  # noqa: BLE001 - sqlite / mcap / rosbags errors below
+                raise SourceError(f"{self.path} is damaged: reading stopped after {n} messages of "
+                                  f"{self.topic}: {e}") from None
+            n += 1
+            yield item
 
     def counters(self) -> dict[str, int]:
         """Messages skipped so far because they were malformed."""
