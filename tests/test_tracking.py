@@ -195,6 +195,31 @@ def test_probability_ema_blends_probabilities():
     assert p[0, 0, 0] == pytest.approx(0.5, abs=1e-3)
     with pytest.raises(EdgesegError, match="float"):
         e.scores(np.zeros((4, 4), np.int64))
+    with pytest.raises(EdgesegError, match="frame"):
+        make_stabiliser("flow-ema:0.5").scores(l1)
+
+
+def test_flow_ema_follows_motion():
+    """A textured square moving right: the flow-compensated average keeps the square's class where
+    the square is now; the plain average smears it back over where it was."""
+    from edgeseg.geometry import letterbox_info
+
+    info = letterbox_info((64, 64), (64, 64))
+    plain, flow = ProbabilityEMA(0.3), make_stabiliser("flow-ema:0.3")
+    rng = np.random.default_rng(0)
+    texture = rng.integers(0, 255, (64, 64, 3)).astype(np.uint8)
+    for t in range(6):
+        x0 = 8 + 6 * t
+        img = (texture // 4).copy()
+        img[20:44, x0:x0 + 16] = texture[20:44, 8:24]
+        logits = np.zeros((2, 8, 8), np.float32)
+        logits[1, 2:6, x0 // 8:(x0 + 16) // 8] = 8.0  # class 1 on the square's cells
+        logits[0] = 4.0
+        p_plain, p_flow = plain.scores(logits), flow.scores(logits, img, info)
+    now = logits[1] > 4
+    # probability of the square's class: more of it where the square is, less smeared behind it
+    assert p_flow[1][now].sum() > p_plain[1][now].sum()
+    assert p_flow[1][~now].sum() < p_plain[1][~now].sum()
 
 
 # ---- MOTS format ----------------------------------------------------------------------------------
@@ -270,8 +295,9 @@ def test_stream_with_track_gives_ids_and_semantic_smoothing_specs():
     assert all("track_id" in d for d in rec["detections"])
     with pytest.raises(EdgesegError, match="--track"):
         list(stream(edgeseg.load(None), [video[0].image], track=True))
-    sem = list(stream(edgeseg.load(None), [f.image for f in video][:4], smooth="ema:0.5"))
-    assert len(sem) == 4 and sem[0].labels.shape == video[0].semantic.shape
+    for spec in ("ema:0.5", "flow-ema:0.5", "hysteresis:2"):
+        sem = list(stream(edgeseg.load(None), [f.image for f in video][:3], smooth=spec))
+        assert len(sem) == 3 and sem[-1].labels.shape == video[0].semantic.shape
 
 
 def test_cli_eval_track_and_run_track(tmp_path, capsys):

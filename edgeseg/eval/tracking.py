@@ -11,6 +11,8 @@ Definitions:
     sMOTSA (soft multi-object tracking and segmentation accuracy, Voigtlaender et al. 2019) =
         (sum of the mask IoUs of the true positives - false positives - ID switches) / GT masks,
         with matches at mask IoU >= 0.5 (TrackEval's "sMOTA" computed on mask IoU).
+    mIoU of a video = mean IoU over the classes present in its ground truth (a class only
+        predicted, on a few spurious pixels, would otherwise swing the mean by 1 / classes).
     flicker (temporal inconsistency) = among the pixels whose ground-truth class is valid and the
         same in two consecutive frames, the share whose predicted class differs between those
         frames, pooled over all consecutive pairs; consistency = 1 - flicker.
@@ -202,10 +204,11 @@ class VideoStability:
 
     @property
     def miou(self) -> float:
+        """Mean IoU over the classes with ground-truth pixels."""
         c = self.confusion
         inter = np.diag(c).astype(np.float64)
         union = c.sum(0) + c.sum(1) - np.diag(c)
-        present = union > 0
+        present = c.sum(1) > 0
         return float((inter[present] / union[present]).mean()) if present.any() else float("nan")
 
     @property
@@ -242,8 +245,9 @@ def ground_truth_tracks(frames: Any) -> list[FrameTracks]:
 def stabilised_labels(predictor: Any, image: np.ndarray, stabiliser: Any) -> np.ndarray:
     """One frame through a semantic predictor with a stabiliser, as the pipeline runs it."""
     tensor, info = predictor.pre(image)
+    tensor_info = info
     scores = predictor.infer(tensor)[0]
     if stabiliser is not None and stabiliser.uses_scores:
-        scores = stabiliser.scores(scores)
+        scores = stabiliser.scores(scores, frame=image, info=tensor_info)
     labels = predictor.post(scores, info)
     return stabiliser.labels(labels) if stabiliser is not None else labels

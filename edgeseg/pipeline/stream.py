@@ -442,7 +442,7 @@ class Pipeline:
         t0 = time.perf_counter()
         output = item.output[0]
         if self.smoother is not None and self.smoother.uses_scores:
-            output = self.smoother.scores(output)
+            output = self.smoother.scores(output, frame=item.frame.image, info=item.info)
         payload = self.predictor.post(output, item.info)
         if self.smoother is not None:
             payload = self.smoother.labels(payload)

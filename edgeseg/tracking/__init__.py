@@ -6,9 +6,10 @@
 """
 from __future__ import annotations
 
-from .semantic import STABILISERS, Hysteresis, ModeFilter, ProbabilityEMA, Stabiliser, make_stabiliser
+from .semantic import (STABILISERS, FlowEMA, Hysteresis, ModeFilter, ProbabilityEMA, Stabiliser,
+                       make_stabiliser)
 from .similarity import SIMILARITIES, box_iou, register_similarity
 from .tracker import Tracker, TrackerConfig
 
 __all__ = ["Tracker", "TrackerConfig", "SIMILARITIES", "register_similarity", "box_iou",
-           "Stabiliser", "ModeFilter", "Hysteresis", "ProbabilityEMA", "STABILISERS", "make_stabiliser"]
+           "Stabiliser", "ModeFilter", "Hysteresis", "ProbabilityEMA", "FlowEMA", "STABILISERS", "make_stabiliser"]

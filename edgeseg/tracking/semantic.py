@@ -11,6 +11,10 @@ scores (before the fused upsample + argmax) and/or on the label map at frame siz
   at the model's output resolution (1/8 of the input for the shipped models), newest frame
   weighted A, then the usual fused upsample + argmax. Cost: one softmax and one blend over
   C x h x w low-resolution values (1/64 of the pixels at stride 8); needs float logits.
+* ``flow-ema:A`` (:class:`FlowEMA`): the same average, but the previous probabilities are first
+  moved along the motion between the two frames (OpenCV's DIS optical flow, ultrafast preset,
+  on a grey copy of the frame at most 160 pixels wide), so moving objects and a moving camera
+  do not smear. Cost: one DIS flow at that size + C bilinear remaps of the low-resolution map.
 
 Spec strings (``--smooth``): ``3`` (= ``mode:3``), ``mode:K``, ``hysteresis:N``, ``ema:A``;
 ``0`` / ``off`` / empty = none.
@@ -18,7 +22,7 @@ Spec strings (``--smooth``): ``3`` (= ``mode:3``), ``mode:K``, ``hysteresis:N``,
 from __future__ import annotations
 
 from collections import deque
-from typing import Callable, Optional, Union
+from typing import Any, Callable, Optional, Union
 
 import numpy as np
 
@@ -32,8 +36,9 @@ class Stabiliser:
     #: True when :meth:`scores` must see the model's float logits (before upsampling).
     uses_scores = False
 
-    def scores(self, logits: np.ndarray) -> np.ndarray:
-        """The (C, h, w) low-resolution class scores to upsample + argmax this frame."""
+    def scores(self, logits: np.ndarray, frame: Optional[np.ndarray] = None, info: Any = None) -> np.ndarray:
+        """The (C, h, w) low-resolution class scores to upsample + argmax this frame (``frame``:
+        the BGR image, ``info``: its LetterboxInfo, for stabilisers that follow motion)."""
         return logits
 
     def labels(self, labels: np.ndarray) -> np.ndarray:
@@ -152,7 +157,16 @@ class ProbabilityEMA(Stabiliser):
         self.a = float(a)
         self._p: Optional[np.ndarray] = None
 
-    def scores(self, logits: np.ndarray) -> np.ndarray:
+    def scores(self, logits: np.ndarray, frame: Optional[np.ndarray] = None, info: Any = None) -> np.ndarray:
+        p = self._probabilities(logits)
+        if self._p is None or self._p.shape != p.shape:
+            self._p = p
+        else:
+            self._p *= 1.0 - self.a
+            self._p += self.a * p
+        return self._p
+
+    def _probabilities(self, logits: np.ndarray) -> np.ndarray:
         x = np.asarray(logits)
         if x.ndim == 4 and x.shape[0] == 1:
             x = x[0]
@@ -164,13 +178,7 @@ class ProbabilityEMA(Stabiliser):
             raise EdgesegError(f"ema smoothing needs scores of 2 or more classes, got {x.shape[0]} channel: "
                                "use --smooth mode:3 or hysteresis:2")
         e = np.exp(x - x.max(axis=0, keepdims=True), dtype=np.float32)
-        p = e / e.sum(axis=0, keepdims=True)
-        if self._p is None or self._p.shape != p.shape:
-            self._p = p
-        else:
-            self._p *= 1.0 - self.a
-            self._p += self.a * p
-        return self._p
+        return e / e.sum(axis=0, keepdims=True)
 
     def reset(self) -> None:
         self._p = None
@@ -179,11 +187,67 @@ class ProbabilityEMA(Stabiliser):
         return f"ema:{self.a:g}"
 
 
+class FlowEMA(ProbabilityEMA):
+    """:class:`ProbabilityEMA` with the previous probabilities moved along the optical flow from
+    the new frame to the previous one (DIS, ultrafast) before blending. Needs the frames and
+    their letterbox geometry (the pipeline passes them). Resets when the frame size changes."""
+
+    name = "flow-ema"
+    #: Width (pixels) of the grey frame the flow is computed on.
+    FLOW_WIDTH = 160
+
+    def __init__(self, a: float = 0.5) -> None:
+        super().__init__(a)
+        self._grey: Optional[np.ndarray] = None
+        self._dis: Any = None
+
+    def scores(self, logits: np.ndarray, frame: Optional[np.ndarray] = None, info: Any = None) -> np.ndarray:
+        import cv2
+
+        if frame is None or info is None:
+            raise EdgesegError("flow-ema smoothing needs each frame and its letterbox info; use it "
+                               "through the pipeline, or use ema:A")
+        p = self._probabilities(logits)
+        H, W = frame.shape[:2]
+        sw = min(W, self.FLOW_WIDTH)
+        sh = max(1, round(H * sw / W))
+        grey = cv2.resize(cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY), (sw, sh), interpolation=cv2.INTER_AREA)
+        prev, self._grey = self._grey, grey
+        if self._p is None or self._p.shape != p.shape or prev is None or prev.shape != grey.shape:
+            self._p = p
+            return self._p
+        if self._dis is None:
+            self._dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST)
+        flow = self._dis.calc(grey, prev, None)  # new pixel x was at x + flow(x) in the previous frame
+        C, h, w = p.shape
+        (ih, iw), (rh, rw) = info.dst_hw, info.resized_hw
+        jj = (np.arange(w) + 0.5) * iw / w - info.pad_left  # cell centres in resized-frame pixels
+        ii = (np.arange(h) + 0.5) * ih / h - info.pad_top
+        xs = np.clip((jj * sw / rw).astype(np.int64), 0, sw - 1)
+        ys = np.clip((ii * sh / rh).astype(np.int64), 0, sh - 1)
+        f = flow[ys[:, None], xs[None, :]]  # (h, w, 2) in small-frame pixels
+        inside = ((jj >= 0) & (jj < rw))[None, :] & ((ii >= 0) & (ii < rh))[:, None]
+        map_x = (np.arange(w)[None, :] + np.where(inside, f[..., 0] * (rw / sw) * (w / iw), 0)).astype(np.float32)
+        map_y = (np.arange(h)[:, None] + np.where(inside, f[..., 1] * (rh / sh) * (h / ih), 0)).astype(np.float32)
+        moved = np.stack([cv2.remap(self._p[c], map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+                          for c in range(C)])
+        self._p = moved * (1.0 - self.a) + self.a * p
+        return self._p
+
+    def reset(self) -> None:
+        super().reset()
+        self._grey = None
+
+    def describe(self) -> str:
+        return f"flow-ema:{self.a:g}"
+
+
 #: name -> (constructor from the spec's argument, default argument)
 STABILISERS: dict[str, tuple[Callable[[str], Stabiliser], str]] = {
     "mode": (lambda v: ModeFilter(int(v)), "3"),
     "hysteresis": (lambda v: Hysteresis(int(v)), "2"),
     "ema": (lambda v: ProbabilityEMA(float(v)), "0.5"),
+    "flow-ema": (lambda v: FlowEMA(float(v)), "0.5"),
 }
 
 
@@ -203,7 +267,7 @@ def make_stabiliser(spec: Union[str, int, None, Stabiliser]) -> Optional[Stabili
         return ModeFilter(k)
     name, _, arg = text.partition(":")
     if name not in STABILISERS:
-        raise EdgesegError(f"unknown smoothing {spec!r}; use K, mode:K, hysteresis:N or ema:A "
+        raise EdgesegError(f"unknown smoothing {spec!r}; use K, mode:K, hysteresis:N, ema:A or flow-ema:A "
                            f"(kinds: {', '.join(STABILISERS)})")
     make, default = STABILISERS[name]
     try:

@@ -18,7 +18,8 @@ Per frame (:meth:`Tracker.update`):
 
 Similarity "box": IoU of the track's predicted box with the detection's box; "mask": IoU of the
 track's last mask, moved by the predicted motion of its box centre, with the detection's mask
-(:func:`edgeseg.ops.mask_iou`). Detections of different classes are never matched unless
+(:func:`edgeseg.ops.mask_iou`) for tracks matched in the previous frame, and box IoU for tracks
+unseen since (a mask from before an occlusion no longer describes what reappears). Detections of different classes are never matched unless
 ``class_aware=False``. numpy + the C++ core; no torch.
 """
 from __future__ import annotations
@@ -32,7 +33,7 @@ from .. import ops
 from ..errors import ArrayError, EdgesegError
 from ..masks import MaskSet
 from . import kalman
-from .similarity import get_similarity
+from .similarity import box_iou, get_similarity
 
 TENTATIVE, TRACKED, LOST = 0, 1, 2
 
@@ -225,7 +226,11 @@ class Tracker:
             motion = (pred[t_idx, :2] + pred[t_idx, 2:]) / 2 - self._centre[t_idx]
             shift = np.rint(np.clip(motion, -1e6, 1e6)).astype(np.int32)
             # against every detection of the frame (cheap) rather than a re-validated subset
-            return self._similarity(pred[t_idx], t_masks, shift, boxes, masks)[:, d_idx]
+            iou = self._similarity(pred[t_idx], t_masks, shift, boxes, masks)[:, d_idx]
+            stale = self._last[t_idx] < self.frame - 1  # unseen last frame: its mask is out of date
+            if stale.any():
+                iou[stale] = box_iou(pred[t_idx[stale]], boxes[d_idx])
+            return iou
         return self._similarity(pred[t_idx], t_masks, shift, boxes[d_idx], d_masks)
 
     def _check(self, boxes: Any, scores: Any, class_ids: Any, masks: Any
