@@ -188,7 +188,7 @@ def test_token_is_required_on_every_route_when_set(predictor):
             assert _get(sink.port, path, {"Authorization": "Bearer nope"})[0] == 401, path
         assert _get(sink.port, f"/stats.json?token={token}")[0] == 200
         assert _get(sink.port, "/frame.jpg", {"Authorization": f"Bearer {token}"})[0] == 200
-        assert sink.url.endswith(f"/?token={token}")
+        assert sink.url.endswith(f"/?token={token}") and token not in sink.describe()
     finally:
         pipe.stop()
         pipe.join(timeout=30)

@@ -338,7 +338,7 @@ class WebSink(Sink):
         return self._frames.encoded
 
     def describe(self) -> str:
-        return f"web view {self.url}"
+        return f"web view {self.url.split('?')[0]}" + (" (token)" if self.token else "")  # no secret in summaries
 
     # ------------------------------------------------------------------ pipeline side
     def put(self, result: "StreamResult") -> None:

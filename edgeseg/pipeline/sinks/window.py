@@ -108,6 +108,7 @@ class WindowSink(Sink):
         self._shown_seq = 0
         self._owner: threading.Thread | None = None  # the thread running the GUI loop (run())
         self._open = False
+        self._fresh = threading.Event()  # set by put(): wakes a GUI loop that has no window yet
 
     # ------------------------------------------------------------------ pipeline side
     def put(self, result: "StreamResult") -> None:
@@ -116,6 +117,7 @@ class WindowSink(Sink):
             self._latest = image
             self._latest_seq += 1
             self.received += 1
+        self._fresh.set()
         if self._owner is None and self.quit_reason is None:
             self.pump()
 
@@ -138,8 +140,12 @@ class WindowSink(Sink):
             self._show(cv2, image)
             self._shown_seq = seq
             key = cv2.waitKey(1)
-        else:
+        elif self._open:
             key = cv2.waitKey(IDLE_WAIT_MS)
+        else:  # no window yet: waitKey would return at once (a busy loop)
+            self._fresh.wait(IDLE_WAIT_MS / 1e3)
+            self._fresh.clear()
+            return None
         reason = QUIT_KEYS.get(key & 0xFF) if key != -1 else None
         if reason is None and self._open and not self._visible(cv2):
             reason = "window closed"
