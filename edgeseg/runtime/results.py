@@ -18,6 +18,19 @@ def palette_bgr(meta: ModelMeta) -> np.ndarray:
     return np.ascontiguousarray(np.asarray(meta.palette, dtype=np.uint8).reshape(-1, 3)[:, ::-1])
 
 
+def display_palette_bgr(meta: ModelMeta) -> np.ndarray:
+    """The colours overlays use (BGR): the model's palette, except that a palette equal to the
+    PASCAL VOC colour map (the default of models exported before the bright default palette,
+    dark navy / olive / purple that barely show on footage) is shown with
+    :func:`edgeseg.meta.default_palette`."""
+    from ..meta import default_palette, voc_palette
+
+    n = len(meta.palette)
+    if [tuple(c) for c in meta.palette] == voc_palette(n):
+        return np.ascontiguousarray(np.asarray(default_palette(n), np.uint8)[:, ::-1])
+    return palette_bgr(meta)
+
+
 #: Class names drawn untinted in semantic overlays (compared case-insensitively).
 UNTINTED_CLASSES = ("background", "_background_", "__background__", "bg")
 
@@ -79,15 +92,16 @@ class SemanticResult:
         return int(self.labels.shape[0]), int(self.labels.shape[1])
 
     def overlay(self, alpha: float = defaults.OVERLAY_ALPHA, out: np.ndarray | None = None,
-                legend: bool = False) -> np.ndarray:
+                legend: bool = False, palette: np.ndarray | None = None) -> np.ndarray:
         """The frame with each pixel blended with its class colour: BGR uint8 (H, W, 3).
 
         Background pixels (:func:`untinted_classes`) and ignore labels (>= the class count) stay
         untinted. ``alpha`` is the weight of the class colour; pass ``out`` (a BGR uint8 array of
         the frame's shape) to render into it instead of allocating; ``legend`` draws the names and
-        colours of the classes present in the top-right corner.
+        colours of the classes present in the top-right corner; ``palette``: (K, 3) BGR colours to
+        use instead of :func:`display_palette_bgr`.
         """
-        pal = palette_bgr(self.meta)
+        pal = display_palette_bgr(self.meta) if palette is None else np.ascontiguousarray(palette, np.uint8)
         skip = untinted_classes(self.meta)
         out = ops.overlay(self.frame, self.labels, pal, alpha=alpha, out=out, skip=skip)
         if legend:
