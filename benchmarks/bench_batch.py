@@ -35,6 +35,7 @@ from edgeseg._io import write_json
 from edgeseg.batch import BatchSettings, run_batch
 from edgeseg.bench import format_machine, machine_info
 from edgeseg.data.synthetic import generate
+from edgeseg.integrations.ray import start_local_ray
 
 
 def _hw(text: str) -> tuple[int, int]:
@@ -94,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{args.recordings} recordings x {args.frames} frames at {args.size[0]}x{args.size[1]} (mp4v), "
               "shipped semantic model, overlay .mp4 + results.jsonl per recording")
         t0 = time.perf_counter()
-        ray.init(num_cpus=2, include_dashboard=False, object_store_memory=128 * 1024 * 1024, log_to_driver=False)
+        start_local_ray(2)  # as edgeseg batch starts it: workers at this process's priority
         ray_start = time.perf_counter() - t0
         print(f"local Ray start (2 CPUs, once, not in the figures below): {ray_start:.1f} s")
         configs = [("sequential", dict(use_ray=False)),

@@ -152,7 +152,9 @@ def ray_cluster():
     ray = pytest.importorskip("ray")
     if ray.is_initialized():
         ray.shutdown()
-    ray.init(num_cpus=2, include_dashboard=False, object_store_memory=80 * 1024 * 1024, log_to_driver=False)
+    from edgeseg.integrations.ray import start_local_ray
+
+    start_local_ray(2)  # no dashboard, 128 MiB object store
     yield ray
     ray.shutdown()
 

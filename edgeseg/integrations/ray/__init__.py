@@ -1,5 +1,5 @@
 """``edgeseg batch`` on Ray: a pool of actors, each loading the model once and processing one
 recording at a time (needs ``pip install 'edgeseg[ray]'``; Ray is imported when a runner starts)."""
-from .runner import OBJECT_STORE_BYTES, RayRunner
+from .runner import OBJECT_STORE_BYTES, RayRunner, start_local_ray
 
-__all__ = ["RayRunner", "OBJECT_STORE_BYTES"]
+__all__ = ["RayRunner", "OBJECT_STORE_BYTES", "start_local_ray"]

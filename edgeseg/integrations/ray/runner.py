@@ -11,6 +11,7 @@ at the same paths (a shared file system), with the same edgeseg installed.
 from __future__ import annotations
 
 import logging
+import os
 from collections import deque
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -25,6 +26,24 @@ from ...pipeline.threads import available_cores, default_thread_policy
 OBJECT_STORE_BYTES = 128 * 1024 * 1024
 #: Seconds between two progress polls of the busy actors.
 POLL_S = 0.5
+
+
+def start_local_ray(num_cpus: int) -> None:
+    """Start a Ray on this machine for a batch: no dashboard, a small object store, ``num_cpus``
+    CPUs, and workers at this process's priority (Ray would nice them by 15, so a batch would run
+    slower than ``edgeseg run`` wherever other processes use the CPU)."""
+    import ray
+
+    key = "RAY_worker_niceness"
+    ours = key not in os.environ
+    if ours:
+        os.environ[key] = "0"
+    try:
+        ray.init(num_cpus=num_cpus, include_dashboard=False, object_store_memory=OBJECT_STORE_BYTES,
+                 logging_level=logging.WARNING, log_to_driver=False)
+    finally:
+        if ours:
+            os.environ.pop(key, None)
 
 
 def _cause(e: BaseException) -> str:
@@ -77,8 +96,7 @@ class RayRunner:
                 n = workers or max(1, available_cores() // cpus)
                 if jobs:
                     n = min(n, jobs)
-                ray.init(num_cpus=n * cpus, include_dashboard=False, object_store_memory=OBJECT_STORE_BYTES,
-                         logging_level=logging.WARNING, log_to_driver=False)
+                start_local_ray(n * cpus)
             else:
                 try:
                     ray.init(address=address, logging_level=logging.WARNING, log_to_driver=False)
