@@ -137,7 +137,25 @@ def _network_sizes(meta: ModelMeta) -> list[tuple[int, int]]:
     return [(h, w), (h + 32, w + 64)] if meta.dynamic else [(h, w)]
 
 
-def check_parity(
+def check_parity(model: Any, candidate: Any, meta: ModelMeta, **options: Any) -> ParityReport:
+    """Compare the reference ``model`` with the exported ``candidate`` on synthetic scenes from
+    :func:`edgeseg.data.synthetic.generate`, with the comparer of the model's kind.
+
+    ``model`` is a torch module (run on CPU in float32) or a runtime Backend; ``candidate`` is a
+    runtime Backend (ONNX Runtime, OpenVINO, TensorRT, ...) or a model path (``.onnx`` runs on
+    ONNX Runtime's CPU provider; other suffixes go through the backend registry). ``options``:
+    ``n_images``, ``min_agreement``, ``seed``, ``frame_sizes``. Semantic models: label agreement
+    at logits and at frame resolution (:func:`check_semantic_parity`); single-stage instance
+    models: :func:`check_instance_parity`; Mask R-CNN: :func:`check_maskrcnn_parity` (see
+    :mod:`edgeseg.runtime.kinds`). ``provider`` in the report names the engine that ran the
+    candidate.
+    """
+    from ..runtime.kinds import kind_of_meta
+
+    return kind_of_meta(meta).load("parity")(model, candidate, meta, **options)
+
+
+def check_semantic_parity(
     model: Any,
     candidate: Any,
     meta: ModelMeta,
@@ -146,20 +164,11 @@ def check_parity(
     seed: int = 0,
     frame_sizes: Sequence[tuple[int, int]] = FRAME_SIZES,
 ) -> ParityReport:
-    """Compare the reference ``model`` with the exported ``candidate`` on ``n_images``
-    synthetic scenes from :func:`edgeseg.data.synthetic.generate`.
-
-    ``model`` is a torch module (run on CPU in float32) or a runtime Backend; ``candidate`` is a
-    runtime Backend (ONNX Runtime, OpenVINO, TensorRT, ...) or a model path (``.onnx`` runs on
-    ONNX Runtime's CPU provider; other suffixes go through the backend registry). Semantic
-    models: label agreement at logits and at frame resolution. Instance models: see
-    :func:`check_instance_parity`. ``provider`` in the report names the engine that ran the
-    candidate.
-    """
-    if meta.task == "instance":
-        return check_instance_parity(model, candidate, meta, n_images, min_agreement, seed, frame_sizes)
+    """Semantic-model parity: label agreement at logits and at frame resolution (see
+    :func:`check_parity`)."""
     from ..data.synthetic import generate
-    from ..runtime.predictor import postprocess, preprocess
+    from ..runtime.base import preprocess
+    from ..runtime.semantic import postprocess
 
     if n_images < 1:
         raise ValueError(f"n_images must be >= 1, got {n_images}")
@@ -256,11 +265,9 @@ def check_instance_parity(
     (assembled by the runtime's C++ code from each side's coefficients and prototypes). Gated on
     the worse of detection agreement and mask-pixel agreement. ``model`` and ``candidate`` as in
     :func:`check_parity`."""
-    if meta.extra.get("head") == "maskrcnn":  # post-NMS detections: see check_maskrcnn_parity
-        return check_maskrcnn_parity(model, candidate, meta, n_images, min_agreement, seed, frame_sizes)
     from ..data.synthetic import generate
     from ..runtime.instance import OUTPUTS, InstanceThresholds
-    from ..runtime.predictor import preprocess
+    from ..runtime.base import preprocess
 
     if n_images < 1:
         raise ValueError(f"n_images must be >= 1, got {n_images}")
@@ -329,8 +336,9 @@ def check_maskrcnn_parity(
     ``candidate`` as in :func:`check_parity`."""
     from ..data.synthetic import generate
     from ..runtime.instance import InstanceThresholds
-    from ..runtime.maskrcnn import output_roles, postprocess_maskrcnn
-    from ..runtime.predictor import preprocess
+    from ..runtime.conventions.maskrcnn import output_roles
+    from ..runtime.maskrcnn import postprocess_maskrcnn
+    from ..runtime.base import preprocess
 
     if n_images < 1:
         raise ValueError(f"n_images must be >= 1, got {n_images}")
