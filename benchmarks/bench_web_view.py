@@ -14,7 +14,9 @@ sink differs:
     web, stalled+reading
 
 Variants alternate, `--repeats` rounds; prints the median FPS of each, its ratio to the peer,
-frames processed vs frames in the source, JPEGs encoded and MJPEG parts sent to each viewer.
+the time the pipeline's sink stage spent per frame (what the web view costs the pipeline's own
+thread), frames processed vs frames in the source, JPEGs encoded and MJPEG parts sent to each
+viewer.
 Traffic stays on 127.0.0.1.
 """
 from __future__ import annotations
@@ -94,7 +96,9 @@ def run_variant(predictor, frames: list[np.ndarray], web: bool, reading: bool, s
             threading.Event().wait(0.01)
     pipe = Pipeline(predictor, IterableSource(frames), [sink] if sink else [], render=True)
     summary = pipe.run()
-    out = {"fps": summary["fps"], "processed": summary["frames"], "dropped": summary["dropped"]}
+    sink_ms = summary["stages_ms"]["sink"]
+    out = {"fps": summary["fps"], "processed": summary["frames"], "dropped": summary["dropped"],
+           "sink_p50": sink_ms["p50"], "sink_p99": sink_ms["p99"]}
     if sink is not None:
         out["jpeg_encoded"] = sink.encoded
     if reader is not None:
@@ -130,12 +134,15 @@ def main() -> int:
     peer = statistics.median(r["fps"] for r in results["no sink"])
     print(f"# bench_web_view {_dt.datetime.now(_dt.timezone.utc):%Y-%m-%d %H:%M} UTC, {platform.node()}, "
           f"{platform.processor() or platform.machine()}, {args.frames} frames {h}x{w}, median of {args.repeats}")
-    print("| variant | FPS | / no sink | processed / source | JPEGs encoded | parts to reader | parts to stalled |")
-    print("|---|---:|---:|---:|---:|---:|---:|")
+    print("| variant | FPS | / no sink | sink stage p50 / p99 ms | processed / source | JPEGs encoded "
+          "| parts to reader | parts to stalled |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
     for name, rs in results.items():
         fps = statistics.median(r["fps"] for r in rs)
         last = rs[-1]
-        print(f"| {name} | {fps:.1f} | {fps / peer:.2f} | {last['processed']} / {args.frames} | "
+        p50 = statistics.median(r["sink_p50"] for r in rs)
+        p99 = statistics.median(r["sink_p99"] for r in rs)
+        print(f"| {name} | {fps:.1f} | {fps / peer:.2f} | {p50:.3f} / {p99:.3f} | {last['processed']} / {args.frames} | "
               f"{last.get('jpeg_encoded', '-')} | {last.get('parts_to_reader', '-')} | "
               f"{last.get('parts_to_stalled', '-')} |")
     return 0
