@@ -7,6 +7,13 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
+import os as _os  # noqa: E402
+
+from . import defaults as _defaults  # noqa: E402
+
+# OpenCV reads its decoder size limit once, at import: set it before anything imports cv2.
+_os.environ.setdefault("OPENCV_IO_MAX_IMAGE_PIXELS", str(_defaults.max_image_pixels()))
+
 from .errors import (  # noqa: E402
     ArrayError,
     BackendError,

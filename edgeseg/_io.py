@@ -72,18 +72,36 @@ def write_image(path: str | os.PathLike, image: np.ndarray, params: Sequence[int
 
 
 def read_image(path: str | os.PathLike) -> np.ndarray:
-    """Read a colour image as BGR uint8 HxWx3; InputFileError if missing or undecodable."""
+    """Read a colour image as BGR uint8 HxWx3; InputFileError if missing, not a regular file,
+    declaring more than ``defaults.MAX_IMAGE_PIXELS`` pixels, or undecodable."""
+    import stat
+
     import cv2
 
+    from . import defaults
+    from .image_header import declared_size
+
     path = Path(path)
-    if not path.is_file():
-        raise InputFileError(f"image not found: {path}; check the path")
+    try:
+        st = path.stat()
+    except OSError:
+        raise InputFileError(f"image not found: {path}; check the path") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise InputFileError(f"{path} is not a regular file (a folder, FIFO or device); give an image file")
     try:
         data = np.fromfile(str(path), dtype=np.uint8)
     except OSError as e:
         raise InputFileError(f"cannot read {path}: {e.strerror or e}") from None
-    image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+    size = declared_size(data[:65536].tobytes())
+    limit = defaults.max_image_pixels()
+    if size is not None and size[0] * size[1] > limit:
+        raise InputFileError(f"image {path} declares {size[0]}x{size[1]} pixels, more than edgeseg decodes "
+                             f"({limit} pixels; set {defaults.MAX_IMAGE_PIXELS_ENV} to raise the limit)")
+    try:
+        image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+    except cv2.error:
+        image = None
     if image is None:
-        raise InputFileError(f"cannot decode image {path}: the file is empty, truncated or not an "
+        raise InputFileError(f"cannot decode image {path}: the file is empty, truncated, too large or not an "
                              "image format OpenCV reads; re-create it or remove it")
     return image

@@ -68,3 +68,14 @@ BENCH_FRAME_SIZE: tuple[int, int] = (720, 1280)
 BENCH_DISTINCT_FRAMES: int = 8
 #: Environment variable that lets ONNX models with operators from custom domains load (=1).
 ALLOW_CUSTOM_OPS_ENV: str = "EDGESEG_ALLOW_CUSTOM_OPS"
+#: Largest image (width x height) edgeseg decodes; EDGESEG_MAX_IMAGE_PIXELS overrides it.
+MAX_IMAGE_PIXELS: int = 1 << 28
+MAX_IMAGE_PIXELS_ENV: str = "EDGESEG_MAX_IMAGE_PIXELS"
+
+
+def max_image_pixels() -> int:
+    """The image-size limit in force (the environment variable wins when it is a positive integer)."""
+    import os
+
+    text = os.environ.get(MAX_IMAGE_PIXELS_ENV, "")
+    return int(text) if text.isdigit() and int(text) > 0 else MAX_IMAGE_PIXELS

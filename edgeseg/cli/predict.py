@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -59,4 +60,10 @@ def cmd_predict(args: argparse.Namespace) -> int:
               f"(COCO results format, RLE masks) to {out}/detections.json")
     else:
         print(f"wrote {n} overlays and label maps to {out}/")
+    failed = getattr(source, "failed", [])
+    if failed:
+        print(f"{len(failed)} input(s) could not be read and were skipped:", file=sys.stderr)
+        for path, reason in failed:
+            print(f"  {path}: {reason}", file=sys.stderr)
+        return 1
     return 0

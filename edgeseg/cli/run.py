@@ -153,6 +153,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     summary["model"] = str(predictor.path)
     summary["backend"] = predictor.backend_name
     summary["threads"] = policy.to_dict()
+    failed = getattr(source, "failed", [])
+    if failed:
+        summary["unreadable_inputs"] = [{"path": str(p), "reason": r} for p, r in failed]
     print(pipe.stats.table())
     print(f"stopped: {summary['stopped']}")
     for path in pipe.closed:
@@ -160,4 +163,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.stats:
         write_json(args.stats, summary)
         print(f"stats: {args.stats}")
+    if failed:
+        print(f"{len(failed)} input(s) could not be read and were skipped:", file=sys.stderr)
+        for path, reason in failed:
+            print(f"  {path}: {reason}", file=sys.stderr)
+        return 1
     return 0

@@ -1,0 +1,78 @@
+"""Hostile images: size bombs refused before decoding, truncated files, special files, and one bad
+file in a folder never stopping the good ones."""
+from __future__ import annotations
+
+import os
+import struct
+import zlib
+
+import cv2
+import numpy as np
+import pytest
+
+from edgeseg import InputFileError
+from edgeseg._io import read_image
+from edgeseg.cli import main
+from edgeseg.image_header import declared_size
+
+
+def _png_header(w: int, h: int) -> bytes:
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    ihdr = struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b"")
+
+
+@pytest.mark.parametrize("ext", [".png", ".jpg", ".bmp", ".webp"])
+def test_declared_size_matches_the_encoder(ext):
+    ok, buf = cv2.imencode(ext, np.zeros((37, 53, 3), np.uint8))
+    assert ok and declared_size(buf.tobytes()) == (53, 37)
+
+
+def test_size_bomb_is_refused_before_decoding(tmp_path, monkeypatch):
+    bomb = tmp_path / "bomb.png"
+    bomb.write_bytes(_png_header(60000, 60000))
+    assert bomb.stat().st_size < 100
+    with pytest.raises(InputFileError, match="declares 60000x60000 pixels.*EDGESEG_MAX_IMAGE_PIXELS"):
+        read_image(bomb)
+    monkeypatch.setenv("EDGESEG_MAX_IMAGE_PIXELS", "100")
+    ok, buf = cv2.imencode(".png", np.zeros((20, 20, 3), np.uint8))
+    (tmp_path / "small.png").write_bytes(buf.tobytes())
+    with pytest.raises(InputFileError, match="declares 20x20"):
+        read_image(tmp_path / "small.png")
+
+
+@pytest.mark.parametrize("ext", [".png", ".jpg", ".bmp"])
+def test_truncated_images_are_clear_errors(tmp_path, ext):
+    ok, buf = cv2.imencode(ext, np.random.default_rng(0).integers(0, 255, (64, 64, 3), np.uint8))
+    for cut in (0, 10, len(buf) // 3):
+        p = tmp_path / f"t{cut}{ext}"
+        p.write_bytes(buf.tobytes()[:cut])
+        try:
+            img = read_image(p)
+        except InputFileError:
+            continue
+        assert img.shape == (64, 64, 3)  # some decoders fill a truncated tail: still a valid image
+
+
+def test_special_files_are_not_images(tmp_path):
+    fifo = tmp_path / "x.png"
+    os.mkfifo(fifo)
+    with pytest.raises(InputFileError, match="not a regular file"):
+        read_image(fifo)
+
+
+def test_a_bad_file_in_a_folder_does_not_stop_the_others(tmp_path, capsys):
+    src = tmp_path / "imgs"
+    src.mkdir()
+    for i in range(3):
+        ok, buf = cv2.imencode(".png", np.full((40, 60, 3), 40 * i, np.uint8))
+        (src / f"good{i}.png").write_bytes(buf.tobytes())
+    (src / "bad_a.png").write_bytes(b"not an image")
+    (src / "bad_b.jpg").write_bytes(_png_header(50000, 50000))
+    out = tmp_path / "out"
+    assert main(["predict", "default", str(src), "--out", str(out), "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert "2 input(s) could not be read" in err and "bad_a.png" in err and "bad_b.jpg" in err
+    assert sorted(p.name for p in out.glob("*_labels.png")) == [f"good{i}_labels.png" for i in range(3)]
