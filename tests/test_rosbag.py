@@ -239,3 +239,29 @@ def test_damaged_recordings_are_clear_errors(tmp_path):
     with pytest.raises(SourceError, match="damaged: reading stopped after"):
         with open_source(cut, topic=TOPIC) as src:
             list(src)
+
+
+def test_output_reads_in_the_reference_mcap_reader(tmp_path):
+    """Foxglove's own MCAP libraries (what MCAP viewers use) decode every output message from
+    the schemas embedded in the file, vision_msgs included, with the input's stamps."""
+    read_ros2_messages = pytest.importorskip("mcap_ros2.reader", reason="mcap-ros2-support is not installed"
+                                             ).read_ros2_messages
+    frames = _scenes(2, (64, 80))
+    bag = write_image_bag(tmp_path / "drive", frames, fps=10, frame_id="cam")
+    out = tmp_path / "inst.mcap"
+    predictor = load(ASSETS / "instance_default.onnx")
+    Pipeline(predictor, open_source(bag, topic=TOPIC), [RosbagSink(out, color=True)]).run()
+    seen: dict[str, list] = {}
+    for m in read_ros2_messages(str(out)):
+        seen.setdefault(m.channel.topic, []).append(m)
+    assert sorted(seen) == ["/edgeseg/color_mask", "/edgeseg/detections", "/edgeseg/instance_mask",
+                            "/edgeseg/label_info"]
+    assert [c.class_name for c in seen["/edgeseg/label_info"][0].ros_msg.class_map] == predictor.meta.classes
+    for i, m in enumerate(seen["/edgeseg/instance_mask"]):
+        msg = m.ros_msg
+        assert m.log_time_ns == START + i * 100_000_000 and msg.header.frame_id == "cam"
+        assert (msg.encoding, msg.height, msg.width) == ("mono16", 64, 80)
+        ref = predictor(frames[i])
+        np.testing.assert_array_equal(C.image_to_numpy(msg), ref.instance_map())
+        dets = seen["/edgeseg/detections"][i].ros_msg.detections
+        assert [d.results[0].hypothesis.class_id for d in dets] == [str(c) for c in ref.class_ids]
