@@ -56,7 +56,14 @@ def _require_ndarray(x, fn: str, name: str) -> np.ndarray:
 
 
 def _parse_size(size: SizeLike, fn: str) -> Tuple[int, int]:
-    return parse_size(size, f"{fn}: size")
+    """An output size, capped: a kernel never allocates more than ``defaults.max_image_pixels()``
+    pixels for one image (a wrong or hostile size would otherwise exhaust memory)."""
+    h, w = parse_size(size, f"{fn}: size")
+    limit = defaults.max_image_pixels()
+    if h * w > limit:
+        raise ArrayError(f"{fn}: size {(h, w)} is {h * w} pixels, more than the limit of {limit} "
+                         f"(set {defaults.MAX_IMAGE_PIXELS_ENV} to raise it)")
+    return h, w
 
 
 def _triple(v, fn: str, name: str) -> Tuple[float, float, float]:
@@ -75,7 +82,11 @@ def _normalisation(mean, std, pad_value) -> Tuple[Tuple[float, ...], ...]:
     mean_t, std_t = _triple(mean, "letterbox", "mean"), _triple(std, "letterbox", "std")
     if any(s == 0 or not math.isfinite(s) for s in std_t):
         raise ArrayError(f"letterbox: std must be finite and non-zero, got {std!r}")
+    if not all(math.isfinite(m) for m in mean_t):
+        raise ArrayError(f"letterbox: mean must be finite, got {mean!r}")
     pad_t = _triple(pad_value, "letterbox", "pad_value")
+    if not all(math.isfinite(p) for p in pad_t):
+        raise ArrayError(f"letterbox: pad_value must be finite, got {pad_value!r}")
     scale = tuple(1.0 / s for s in std_t)
     bias = tuple(-m / s for m, s in zip(mean_t, std_t))
     pad = tuple((p - m) / s for p, m, s in zip(pad_t, mean_t, std_t))
@@ -119,7 +130,7 @@ def letterbox(
     if image.ndim != 3 or image.shape[2] != 3:
         raise ArrayError(
             f"letterbox: image must have shape (H, W, 3) (BGR), got shape {tuple(image.shape)}")
-    info = letterbox_info(image.shape[:2], size)
+    info = letterbox_info(image.shape[:2], _parse_size(size, "letterbox"))
     h, w = info.dst_hw
     try:  # the same statistics every frame: cached when hashable (tuples, numbers)
         scale, bias, pad = _normalisation(mean, std, pad_value)

@@ -76,3 +76,14 @@ def test_a_bad_file_in_a_folder_does_not_stop_the_others(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "2 input(s) could not be read" in err and "bad_a.png" in err and "bad_b.jpg" in err
     assert sorted(p.name for p in out.glob("*_labels.png")) == [f"good{i}_labels.png" for i in range(3)]
+
+
+def test_kernel_outputs_are_capped_and_nan_statistics_refused():
+    from edgeseg import ArrayError, ops
+
+    with pytest.raises(ArrayError, match="more than the limit"):
+        ops.upsample_argmax(np.zeros((2, 4, 4), np.float32), (2**31, 1))
+    with pytest.raises(ArrayError, match="more than the limit"):
+        ops.letterbox(np.zeros((4, 4, 3), np.uint8), (100000, 100000))
+    with pytest.raises(ArrayError, match="mean must be finite"):
+        ops.letterbox(np.zeros((4, 4, 3), np.uint8), 8, mean=(float("nan"), 0, 0))
