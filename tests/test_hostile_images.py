@@ -87,3 +87,24 @@ def test_kernel_outputs_are_capped_and_nan_statistics_refused():
         ops.letterbox(np.zeros((4, 4, 3), np.uint8), (100000, 100000))
     with pytest.raises(ArrayError, match="mean must be finite"):
         ops.letterbox(np.zeros((4, 4, 3), np.uint8), 8, mean=(float("nan"), 0, 0))
+
+
+def test_truncated_video_is_reported_not_a_clean_end(tmp_path, capsys):
+    path = tmp_path / "v.avi"
+    w = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10, (96, 64))
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        w.write(rng.integers(0, 255, (64, 96, 3), np.uint8))
+    w.release()
+    data = path.read_bytes()
+    cut = tmp_path / "cut.avi"
+    cut.write_bytes(data[: int(len(data) * 0.6)])
+    from edgeseg.pipeline.sources import VideoFileSource
+
+    src = VideoFileSource(cut, log=lambda m: None)
+    n = sum(1 for _ in src)
+    assert 0 < n < 20 and src.failed and "of the 20 frames" in src.failed[0][1]
+    whole = VideoFileSource(path)
+    assert sum(1 for _ in whole) == 20 and not whole.failed
+    assert main(["run", "--source", str(cut), "--quiet"]) == 1
+    assert "truncated or damaged" in capsys.readouterr().err
