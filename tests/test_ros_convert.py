@@ -187,3 +187,55 @@ def test_masks_label_info_and_detections_roundtrip():
     np.testing.assert_allclose(b, boxes, atol=1e-5)
     np.testing.assert_allclose(s, [0.9, 0.4], rtol=1e-6)
     assert c.tolist() == [3, 0]
+
+
+@pytest.mark.parametrize("fmt", ["jpeg", "png"])
+def test_compressed_image_bombs_are_refused_before_decoding(fmt):
+    """A header declaring a huge image is refused from the header, before any allocation."""
+    ok, buf = cv2.imencode(".jpg" if fmt == "jpeg" else ".png", np.zeros((8, 8, 3), np.uint8))
+    raw = bytearray(buf.tobytes())
+    if fmt == "png":
+        raw[16:24] = (40_000).to_bytes(4, "big") * 2  # IHDR width, height
+    else:
+        i = next(i for i in range(2, len(raw) - 1) if raw[i] == 0xFF and raw[i + 1] in (0xC0, 0xC2))
+        raw[i + 5:i + 9] = (40_000).to_bytes(2, "big") * 2  # SOF height, width
+    with pytest.raises(EdgesegError, match="40000x40000 image; refusing"):
+        C.compressed_to_bgr(SimpleNamespace(format=fmt, data=bytes(raw)))
+    with pytest.raises(EdgesegError, match="no readable"):
+        C.compressed_to_bgr(SimpleNamespace(format=fmt, data=bytes(raw[:12]) + (b"\xff\xd9" if fmt == "jpeg" else
+                                                                               b"IEND\xaeB`\x82")))
+
+
+def test_mutated_messages_decode_or_raise_clear_errors():
+    """Byte flips and truncations of serialized Image / JPEG / PNG messages: each one either fails
+    to deserialize (rosbags' SerdeError), is refused with a MessageError, or decodes to a valid
+    BGR frame; nothing else escapes (a run skips the first two kinds)."""
+    from rosbags.serde import SerdeError
+
+    rng = np.random.default_rng(7)
+    img = rng.integers(0, 255, (20, 30, 3)).astype(np.uint8)
+    hdr = C.header(KIT, 5, "cam")
+    msgs = [(KIT.serialize(C.image_msg(KIT, img, "bgr8", hdr)), "sensor_msgs/msg/Image"),
+            (KIT.serialize(C.compressed_msg(KIT, img, "jpeg", hdr)), "sensor_msgs/msg/CompressedImage"),
+            (KIT.serialize(C.compressed_msg(KIT, img, "png", hdr)), "sensor_msgs/msg/CompressedImage")]
+    outcomes = {"serde": 0, "refused": 0, "decoded": 0}
+    for it in range(900):
+        raw, typename = msgs[it % 3]
+        b = bytearray(raw)
+        for _ in range(int(rng.integers(1, 4))):
+            b[int(rng.integers(0, len(b)))] = int(rng.integers(0, 256))
+        if rng.random() < 0.2:
+            b = b[: int(rng.integers(0, len(b)))]
+        try:
+            msg = KIT.deserialize(bytes(b), typename)
+        except SerdeError:
+            outcomes["serde"] += 1
+            continue
+        try:
+            out = C.message_to_bgr(msg)
+        except C.MessageError:
+            outcomes["refused"] += 1
+            continue
+        assert out.dtype == np.uint8 and out.ndim == 3 and out.shape[2] == 3 and out.flags.writeable
+        outcomes["decoded"] += 1
+    assert min(outcomes.values()) > 50, outcomes  # every path was exercised
