@@ -81,7 +81,7 @@ class RosbagSource(Source):
         self.msgtype = self.topics[topic]
         self._connections = [c for c in self._reader.connections if c.topic == topic]
         self.frame_count = self._count(topic)
-        span = self._reader.duration / 1e9
+        span = self._reader.duration / 1e9  # fps: the topic's messages over the recording's span (approximate)
         self.fps = (self.frame_count - 1) / span if self.frame_count > 1 and span > 0 else None
         self.malformed = 0
         self._closed = False
