@@ -30,7 +30,7 @@ from ..meta import ModelMeta
 from .accuracy import DeployReport, finish, open_source, run_gate
 
 PRECISIONS = ("fp32", "fp16", "int8")
-INSTALL = "pip install ai-edge-litert litert-torch (or pip install 'edgeseg[litert]')"
+INSTALL = "pip install ai-edge-litert litert-torch (or pip install 'edgeseg[export-litert]')"
 
 
 def default_path(source: str | Path, precision: str = "fp32") -> Path:

@@ -30,7 +30,7 @@ from .. import __version__, defaults
 from ..errors import ExportError
 from .accuracy import DeployReport, finish, open_source, run_gate
 
-INSTALL = "pip install ncnn pnnx (or pip install 'edgeseg[ncnn]')"
+INSTALL = "pip install ncnn pnnx (or pip install 'edgeseg[export-ncnn]')"
 #: Files of one export inside the output directory.
 STEM = "model"
 INT8_UNAVAILABLE = ("ncnn INT8 is not built by edgeseg: ncnn's post-training quantisation tools (ncnn2table, "
