@@ -143,36 +143,13 @@ def _compressed_kind(fmt: str) -> tuple[str, str | None]:
     return kind, pixels
 
 
-#: Largest compressed image decoded (pixels): a hostile header cannot make the decoder allocate
-#: gigabytes (100 Mpx is far past any camera's frame).
-MAX_COMPRESSED_PIXELS = 100_000_000
-
-
-def _declared_size(raw: bytes, kind: str) -> tuple[int, int] | None:
-    """(width, height) a PNG's IHDR or a JPEG's SOF segment declares, or None if not found."""
-    if kind == "png":
-        return (int.from_bytes(raw[16:20], "big"), int.from_bytes(raw[20:24], "big")) if len(raw) >= 24 else None
-    i = 2
-    while i + 9 <= len(raw):
-        if raw[i] != 0xFF:
-            return None
-        marker = raw[i + 1]
-        if marker == 0xFF:  # fill byte
-            i += 1
-            continue
-        length = int.from_bytes(raw[i + 2:i + 4], "big")
-        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):  # start of frame
-            return int.from_bytes(raw[i + 7:i + 9], "big"), int.from_bytes(raw[i + 5:i + 7], "big")
-        if marker == 0xDA or length < 2:  # scan data before any frame header: malformed
-            return None
-        i += 2 + length
-    return None
-
-
 def compressed_to_bgr(msg: Any) -> np.ndarray:
     """A ``sensor_msgs/CompressedImage`` (JPEG or PNG) as BGR uint8 (H, W, 3). A truncated or
     corrupt stream is an error, never a partly decoded image."""
     import cv2
+
+    from ... import defaults
+    from ...image_header import declared_size
 
     kind, pixels = _compressed_kind(str(msg.format))
     data = _buffer(msg.data)
@@ -187,13 +164,17 @@ def compressed_to_bgr(msg: Any) -> np.ndarray:
             raise MessageError(f"CompressedImage ({msg.format}) does not start like a PNG stream")
         if not raw.endswith(_PNG_IEND):
             raise MessageError(f"CompressedImage ({msg.format}) is truncated: the PNG stream has no IEND chunk")
-    size = _declared_size(raw, kind)
+    size = declared_size(raw[:65536])  # checked before any decoder allocates for it
     if size is None:
         raise MessageError(f"CompressedImage ({msg.format}) has no readable {kind.upper()} image header: corrupt data")
-    if size[0] * size[1] > MAX_COMPRESSED_PIXELS or 0 in size:
+    limit = defaults.max_image_pixels()
+    if size[0] * size[1] > limit or 0 in size:
         raise MessageError(f"CompressedImage ({msg.format}) declares a {size[0]}x{size[1]} image; refusing to "
-                           f"decode more than {MAX_COMPRESSED_PIXELS:,} pixels (or an empty image)")
-    image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
+                           f"decode more than {limit} pixels ({defaults.MAX_IMAGE_PIXELS_ENV}) or an empty image")
+    try:
+        image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
+    except cv2.error:
+        image = None
     if image is None or image.size == 0:
         raise MessageError(f"CompressedImage ({msg.format}, {len(raw)} bytes) cannot be decoded: corrupt data")
     if image.dtype == np.uint16:
