@@ -46,6 +46,27 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
             tmp_path.unlink()
 
 
+def check_writable(path: str | os.PathLike, what: str = "output", folder: bool = False) -> Path:
+    """Check before any work starts that ``path`` (a file, or a folder when ``folder``) can be
+    written: its folder is created and a probe file written and removed there. Raises
+    InputFileError saying what to change, so a long run never fails only at its end."""
+    path = Path(path)
+    target = path if folder else path.parent
+    if folder and path.exists() and not path.is_dir():
+        raise InputFileError(f"{what} {path} exists and is not a folder; give a folder path")
+    if not folder and path.is_dir():
+        raise InputFileError(f"{what} {path} is a folder; give a file path")
+    try:
+        target.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".edgeseg-probe-", dir=target)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        raise InputFileError(f"cannot write {what} {path}: {e.strerror or e} in {target}; choose a writable "
+                             "location") from None
+    return path
+
+
 def write_json(path: str | os.PathLike, obj: Any) -> Path:
     """Write ``obj`` as indented JSON, atomically."""
     with atomic_path(path) as tmp:

@@ -79,3 +79,5 @@ def max_image_pixels() -> int:
 
     text = os.environ.get(MAX_IMAGE_PIXELS_ENV, "")
     return int(text) if text.isdigit() and int(text) > 0 else MAX_IMAGE_PIXELS
+#: Most threads edgeseg starts for one pool (ONNX Runtime intra-op, the C++ core).
+MAX_THREADS: int = 256

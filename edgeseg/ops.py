@@ -642,8 +642,8 @@ def set_num_threads(n: int) -> None:
     """Use ``n >= 1`` threads in the C++ kernels (default: env ``EDGESEG_NUM_THREADS``, else
     the number of cores). Results do not depend on the thread count."""
     n = int(n)
-    if n < 1:
-        raise ValueError(f"set_num_threads: n must be >= 1, got {n}")
+    if not 1 <= n <= defaults.MAX_THREADS:
+        raise ValueError(f"set_num_threads: n must be in [1, {defaults.MAX_THREADS}], got {n}")
     _C.set_num_threads(n)
 
 

@@ -108,3 +108,19 @@ def test_truncated_video_is_reported_not_a_clean_end(tmp_path, capsys):
     assert sum(1 for _ in whole) == 20 and not whole.failed
     assert main(["run", "--source", str(cut), "--quiet"]) == 1
     assert "truncated or damaged" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv", [
+    ["run", "--source", "synthetic", "--frames", "3", "--stats", "/proc/edgeseg/stats.json"],
+    ["run", "--source", "synthetic", "--frames", "3", "--save", "/proc/edgeseg/x.mp4"],
+    ["predict", "default", "synthetic", "--out", "/proc/edgeseg_out"],
+    ["eval", "default", "--json", "/proc/x/report.json", "--limit", "1"],
+])
+def test_unwritable_outputs_fail_before_any_work(argv, capsys):
+    assert main(argv) == 2
+    assert "cannot write" in capsys.readouterr().err
+
+
+def test_thread_counts_are_bounded(capsys):
+    assert main(["run", "--source", "synthetic", "--frames", "2", "--threads", "100000"]) == 2
+    assert "--threads must be between 1 and 256" in capsys.readouterr().err

@@ -43,11 +43,13 @@ def add_parser(sub: Any, fmt: Any) -> None:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from .._io import write_json
+    from .._io import check_writable, write_json
     from .._progress import track
     from ..data import open_dataset
     from ..eval.confusion import ConfusionMatrix
 
+    if args.json:
+        check_writable(args.json, "--json")
     if args.task in ("track", "video"):
         from ._eval_video import eval_track, eval_video
 

@@ -33,8 +33,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from .._progress import track
     from ..pipeline.sources import open_source
 
-    from .._io import write_json
+    from .._io import check_writable, write_json
 
+    check_writable(args.out, "--out", folder=True)
     predictor = _load_predictor(args)
     out = Path(args.out)
     instance = predictor.meta.task == "instance"

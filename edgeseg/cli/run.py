@@ -92,6 +92,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.serve_token is not None and args.serve is None:
         raise EdgesegError("--serve-token goes with --serve [HOST:]PORT")
     window = WindowSink("edgeseg run") if args.show else None  # no display: fail before loading anything
+    from .._io import check_writable
+
+    for flag, value, folder in (("--save", args.save, False), ("--save-dir", args.save_dir, True),
+                                ("--json", args.json, False), ("--stats", args.stats, False),
+                                ("--save-bag", getattr(args, "save_bag", None), False)):
+        if value:  # before the model loads: a run never fails only at its end
+            check_writable(value, flag, folder=folder)
     policy = default_thread_policy(ort_threads=args.threads)
     apply_cpp_threads(policy)
     predictor = _load_predictor(args, threads=policy.ort_threads)

@@ -14,6 +14,7 @@ import os
 from dataclasses import dataclass
 
 from .. import defaults
+from ..errors import EdgesegError
 
 
 def available_cores() -> int:
@@ -39,10 +40,13 @@ class ThreadPolicy:
 def default_thread_policy(cores: int | None = None, ort_threads: int | None = None) -> ThreadPolicy:
     """The default budget described in this module's docstring (``ort_threads`` overrides)."""
     n = cores or available_cores()
-    ort = ort_threads if ort_threads else max(1, n - 1)
+    if ort_threads is not None and not 1 <= int(ort_threads) <= defaults.MAX_THREADS:
+        raise EdgesegError(f"--threads must be between 1 and {defaults.MAX_THREADS} (this machine has {n} "
+                           f"cores), got {ort_threads}")
+    ort = int(ort_threads) if ort_threads else max(1, n - 1)
     cpp = 1 if n <= 4 else 2
     env = os.environ.get(defaults.NUM_THREADS_ENV, "")
-    if env.isdigit() and int(env) > 0:
+    if env.isdigit() and 0 < int(env) <= defaults.MAX_THREADS:
         cpp = int(env)
     return ThreadPolicy(cores=n, ort_threads=ort, cpp_threads=cpp)
 
