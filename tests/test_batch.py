@@ -237,6 +237,7 @@ def test_ros2_bags_are_recordings(tmp_path, monkeypatch):
         assert len(_content(ref)) == 3 + k
 
 
+@pytest.mark.slow
 def test_ray_workers_that_cannot_start_stop_the_batch(ray_cluster, data, tmp_path):
     out = tmp_path / "out"
     env = {"env_vars": {EXIT_AFTER_FRAMES_ENV: "soon"}}  # the workers' constructor refuses it
@@ -244,3 +245,28 @@ def test_ray_workers_that_cannot_start_stop_the_batch(ray_cluster, data, tmp_pat
         run_batch(BatchSettings(), [str(data["rec0"])], out, use_ray=True, workers=1, runtime_env=env,
                   progress=False)
     assert _statuses(_summary(out)) == {"rec0": "pending"} and not (out / "rec0").exists()
+
+
+@pytest.mark.parametrize("sig", ["SIGTERM", pytest.param("SIGINT", marks=pytest.mark.slow)])
+def test_interrupted_batch_keeps_finished_recordings_and_leaves_no_partial_output(data, tmp_path, sig):
+    import signal
+    import subprocess
+    import time
+
+    long = _write_video(tmp_path / "long.avi", 9, n=300)
+    out = tmp_path / "out"
+    run_batch(BatchSettings(), [str(data["rec0"])], out, use_ray=False, progress=False)  # done before
+    code = ("import sys; sys.modules['ray'] = None; from edgeseg.cli import main; "
+            f"sys.exit(main(['batch', 'default', {str(data['rec0'])!r}, {str(long)!r}, '--out', {str(out)!r}, "
+            "'--quiet']))")
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while not any(p.name.startswith("long.partial-") for p in (out / STAGING).glob("*")):  # long is underway
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        time.sleep(0.02)
+    proc.send_signal(getattr(signal, sig))
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    s = _summary(out)
+    assert _statuses(s) == {"rec0": "skipped", "long": "pending"} and not s["finished"]
+    assert sorted(os.listdir(out)) == ["rec0", "summary.json"]

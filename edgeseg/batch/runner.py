@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -19,7 +20,7 @@ from .._io import write_json
 from .._progress import Progress
 from ..errors import EdgesegError
 from .inputs import Recording, expand_inputs
-from .worker import STAGING, BatchSettings, RecordingWorker, read_done
+from .worker import STAGING, BatchSettings, RecordingWorker, read_done, staging_pattern
 
 SUMMARY_JSON = "summary.json"
 #: Least seconds between two rewrites of summary.json while a batch runs.
@@ -220,11 +221,19 @@ def run_batch(settings: BatchSettings, inputs: Iterable[str], out: str | Path, *
         runner.close()
         bar.close()
         write(final=True)
-        _remove_empty(out / STAGING)
+        _clear_staging(out / STAGING, [name for name, e in entries.items() if e["status"] == "pending"])
     return summary(runner_info)
 
 
-def _remove_empty(folder: Path) -> None:
+def _clear_staging(folder: Path, interrupted: list[str]) -> None:
+    """Remove what the interrupted recordings left in the staging folder (their workers are
+    stopped), then the folder itself if empty."""
+    if not folder.is_dir():
+        return
+    patterns = [staging_pattern(name) for name in interrupted]
+    for p in folder.iterdir():
+        if any(pat.fullmatch(p.name) for pat in patterns):
+            shutil.rmtree(p, ignore_errors=True)
     try:
         folder.rmdir()
     except OSError:

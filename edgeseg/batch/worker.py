@@ -178,7 +178,17 @@ class RecordingWorker:
         notes: list[str] = []
         pipe = Pipeline(self.predictor, source, sinks, max_frames=s.max_frames, smooth=s.smooth,
                         hud=s.hud, alpha=s.alpha, on_result=self._count, log=notes.append)
-        summary = pipe.run()
+        try:
+            summary = pipe.run()
+        except BaseException:  # e.g. Ctrl-C while the stages were starting: stop them before leaving
+            pipe.stop("interrupted")
+            try:
+                pipe.join(timeout=5.0)
+            except BaseException:  # noqa: BLE001 - the first error is the one raised
+                pass
+            raise
+        if summary["stopped"] == "interrupted":
+            raise KeyboardInterrupt  # Ctrl-C: the pipeline stopped cleanly; stop the batch too
         if summary["stopped"] not in ("end of stream", "frame limit"):
             raise SourceError(f"{rec.spec}: the run stopped early ({summary['stopped']})")
         if notes:

@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
+import threading
 from typing import Any
 
 from .. import defaults
@@ -69,6 +71,10 @@ def _settings(args: argparse.Namespace) -> Any:
                          source_options=(("topic", args.topic),) if args.topic else ())
 
 
+def _interrupt(*_: Any) -> None:
+    raise KeyboardInterrupt
+
+
 def cmd_batch(args: argparse.Namespace) -> int:
     from ..batch import SUMMARY_JSON, run_batch
 
@@ -80,9 +86,16 @@ def cmd_batch(args: argparse.Namespace) -> int:
     if settings.video is None and not settings.jsonl:
         raise EdgesegError("nothing to write: drop --video none or --no-json")
     use_ray = False if args.no_ray else (True if args.ray_address else None)
-    summary = run_batch(settings, args.inputs, args.out, use_ray=use_ray, workers=args.workers,
-                        cpus_per_worker=args.cpus_per_worker, ray_address=args.ray_address, threads=args.threads,
-                        retries=args.retries, force=args.force, progress=not args.quiet)
+    previous = None
+    if threading.current_thread() is threading.main_thread():  # SIGTERM stops like Ctrl-C
+        previous = signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        summary = run_batch(settings, args.inputs, args.out, use_ray=use_ray, workers=args.workers,
+                            cpus_per_worker=args.cpus_per_worker, ray_address=args.ray_address,
+                            threads=args.threads, retries=args.retries, force=args.force, progress=not args.quiet)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
     counts = summary["counts"]
     rate = summary.get("recordings_per_s")
     print(f"{len(summary['recordings'])} recording(s): " + ", ".join(f"{v} {k}" for k, v in sorted(counts.items()))
