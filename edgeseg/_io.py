@@ -48,16 +48,19 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
 
 def check_writable(path: str | os.PathLike, what: str = "output", folder: bool = False) -> Path:
     """Check before any work starts that ``path`` (a file, or a folder when ``folder``) can be
-    written: its folder is created and a probe file written and removed there. Raises
+    written: a probe file is written and removed in its nearest existing folder. Raises
     InputFileError saying what to change, so a long run never fails only at its end."""
     path = Path(path)
-    target = path if folder else path.parent
     if folder and path.exists() and not path.is_dir():
         raise InputFileError(f"{what} {path} exists and is not a folder; give a folder path")
     if not folder and path.is_dir():
         raise InputFileError(f"{what} {path} is a folder; give a file path")
+    target = (path if folder else path.parent).absolute()
+    while not target.exists() and target != target.parent:  # nothing is created: probe the nearest folder
+        target = target.parent
     try:
-        target.mkdir(parents=True, exist_ok=True)
+        if not target.is_dir():
+            raise NotADirectoryError(20, "not a folder")
         fd, probe = tempfile.mkstemp(prefix=".edgeseg-probe-", dir=target)
         os.close(fd)
         os.unlink(probe)
