@@ -10,11 +10,14 @@ at the same paths (a shared file system), with the same edgeseg installed.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import signal
+import threading
 from collections import deque
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 from ...batch.inputs import Recording
 from ...batch.worker import BatchSettings, RecordingWorker
@@ -44,6 +47,19 @@ def start_local_ray(num_cpus: int) -> None:
     finally:
         if ours:
             os.environ.pop(key, None)
+
+
+@contextlib.contextmanager
+def _keep_sigterm_handler() -> Iterator[None]:
+    """ray.init replaces the SIGTERM handler with sys.exit; keep the caller's (which stops the
+    batch cleanly, like Ctrl-C)."""
+    main = threading.current_thread() is threading.main_thread()
+    previous = signal.getsignal(signal.SIGTERM) if main else None
+    try:
+        yield
+    finally:
+        if main and previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 
 def _cause(e: BaseException) -> str:
@@ -92,26 +108,32 @@ class RayRunner:
         self.actors: list[Any] = []
         self._started_ray = False
         if not ray.is_initialized():
-            if address is None:
-                n = workers or max(1, available_cores() // cpus)
-                if jobs:
-                    n = min(n, jobs)
-                start_local_ray(n * cpus)
-            else:
-                try:
-                    ray.init(address=address, logging_level=logging.WARNING, log_to_driver=False)
-                except ImportError as e:  # ray:// needs Ray Client's extra packages
-                    raise EdgesegError(f"joining {address!r} needs Ray Client: pip install 'edgeseg[ray]' "
-                                       f"(ray[client]); {_short(e)}") from None
-                except (ConnectionError, ValueError, RuntimeError) as e:
-                    raise EdgesegError(f"cannot join the Ray cluster at {address!r}: {_short(e)}; start one with "
-                                       "`ray start --head` or check the address") from None
+            with _keep_sigterm_handler():
+                self._init(ray, address, workers, cpus, jobs)
             self._started_ray = True
         try:
             self._make_actors(settings, out, workers, threads, runtime_env, jobs)
         except BaseException:
             self.close()
             raise
+
+    @staticmethod
+    def _init(ray: Any, address: str | None, workers: int | None, cpus: int, jobs: int | None) -> None:
+        """Start a local Ray, or join the cluster at ``address``."""
+        if address is None:
+            n = workers or max(1, available_cores() // cpus)
+            if jobs:
+                n = min(n, jobs)
+            start_local_ray(n * cpus)
+        else:
+            try:
+                ray.init(address=address, logging_level=logging.WARNING, log_to_driver=False)
+            except ImportError as e:  # ray:// needs Ray Client's extra packages
+                raise EdgesegError(f"joining {address!r} needs Ray Client: pip install 'edgeseg[ray]' "
+                                   f"(ray[client]); {_short(e)}") from None
+            except (ConnectionError, ValueError, RuntimeError) as e:
+                raise EdgesegError(f"cannot join the Ray cluster at {address!r}: {_short(e)}; start one with "
+                                   "`ray start --head` or check the address") from None
 
     def _make_actors(self, settings: BatchSettings, out: Path, workers: int | None, threads: int | None,
                      runtime_env: dict[str, Any] | None, jobs: int | None) -> None:
