@@ -21,7 +21,8 @@ from ...errors import EdgesegError
 from .base import Sink
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ..stream import Pipeline, StreamResult
+    from ..results import StreamResult
+    from ..stream import Pipeline
 
 #: Keys that stop the run, and the stop reason each one gives.
 QUIT_KEYS = {ord("q"): "q pressed", ord("Q"): "q pressed", 27: "Esc pressed"}
@@ -67,16 +68,17 @@ def gui_problem() -> str | None:
     import cv2
 
     save = "or write the result with --save out.mp4 / --save-dir DIR (or watch it with --serve PORT)"
-    if sys.platform.startswith("linux"):
-        display = os.environ.get("DISPLAY")
-        if not display:
-            return ("no display: $DISPLAY is not set (a headless machine, or ssh without -X); run from a "
-                    f"desktop session, {save}")
-        problem = _x11_display_problem(display)
-        if problem:
-            return f"{problem}; {save}"
     info = cv2.getBuildInformation()
     gui = next((line.split(":", 1)[1].strip() for line in info.splitlines() if line.strip().startswith("GUI:")), "")
+    if sys.platform.startswith("linux"):
+        display = os.environ.get("DISPLAY")
+        wayland_gtk = bool(os.environ.get("WAYLAND_DISPLAY")) and gui.upper().startswith("GTK")
+        if not display and not wayland_gtk:
+            return ("no display: $DISPLAY is not set (a headless machine, or ssh without -X); run from a "
+                    f"desktop session, {save}")
+        problem = _x11_display_problem(display) if display else None
+        if problem:
+            return f"{problem}; {save}"
     if gui.upper() == "NONE":
         both = _installed(_GUI_WHEEL) and _installed(_HEADLESS_WHEEL)
         why = (f"both {_GUI_WHEEL} and {_HEADLESS_WHEEL} are installed and share the cv2 files, the headless "
