@@ -209,7 +209,7 @@ def run_batch(settings: BatchSettings, inputs: Iterable[str], out: str | Path, *
         from ..integrations.ray import RayRunner
 
         runner = RayRunner(settings, out, workers=workers, cpus_per_worker=cpus_per_worker, address=ray_address,
-                           threads=threads, retries=retries, runtime_env=runtime_env, jobs=len(jobs))
+                           threads=threads, retries=retries, runtime_env=runtime_env, jobs=len(jobs), log=log)
     else:
         runner = SequentialRunner(settings, out, threads=threads)
     out.mkdir(parents=True, exist_ok=True)

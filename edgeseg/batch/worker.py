@@ -64,8 +64,7 @@ class BatchSettings:
         d.pop("extra")
         d["load_options"] = {k: list(v) if isinstance(v, tuple) else v for k, v in self.load_options}
         d["source_options"] = dict(self.source_options)
-        if self.model is not None:
-            d.pop("task")  # only picks the shipped model
+        d.pop("task")  # it only picks the shipped model, whose content is hashed like any model's
         return d
 
 

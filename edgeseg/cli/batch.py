@@ -5,6 +5,7 @@ import argparse
 import signal
 import sys
 import threading
+from pathlib import Path
 from typing import Any
 
 from .. import defaults
@@ -104,5 +105,5 @@ def cmd_batch(args: argparse.Namespace) -> int:
     for e in summary["recordings"]:
         if e["status"] == "failed":
             print(f"  failed {e['name']}: {e['error']}", file=sys.stderr)
-    print(f"summary: {args.out}/{SUMMARY_JSON}")
+    print(f"summary: {Path(args.out) / SUMMARY_JSON}")
     return 1 if counts.get("failed") else 0

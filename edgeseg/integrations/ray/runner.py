@@ -86,13 +86,15 @@ class RayRunner:
         threads: ONNX Runtime intra-op threads per actor (default: from its CPUs).
         retries: retries of a recording whose actor died.
         runtime_env: the actors' Ray runtime environment.
+        log: where one-line notices go.
     """
 
     name = "ray"
 
     def __init__(self, settings: BatchSettings, out: Path, *, workers: int | None = None,
                  cpus_per_worker: int | None = None, address: str | None = None, threads: int | None = None,
-                 retries: int = 2, runtime_env: dict[str, Any] | None = None, jobs: int | None = None) -> None:
+                 retries: int = 2, runtime_env: dict[str, Any] | None = None, jobs: int | None = None,
+                 log: Callable[[str], None] = lambda _msg: None) -> None:
         import ray
 
         cpus = int(cpus_per_worker or 1)
@@ -109,7 +111,7 @@ class RayRunner:
         self._started_ray = False
         if not ray.is_initialized():
             with _keep_sigterm_handler():
-                self._init(ray, address, workers, cpus, jobs)
+                self._init(ray, address, workers, cpus, jobs, log)
             self._started_ray = True
         try:
             self._make_actors(settings, out, workers, threads, runtime_env, jobs)
@@ -118,12 +120,14 @@ class RayRunner:
             raise
 
     @staticmethod
-    def _init(ray: Any, address: str | None, workers: int | None, cpus: int, jobs: int | None) -> None:
+    def _init(ray: Any, address: str | None, workers: int | None, cpus: int, jobs: int | None,
+              log: Callable[[str], None]) -> None:
         """Start a local Ray, or join the cluster at ``address``."""
         if address is None:
             n = workers or max(1, available_cores() // cpus)
             if jobs:
                 n = min(n, jobs)
+            log(f"starting a local Ray with {n * cpus} CPU(s)")
             start_local_ray(n * cpus)
         else:
             try:
