@@ -146,6 +146,17 @@ def test_sequential_without_ray(data, reference, tmp_path, monkeypatch, capsys):
         run_batch(BatchSettings(), [str(data["rec0"])], tmp_path / "o2", use_ray=True)
 
 
+def test_instance_model_writes_rle_masks_like_run(data, tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "ray", None)
+    out = tmp_path / "out"
+    assert main(["batch", "default", "--task", "instance", str(data["rec2"]), "--out", str(out), "--quiet"]) == 0
+    assert main(["run", "--task", "instance", "--source", str(data["rec2"]), "--json", str(tmp_path / "r.jsonl"),
+                 "--threads", "1", "--no-hud", "--quiet"]) == 0
+    got = _content(out / "rec2" / "results.jsonl")
+    assert got == _content(tmp_path / "r.jsonl") and len(got) == FRAMES
+    assert any(d["rle"]["size"] == list(SIZE) for line in got for d in line["detections"])
+
+
 # ----------------------------------------------------------------------------- real local Ray
 @pytest.fixture(scope="module")
 def ray_cluster():
