@@ -136,11 +136,11 @@ def run_batch(settings: BatchSettings, inputs: Iterable[str], out: str | Path, *
         if not use_ray:
             log("Ray is not installed (pip install 'edgeseg[ray]'): running the recordings one after another "
                 "in this process")
-    # Fail fast on a bad model or model facts, before any worker starts.
-    from ..runtime import load
+    if use_ray:  # fail fast on a bad model or model facts, before any worker starts (in-process: it loads first)
+        from ..runtime import load
 
-    load(settings.model, threads=1, task=settings.task if settings.model is None else "semantic",
-         **dict(settings.load_options))
+        load(settings.model, threads=1, task=settings.task if settings.model is None else "semantic",
+             **dict(settings.load_options))
 
     keys = {r.name: recording_key(digest, settings, r) for r in recs}
     entries: dict[str, dict[str, Any]] = {}
