@@ -1,4 +1,4 @@
-"""Shared fixtures: one tiny exported ONNX model per test session (built once, seconds)."""
+"""Shared fixtures: tiny models per task, built once per test session (see tests/factories.py)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -30,3 +30,37 @@ def tiny_onnx(tiny_checkpoint) -> Path:
     assert main(["export", str(tiny_checkpoint / "best"), "--format", "onnx", "--out", str(out),
                  "--min-agreement", "0.99"]) == 0
     return out
+
+
+@pytest.fixture(scope="session")
+def semantic_ckpt(tmp_path_factory) -> Path:
+    """liteseg_t at 64x64 with varied weights (factories.semantic_checkpoint); read-only."""
+    pytest.importorskip("torch")
+    from factories import semantic_checkpoint
+
+    return semantic_checkpoint(tmp_path_factory.mktemp("semantic") / "ckpt")
+
+
+@pytest.fixture(scope="session")
+def semantic_onnx(semantic_ckpt, tmp_path_factory) -> Path:
+    """``semantic_ckpt`` exported to ONNX (static 64x64); read-only."""
+    from factories import onnx_export
+
+    return onnx_export(semantic_ckpt, tmp_path_factory.mktemp("semantic_onnx") / "model.onnx")
+
+
+@pytest.fixture(scope="session")
+def instance_ckpt(tmp_path_factory) -> Path:
+    """yoloseg_n at 64x64 with many detections (factories.instance_checkpoint); read-only."""
+    pytest.importorskip("torch")
+    from factories import instance_checkpoint
+
+    return instance_checkpoint(tmp_path_factory.mktemp("instance") / "ckpt")
+
+
+@pytest.fixture(scope="session")
+def instance_onnx(instance_ckpt, tmp_path_factory) -> Path:
+    """``instance_ckpt`` exported to ONNX (static 64x64); read-only."""
+    from factories import onnx_export
+
+    return onnx_export(instance_ckpt, tmp_path_factory.mktemp("instance_onnx") / "model.onnx")

@@ -15,40 +15,25 @@ from edgeseg.data import synthetic  # noqa: E402
 from edgeseg.errors import ExportError, ModelError  # noqa: E402
 from edgeseg.export import check_parity, export_onnx, parity_path, rejected_path  # noqa: E402
 from edgeseg.meta import ModelMeta  # noqa: E402
-from edgeseg.models import create_model, list_models, register_model, save_checkpoint  # noqa: E402
+from edgeseg.models import create_model, register_model  # noqa: E402
 from edgeseg.runtime import load  # noqa: E402
 from edgeseg.runtime.backends.onnxruntime_backend import OnnxRuntimeBackend  # noqa: E402
+
+try:  # tests/ may or may not be a package
+    from .factories import semantic_checkpoint, smallest_semantic_model, vary_weights
+except ImportError:
+    from factories import semantic_checkpoint, smallest_semantic_model, vary_weights
 
 INPUT = (96, 128)
 
 
-def smallest_model() -> str:
-    names = [n for n in list_models(task="semantic") if not n.startswith("_")]  # "_": test-only models
-    return min(names, key=lambda n: sum(p.numel() for p in create_model(n, 2).parameters()))
-
-
-def spiced(model, seed: int):
-    """Kaiming-normal conv weights, zero biases: default init gives near-constant logits (one class
-    everywhere), which would make label agreement trivially 100 %."""
-    g = torch.Generator().manual_seed(seed)
-    for m in model.modules():
-        if isinstance(m, torch.nn.Conv2d):
-            torch.nn.init.kaiming_normal_(m.weight, nonlinearity="relu", generator=g)
-            if m.bias is not None:
-                torch.nn.init.zeros_(m.bias)
-    return model.eval()
-
-
 def make_checkpoint(d: Path, name: str, seed: int = 0) -> Path:
-    model = spiced(create_model(name, len(synthetic.CLASSES)), seed)
-    meta = ModelMeta(task="semantic", classes=list(synthetic.CLASSES), input_size=INPUT, arch=name,
-                     palette=synthetic.PALETTE, output_stride=model.output_stride)
-    return save_checkpoint(d, model, meta)
+    return semantic_checkpoint(d, name, INPUT, seed, zero_bias=True)
 
 
 @pytest.fixture(scope="module")
 def ckpt(tmp_path_factory) -> Path:
-    return make_checkpoint(tmp_path_factory.mktemp("ckpt"), smallest_model())
+    return make_checkpoint(tmp_path_factory.mktemp("ckpt"), smallest_semantic_model())
 
 
 @pytest.fixture(scope="module")
@@ -97,7 +82,7 @@ def test_dynamic_export_runs_at_other_sizes(ckpt, tmp_path):
 
 
 def test_parity_detects_a_different_model(static_export, ckpt):
-    other = spiced(create_model(static_export.meta.arch, len(synthetic.CLASSES)), seed=1)
+    other = vary_weights(create_model(static_export.meta.arch, len(synthetic.CLASSES)), seed=1, zero_bias=True)
     rep = check_parity(other, static_export.onnx_path, static_export.meta, n_images=2)
     assert not rep.passed
     assert rep.agreement < 0.9 and rep.max_abs_diff > 1e-2

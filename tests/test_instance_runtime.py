@@ -18,7 +18,6 @@ from edgeseg import load, ops  # noqa: E402
 from edgeseg.cli import main  # noqa: E402
 from edgeseg.data.synthetic import CLASSES, generate  # noqa: E402
 from edgeseg.errors import ModelError  # noqa: E402
-from edgeseg.meta import ModelMeta  # noqa: E402
 from edgeseg.runtime import InstancePredictor, InstanceResult  # noqa: E402
 from edgeseg.runtime.instance import InstanceThresholds, postprocess_instances  # noqa: E402
 
@@ -26,24 +25,9 @@ SIZE = 64
 
 
 @pytest.fixture(scope="module")
-def inst_ckpt(tmp_path_factory) -> Path:
-    from edgeseg.models import create_model, save_checkpoint
-
-    torch.manual_seed(0)
-    model = create_model("yoloseg_n", len(CLASSES) - 1).eval()
-    with torch.no_grad():
-        for head in model.heads:  # scores around sigmoid(-1.5): many detections above 0.05
-            head.cls[-1].bias.fill_(-1.5)
-    meta = ModelMeta(task="instance", classes=list(CLASSES[1:]), input_size=(SIZE, SIZE), arch="yoloseg_n",
-                     output_stride=4, output_names=list(model.output_names),
-                     extra={"score_threshold": 0.1, "iou_threshold": 0.5})
-    return save_checkpoint(tmp_path_factory.mktemp("inst") / "ckpt", model, meta)
-
-
-@pytest.fixture(scope="module")
-def inst_onnx(inst_ckpt) -> Path:
-    out = inst_ckpt.parent / "inst.onnx"
-    assert main(["export", str(inst_ckpt), "--format", "onnx", "--out", str(out)]) == 0
+def inst_onnx(instance_ckpt, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("inst") / "inst.onnx"
+    assert main(["export", str(instance_ckpt), "--format", "onnx", "--out", str(out)]) == 0
     return out
 
 
@@ -119,10 +103,10 @@ def test_postprocess_matches_a_numpy_restatement(inst_onnx):
     np.testing.assert_allclose(info.to_frame(b), expect, rtol=1e-5, atol=1e-4)
 
 
-def test_torch_backend_agrees_with_onnx(inst_ckpt, inst_onnx):
+def test_torch_backend_agrees_with_onnx(instance_ckpt, inst_onnx):
     # A random model's scores nearly tie, so compare the raw heads (NMS would amplify 1e-6 noise).
     frame = generate(1, size=(SIZE, SIZE)).image
-    a, b = load(inst_onnx), load(inst_ckpt)
+    a, b = load(inst_onnx), load(instance_ckpt)
     x, _ = a.pre(frame)
     ra, rb = a.infer(x)[0], b.infer(x)[0]
     assert set(ra) == set(rb) == {"boxes", "scores", "coeffs", "protos"}

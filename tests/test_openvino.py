@@ -15,10 +15,10 @@ from edgeseg import load  # noqa: E402
 from edgeseg.cli import main  # noqa: E402
 from edgeseg.data import synthetic  # noqa: E402
 from edgeseg.errors import BackendError, ExportError, ModelError  # noqa: E402
-from edgeseg.export import check_parity, export_onnx  # noqa: E402
+from edgeseg.export import check_parity  # noqa: E402
 from edgeseg.export.openvino import export_openvino, rejected_ir  # noqa: E402
 from edgeseg.meta import ModelMeta  # noqa: E402
-from edgeseg.models import create_model, load_checkpoint, save_checkpoint  # noqa: E402
+from edgeseg.models import create_model, load_checkpoint  # noqa: E402
 from edgeseg.runtime import InstancePredictor, SemanticPredictor  # noqa: E402
 from edgeseg.runtime.backends import SUFFIXES, available_backends, open_backend, resolve_backend  # noqa: E402
 from edgeseg.runtime.backends.openvino_backend import OpenVINOBackend  # noqa: E402
@@ -27,31 +27,14 @@ SIZE = (64, 64)
 FAST = dict(val_images=4, parity_images=2, verbose=False)
 
 
-def semantic_checkpoint(d: Path, seed: int = 0) -> Path:
-    """liteseg_t with Kaiming-normal convs (default init gives one class everywhere)."""
-    g = torch.Generator().manual_seed(seed)
-    model = create_model("liteseg_t", len(synthetic.CLASSES))
-    for m in model.modules():
-        if isinstance(m, torch.nn.Conv2d):
-            torch.nn.init.kaiming_normal_(m.weight, nonlinearity="relu", generator=g)
-    meta = ModelMeta(task="semantic", classes=list(synthetic.CLASSES), input_size=SIZE, arch="liteseg_t",
-                     palette=synthetic.PALETTE, output_stride=8)
-    return save_checkpoint(d, model.eval(), meta)
+@pytest.fixture(scope="module")
+def ckpt(semantic_ckpt) -> Path:
+    return semantic_ckpt
 
 
 @pytest.fixture(scope="module")
-def ckpt(tmp_path_factory) -> Path:
-    return semantic_checkpoint(tmp_path_factory.mktemp("ov") / "ckpt")
-
-
-@pytest.fixture(scope="module")
-def ir(ckpt):
-    return export_openvino(ckpt, ckpt.parent / "ir", **FAST)
-
-
-@pytest.fixture(scope="module")
-def onnx_model(ckpt) -> Path:
-    return export_onnx(ckpt, ckpt.parent / "m.onnx", parity_images=0, verbose=False).onnx_path
+def ir(ckpt, tmp_path_factory):
+    return export_openvino(ckpt, tmp_path_factory.mktemp("ov") / "ir", **FAST)
 
 
 def test_fp32_ir_carries_meta_and_passes_both_gates(ir, ckpt):
@@ -71,9 +54,9 @@ def test_fp32_ir_carries_meta_and_passes_both_gates(ir, ckpt):
     assert report["accuracy"]["n_images"] == 4 and report["parity"]["n_images"] == 2
 
 
-def test_load_ir_by_file_or_directory_matches_onnx_runtime(ir, onnx_model):
+def test_load_ir_by_file_or_directory_matches_onnx_runtime(ir, semantic_onnx):
     frame = synthetic.generate(5, size=(90, 130)).image
-    ref = load(onnx_model)(frame).labels
+    ref = load(semantic_onnx)(frame).labels
     for path in (ir.path, ir.path.parent):
         p = load(path, threads=1)
         assert isinstance(p, SemanticPredictor) and p.backend_name == "openvino"
@@ -108,8 +91,8 @@ def test_fp16_dynamic_through_cli(ckpt, ir, tmp_path):
     assert fp16_bin < 0.6 * ir.path.with_suffix(".bin").stat().st_size  # FP16 weights: about half
 
 
-def test_onnx_source_and_rejection(onnx_model, tmp_path):
-    onnx_path = onnx_model
+def test_onnx_source_and_rejection(semantic_onnx, tmp_path):
+    onnx_path = semantic_onnx
     with pytest.raises(ExportError, match="already exported with input size"):
         export_openvino(onnx_path, tmp_path / "x", input_size=96, **FAST)
     # An impossible threshold (the export must beat its reference by 100 points) rejects it.
@@ -128,16 +111,8 @@ def test_onnx_source_and_rejection(onnx_model, tmp_path):
     assert OpenVINOBackend(rej_xml).meta is not None  # still inspectable
 
 
-def test_instance_model(tmp_path):
-    torch.manual_seed(0)
-    model = create_model("yoloseg_n", len(synthetic.CLASSES) - 1).eval()
-    with torch.no_grad():
-        for head in model.heads:  # many detections above the thresholds
-            head.cls[-1].bias.fill_(-1.5)
-    meta = ModelMeta(task="instance", classes=list(synthetic.CLASSES[1:]), input_size=SIZE, arch="yoloseg_n",
-                     output_stride=4, output_names=list(model.output_names), extra={"score_threshold": 0.1})
-    ck = save_checkpoint(tmp_path / "inst", model, meta)
-    rep = export_openvino(ck, tmp_path / "inst_ir", **FAST)
+def test_instance_model(instance_ckpt, tmp_path):
+    rep = export_openvino(instance_ckpt, tmp_path / "inst_ir", **FAST)
     assert rep.gate.parity.task == "instance" and rep.gate.parity.passed
     acc = rep.gate.accuracy
     assert acc.metric == "mask AP" and acc.passed and abs(acc.drop) < 1e-3

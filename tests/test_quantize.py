@@ -22,8 +22,11 @@ from edgeseg.eval.matching import match_detections  # noqa: E402
 from edgeseg.export.accuracy import accuracy_gate  # noqa: E402
 from edgeseg.export.quantize import (DEFAULT_OP_TYPES, avgpools_to_depthwise, calibration_frames, export_onnx_int8, first_weighted_nodes,  # noqa: E402
                                      head_weighted_nodes, resolve_keep_float, resolve_op_types)
-from edgeseg.meta import ModelMeta  # noqa: E402
-from edgeseg.models import create_model, save_checkpoint  # noqa: E402
+
+try:  # tests/ may or may not be a package
+    from .factories import onnx_export, semantic_checkpoint
+except ImportError:
+    from factories import onnx_export, semantic_checkpoint
 
 ZOO = Path(__file__).resolve().parent.parent / "tools" / "zoo" / "semantic_default" / "checkpoint"
 needs_zoo = pytest.mark.skipif(not (ZOO / "config.json").is_file(), reason="the zoo checkpoint is not in this tree")
@@ -108,31 +111,16 @@ def test_unrepresentative_calibration_is_rejected_then_accepted(zoo_onnx, tmp_pa
     assert out.is_file() and json.loads(parity_path(out).read_text())["passed"]
 
 
-def _small(tmp_path: Path, name: str, task: str = "semantic") -> tuple[Path, Path]:
-    n = len(synthetic.CLASSES) - (task == "instance")
-    torch.manual_seed(0)
-    model = create_model(name, n).eval()
-    extra = {}
-    if task == "instance":
-        with torch.no_grad():
-            for head in model.heads:
-                head.cls[-1].bias.fill_(-1.5)
-        extra = {"score_threshold": 0.1}
-    meta = ModelMeta(task=task, classes=list(synthetic.CLASSES[len(synthetic.CLASSES) - n:]), input_size=(64, 64),
-                     arch=name, output_stride=getattr(model, "output_stride", 8),
-                     output_names=list(getattr(model, "output_names", ["logits"])), extra=extra)
-    ck = save_checkpoint(tmp_path / name, model, meta)
-    return ck, export_onnx(ck, tmp_path / f"{name}.onnx", parity_images=0, verbose=False).onnx_path
-
-
 @pytest.fixture(scope="module")
 def sem_onnx(tmp_path_factory) -> Path:
-    return _small(tmp_path_factory.mktemp("sem"), "liteseg_t")[1]
+    """liteseg_t as initialised (not varied), exported."""
+    d = tmp_path_factory.mktemp("sem")
+    return onnx_export(semantic_checkpoint(d / "liteseg_t", vary=False), d / "liteseg_t.onnx")
 
 
 @pytest.fixture(scope="module")
-def inst(tmp_path_factory) -> tuple[Path, Path]:
-    return _small(tmp_path_factory.mktemp("inst"), "yoloseg_n", "instance")
+def inst(instance_ckpt, instance_onnx) -> tuple[Path, Path]:
+    return instance_ckpt, instance_onnx
 
 
 def test_keep_float_resolution(sem_onnx, inst):

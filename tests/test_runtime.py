@@ -28,21 +28,10 @@ N_CLASSES = len(synthetic.CLASSES)
 @pytest.fixture(scope="module")
 def ckpt(tmp_path_factory) -> Path:
     """A checkpoint of the smallest registered model, with weights that give varied labels."""
-    torch = pytest.importorskip("torch")
-    from edgeseg.models import create_model, list_models, save_checkpoint
+    pytest.importorskip("torch")
+    from factories import semantic_checkpoint, smallest_semantic_model
 
-    names = [n for n in list_models(task="semantic") if not n.startswith("_")]
-    name = min(names, key=lambda n: sum(p.numel() for p in create_model(n, 2).parameters()))
-    model = create_model(name, N_CLASSES)
-    g = torch.Generator().manual_seed(0)
-    for m in model.modules():  # default init gives one class everywhere; make labels vary
-        if isinstance(m, torch.nn.Conv2d):
-            torch.nn.init.kaiming_normal_(m.weight, nonlinearity="relu", generator=g)
-            if m.bias is not None:
-                torch.nn.init.zeros_(m.bias)
-    meta = ModelMeta(task="semantic", classes=list(synthetic.CLASSES), input_size=INPUT, arch=name,
-                     palette=synthetic.PALETTE, output_stride=model.output_stride)
-    return save_checkpoint(tmp_path_factory.mktemp("ckpt"), model.eval(), meta)
+    return semantic_checkpoint(tmp_path_factory.mktemp("ckpt"), smallest_semantic_model(), INPUT, zero_bias=True)
 
 
 @pytest.fixture(scope="module")

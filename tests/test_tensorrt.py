@@ -144,51 +144,35 @@ def test_profiles_and_timing_cache(monkeypatch, tmp_path):
 
 
 # ----------------------------------------------------------------------------- ONNX preparation
-@pytest.fixture(scope="module")
-def small_onnx(tmp_path_factory) -> Path:
-    torch = pytest.importorskip("torch")
-    from edgeseg.export import export_onnx
-    from edgeseg.models import create_model, save_checkpoint
-
-    g = torch.Generator().manual_seed(0)
-    model = create_model("liteseg_t", len(synthetic.CLASSES))
-    for m in model.modules():
-        if isinstance(m, torch.nn.Conv2d):
-            torch.nn.init.kaiming_normal_(m.weight, nonlinearity="relu", generator=g)
-    d = tmp_path_factory.mktemp("trt")
-    ck = save_checkpoint(d / "ckpt", model.eval(), META)
-    return export_onnx(ck, d / "m.onnx", parity_images=0, verbose=False).onnx_path
-
-
 def _labels(path: Path, frames: list[np.ndarray]) -> np.ndarray:
     p = load(path, device="cpu")
     return np.stack([p(f).labels for f in frames])
 
 
-def test_fp16_onnx_for_strongly_typed_builds(small_onnx, tmp_path):
+def test_fp16_onnx_for_strongly_typed_builds(semantic_onnx, tmp_path):
     onnx = pytest.importorskip("onnx")
     from edgeseg.export.tensorrt import convert_onnx_fp16
 
-    out = convert_onnx_fp16(small_onnx, tmp_path / "m.fp16.onnx")
+    out = convert_onnx_fp16(semantic_onnx, tmp_path / "m.fp16.onnx")
     model = onnx.load(str(out))
     onnx.checker.check_model(model)
     kinds = {t.data_type for t in model.graph.initializer if t.dims}
     assert onnx.TensorProto.FLOAT16 in kinds
     assert model.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT  # I/O stay FP32
     frames = [synthetic.generate(i, size=(80, 100)).image for i in range(3)]
-    agree = (_labels(out, frames) == _labels(small_onnx, frames)).mean()
+    agree = (_labels(out, frames) == _labels(semantic_onnx, frames)).mean()
     assert agree > 0.99
     assert load(out).meta.classes == META.classes  # metadata kept
 
 
-def test_qdq_onnx_for_tensorrt_is_symmetric(small_onnx, tmp_path):
+def test_qdq_onnx_for_tensorrt_is_symmetric(semantic_onnx, tmp_path):
     onnx = pytest.importorskip("onnx")
     from onnx import numpy_helper
 
     from edgeseg.export.quantize import quantize_onnx
 
     out = tmp_path / "m.qdq.onnx"
-    settings = quantize_onnx(small_onnx, out, META, calib_images=4, activations="int8", symmetric=True,
+    settings = quantize_onnx(semantic_onnx, out, META, calib_images=4, activations="int8", symmetric=True,
                              quantize_bias=False)
     assert settings["activations"] == "int8 symmetric" and settings["bias"] == "float"
     model = onnx.load(str(out))
@@ -197,18 +181,18 @@ def test_qdq_onnx_for_tensorrt_is_symmetric(small_onnx, tmp_path):
                    if n.op_type in ("QuantizeLinear", "DequantizeLinear") and len(n.input) > 2 and n.input[2] in inits]
     assert zero_points and all(z.dtype == np.int8 and not z.any() for z in zero_points)  # TensorRT: zero point 0
     frames = [synthetic.generate(i, size=(80, 100)).image for i in range(2)]
-    assert (_labels(out, frames) == _labels(small_onnx, frames)).mean() > 0.8
+    assert (_labels(out, frames) == _labels(semantic_onnx, frames)).mean() > 0.8
 
 
 # ----------------------------------------------------------------------------- without TensorRT
 @no_trt
-def test_clear_errors_without_tensorrt(small_onnx, tmp_path, capsys):
+def test_clear_errors_without_tensorrt(semantic_onnx, tmp_path, capsys):
     from edgeseg.export.tensorrt import export_engine
 
     assert available_backends()["tensorrt"] is False
     with pytest.raises(ExportError, match="needs TensorRT.*pypi.nvidia.com"):
-        export_engine(small_onnx, tmp_path / "m.engine")
-    assert main(["export", str(small_onnx), "--format", "engine", "--fp16"]) == 2
+        export_engine(semantic_onnx, tmp_path / "m.engine")
+    assert main(["export", str(semantic_onnx), "--format", "engine", "--fp16"]) == 2
     assert "needs TensorRT" in capsys.readouterr().err
     engine = write_engine(tmp_path / "m.engine", b"plan", {**HEADER, "meta": META.to_dict()})
     with pytest.raises(BackendError, match="backend 'tensorrt' is not available here: TensorRT is not installed"):
@@ -236,11 +220,11 @@ def test_engine_suffix_routes_to_tensorrt(tmp_path):
 # ----------------------------------------------------------------------------- with TensorRT + GPU
 @needs_trt_gpu
 @pytest.mark.parametrize("precision", ["fp32", "fp16", "int8"])
-def test_build_and_run_engine(small_onnx, tmp_path, precision):
+def test_build_and_run_engine(semantic_onnx, tmp_path, precision):
     from edgeseg.export.tensorrt import export_engine
 
     out = tmp_path / f"m.{precision}.engine"
-    rep = export_engine(small_onnx, out, precision=precision, calib_images=8, val_images=4, parity_images=2,
+    rep = export_engine(semantic_onnx, out, precision=precision, calib_images=8, val_images=4, parity_images=2,
                         verbose=False)
     assert rep.passed and out.is_file()
     header = read_engine_header(out)[0]
@@ -248,7 +232,7 @@ def test_build_and_run_engine(small_onnx, tmp_path, precision):
     p = load(out)
     assert p.backend_name == "tensorrt" and p.meta.classes == META.classes
     frame = synthetic.generate(1, size=(90, 120)).image
-    agree = (p(frame).labels == load(small_onnx, device="cpu")(frame).labels).mean()
+    agree = (p(frame).labels == load(semantic_onnx, device="cpu")(frame).labels).mean()
     assert agree > (0.999 if precision == "fp32" else 0.9)
     assert json.loads(out.with_suffix(".parity.json").read_text())["passed"]
 
