@@ -184,15 +184,20 @@ def test_mode_filter_and_specs():
     assert (f(x) == 0).all()
 
 
-def test_probability_ema_blends_probabilities():
+def test_probability_ema_blends_log_probabilities():
     e = ProbabilityEMA(0.5)
     l1 = np.zeros((2, 1, 1), np.float32)
     l1[0] = 10
     l2 = np.zeros((2, 1, 1), np.float32)
     l2[1] = 10
-    e.scores(l1)
+    first = e.scores(l1).copy()
+    np.testing.assert_allclose(np.exp(first).sum(0), 1.0, rtol=1e-5)  # log-probabilities
     p = e.scores(l2)
-    assert p[0, 0, 0] == pytest.approx(0.5, abs=1e-3)
+    assert p[0, 0, 0] == pytest.approx(p[1, 0, 0], abs=1e-4)  # the two frames weigh the same
+    e2 = ProbabilityEMA(0.25)
+    e2.scores(l1)
+    s = e2.scores(l2)  # the newest frame weighs 0.25: the older class still wins
+    assert s[:, 0, 0] == pytest.approx([0.25 * -10 + 0.75 * 0, 0.25 * 0 + 0.75 * -10], abs=1e-3)
     with pytest.raises(EdgesegError, match="float"):
         e.scores(np.zeros((4, 4), np.int64))
     with pytest.raises(EdgesegError, match="frame"):

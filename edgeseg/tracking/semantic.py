@@ -7,11 +7,14 @@ scores (before the fused upsample + argmax) and/or on the label map at frame siz
   maps. Cost: K (K - 1) / 2 full-frame uint8 comparisons and K - 1 label maps of memory.
 * ``hysteresis:N`` (:class:`Hysteresis`): a pixel changes class only after the new class has won
   N frames in a row. Cost: about 8 full-frame uint8 passes and 3 label-sized maps, whatever N.
-* ``ema:A`` (:class:`ProbabilityEMA`): exponential moving average of the class probabilities
-  at the model's output resolution (1/8 of the input for the shipped models), newest frame
-  weighted A, then the usual fused upsample + argmax. Cost: one softmax and one blend over
-  C x h x w low-resolution values (1/64 of the pixels at stride 8); needs float logits.
-* ``flow-ema:A`` (:class:`FlowEMA`): the same average, but the previous probabilities are first
+* ``ema:A`` (:class:`ProbabilityEMA`): exponential moving average of the class
+  log-probabilities (a running geometric mean of the probabilities) at the model's output
+  resolution (1/8 of the input for the shipped models), newest frame weighted A, then the usual
+  fused upsample + argmax. Log-probabilities interpolate like the logits, so the upsampled
+  boundaries stay where the raw model puts them (averaging probabilities moved them: -2 mIoU
+  points measured). Cost: one log-softmax and one blend over C x h x w low-resolution values
+  (1/64 of the pixels at stride 8); needs float logits.
+* ``flow-ema:A`` (:class:`FlowEMA`): the same average, but the previous map is first
   moved along the motion between the two frames (OpenCV's DIS optical flow, ultrafast preset,
   on a grey copy of the frame at most 160 pixels wide), so moving objects and a moving camera
   do not smear. Cost: one DIS flow at that size + C bilinear remaps of the low-resolution map.
@@ -144,9 +147,9 @@ class Hysteresis(Stabiliser):
 
 
 class ProbabilityEMA(Stabiliser):
-    """Exponential moving average of the class probabilities at the model's output resolution:
-    ``p_t = a * softmax(logits_t) + (1 - a) * p_{t-1}``, then the fused upsample + argmax of
-    ``p_t`` (never at frame size). Resets when the output shape changes."""
+    """Exponential moving average of the class log-probabilities at the model's output
+    resolution: ``s_t = a * log_softmax(logits_t) + (1 - a) * s_{t-1}``, then the fused
+    upsample + argmax of ``s_t`` (never at frame size). Resets when the output shape changes."""
 
     name = "ema"
     uses_scores = True
@@ -177,8 +180,9 @@ class ProbabilityEMA(Stabiliser):
         if x.shape[0] < 2:
             raise EdgesegError(f"ema smoothing needs scores of 2 or more classes, got {x.shape[0]} channel: "
                                "use --smooth mode:3 or hysteresis:2")
-        e = np.exp(x - x.max(axis=0, keepdims=True), dtype=np.float32)
-        return e / e.sum(axis=0, keepdims=True)
+        z = x.astype(np.float32) - x.max(axis=0, keepdims=True)
+        z -= np.log(np.exp(z).sum(axis=0, keepdims=True))
+        return z
 
     def reset(self) -> None:
         self._p = None
@@ -188,7 +192,7 @@ class ProbabilityEMA(Stabiliser):
 
 
 class FlowEMA(ProbabilityEMA):
-    """:class:`ProbabilityEMA` with the previous probabilities moved along the optical flow from
+    """:class:`ProbabilityEMA` with the previous log-probabilities moved along the optical flow from
     the new frame to the previous one (DIS, ultrafast) before blending. Needs the frames and
     their letterbox geometry (the pipeline passes them). Resets when the frame size changes."""
 
