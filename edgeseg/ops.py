@@ -6,6 +6,12 @@ used zero-copy, so they must already have the documented dtype, shape and C-cont
 anything else raises :class:`edgeseg.errors.ArrayError` (a ``ValueError``) that names what was
 expected and what was given.
 
+Validation is done once. The binding (``csrc/bindings.cpp``) checks what the loops rely on:
+dtype, shape, contiguity, sizes that must agree, counts and thresholds; its ``ValueError`` is
+raised here as ArrayError. This module checks only what it must interpret before the call (types,
+ranks to drop a batch axis, sizes and letterbox geometry it computes, conversions it makes) and
+the arguments the binding never sees.
+
 Conventions: images are BGR ``uint8`` ``H x W x 3``; network inputs are ``(1, 3, h, w)``
 normalised RGB; labels are ``uint8`` (``int32`` when there are more than 255 classes).
 
@@ -294,12 +300,12 @@ def overlay(
 # never as N x H x W float buffers.
 
 
-def _float_array(x, fn: str, name: str, ndim: Sequence[int], expected: str) -> np.ndarray:
+def _ranked(x, fn: str, name: str, ndim: Sequence[int], expected: str) -> np.ndarray:
+    """``x`` as an ndarray of one of the ranks ``ndim`` (needed here to drop batch axes; dtype,
+    shape and layout are the binding's to check)."""
     x = _require_ndarray(x, fn, name)
     if x.ndim not in ndim:
         raise ArrayError(f"{fn}: {name} must have shape {expected}, got shape {tuple(x.shape)}")
-    if x.dtype not in (np.dtype(np.float32), np.dtype(np.float16)):
-        raise ArrayError(f"{fn}: {name} must be float32 or float16, got {x.dtype}")
     return x
 
 
@@ -321,16 +327,9 @@ def _drop_batch(x: np.ndarray, ndim: int) -> np.ndarray:
     return x[0] if x.ndim == ndim + 1 and x.shape[0] == 1 else x
 
 
-def _nms_args(iou_threshold, score_threshold, max_candidates, max_detections, fn):
-    iou, thr = float(iou_threshold), float(score_threshold)
-    if math.isnan(iou) or math.isnan(thr):
-        raise ArrayError(f"{fn}: iou_threshold and score_threshold must be numbers, got "
-                         f"{iou_threshold!r} and {score_threshold!r}")
-    mc, md = int(max_candidates), int(max_detections)
-    if mc < 0 or md < 0:
-        raise ArrayError(f"{fn}: max_candidates and max_detections must be >= 0, "
-                         f"got {mc} and {md}")
-    return iou, thr, mc, md
+def _nms_args(iou_threshold, score_threshold, max_candidates, max_detections):
+    """As the binding takes them (it refuses NaN thresholds and negative counts)."""
+    return float(iou_threshold), float(score_threshold), int(max_candidates), int(max_detections)
 
 
 def nms(
@@ -362,7 +361,7 @@ def nms(
         lower index first). IoU is computed in double precision; see ``csrc/core/nms.h``.
     """
     fn = "nms"
-    boxes = _float_array(boxes, fn, "boxes", (2,), "(N, 4)")
+    boxes = _ranked(boxes, fn, "boxes", (2,), "(N, 4)")
     scores = _require_ndarray(scores, fn, "scores")
     if scores.dtype == np.float16:
         scores = scores.astype(np.float32)
@@ -372,7 +371,7 @@ def nms(
         if class_ids.dtype.kind not in "iu":
             raise ArrayError(f"nms: class_ids must be integers, got {class_ids.dtype}")
         class_ids = np.ascontiguousarray(class_ids, dtype=np.int64)
-    args = _nms_args(iou_threshold, score_threshold, max_candidates, max_detections, fn)
+    args = _nms_args(iou_threshold, score_threshold, max_candidates, max_detections)
     return _call(_C.nms, boxes, scores, class_ids, *args, bool(class_agnostic))
 
 
@@ -402,9 +401,9 @@ def select_detections(
         class wins ties and NaN scores are ignored.
     """
     fn = "select_detections"
-    boxes = _drop_batch(_float_array(boxes, fn, "boxes", (2, 3), "(A, 4)"), 2)
-    scores = _drop_batch(_float_array(scores, fn, "scores", (2, 3), "(A, C)"), 2)
-    args = _nms_args(iou_threshold, score_threshold, max_candidates, max_detections, fn)
+    boxes = _drop_batch(_ranked(boxes, fn, "boxes", (2, 3), "(A, 4)"), 2)
+    scores = _drop_batch(_ranked(scores, fn, "scores", (2, 3), "(A, C)"), 2)
+    args = _nms_args(iou_threshold, score_threshold, max_candidates, max_detections)
     return _call(_C.select_detections, boxes, scores, *args, bool(class_agnostic))
 
 
@@ -458,10 +457,10 @@ def assemble_masks(
     if mode not in ("exact", "fast"):
         raise ArrayError(f"{fn}: mode must be 'exact' or 'fast', got {mode!r}")
     H, W = _parse_size(image_hw, fn)
-    coeffs = _float_array(coeffs, fn, "coeffs", (2,), "(K, M)")
+    coeffs = _ranked(coeffs, fn, "coeffs", (2,), "(K, M)")
     if coeffs.dtype == np.float16:
         coeffs = coeffs.astype(np.float32)
-    protos = _drop_batch(_float_array(protos, fn, "protos", (3, 4), "(M, Hp, Wp)"), 3)
+    protos = _drop_batch(_ranked(protos, fn, "protos", (3, 4), "(M, Hp, Wp)"), 3)
     boxes = _boxes_f32(boxes, fn)
     if letterbox is not None:
         if not isinstance(letterbox, LetterboxInfo):
@@ -508,17 +507,14 @@ def paste_masks(
     """
     fn = "paste_masks"
     H, W = _parse_size(image_hw, fn)
-    masks = _float_array(masks, fn, "masks", (3, 4), "(N, Mh, Mw)")
+    masks = _ranked(masks, fn, "masks", (3, 4), "(N, Mh, Mw)")
     if masks.ndim == 4:
         if masks.shape[1] != 1:
             raise ArrayError(f"{fn}: masks must have shape (N, Mh, Mw) or (N, 1, Mh, Mw), "
                              f"got shape {tuple(masks.shape)}; select each box's class first")
         masks = masks[:, 0]
     boxes = _boxes_f32(boxes, fn)
-    t = float(threshold)
-    if not math.isfinite(t):
-        raise ArrayError(f"{fn}: threshold must be a finite number, got {threshold!r}")
-    data, offsets, regions = _call(_C.paste_masks, masks, boxes, H, W, t)
+    data, offsets, regions = _call(_C.paste_masks, masks, boxes, H, W, float(threshold))
     return MaskSet._trusted(data, offsets, regions, (H, W))
 
 
