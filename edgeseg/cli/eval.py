@@ -35,8 +35,8 @@ def add_parser(sub: Any, fmt: Any) -> None:
                                                                              "mask IoU or box IoU")
     p.add_argument("--frames", type=int, default=None, help="--task track / video: frames per video "
                                                             "(synthetic: 60)")
-    p.add_argument("--smooth", default="0", metavar="SPEC", help="--task video: K, mode:K, hysteresis:N or "
-                                                                 "ema:A (as edgeseg run); 0 = off")
+    p.add_argument("--smooth", default="0", metavar="SPEC", help="--task video: K, mode:K, hysteresis:N, "
+                                                                 "ema:A or flow-ema:A (as edgeseg run); 0 = off")
     _add_instance_options(p, conf=defaults.EVAL_SCORE_THRESHOLD)
     _add_model_facts(p)
     p.set_defaults(func=cmd_eval)

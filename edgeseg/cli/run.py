@@ -53,8 +53,9 @@ def add_parser(sub: Any, fmt: Any) -> None:
     p.add_argument("--smooth", nargs="?", const="3", default="0", metavar="SPEC",
                    help="semantic temporal smoothing: K or mode:K (per-pixel majority class over the last "
                         "K frames; K=3 without a value), hysteresis:N (a pixel changes class after N frames "
-                        "in a row), ema:A (moving average of the class probabilities at the model's output "
-                        "resolution, newest frame weight A); 0 = off")
+                        "in a row), ema:A (moving average of the class log-probabilities at the model's "
+                        "output resolution, newest frame weight A), flow-ema:A (the same, motion-compensated "
+                        "by optical flow); 0 = off")
     p.add_argument("--track", nargs="?", const="mask", default=None, choices=("mask", "box"),
                    help="instance models: give detections ids that persist across frames (ByteTrack-style "
                         "association with a Kalman filter), matched by mask IoU (default) or box IoU; ids "
