@@ -160,14 +160,18 @@ def test_instance_model_writes_rle_masks_like_run(data, tmp_path, monkeypatch):
 # ----------------------------------------------------------------------------- real local Ray
 @pytest.fixture(scope="module")
 def ray_cluster():
+    import signal
+
     ray = pytest.importorskip("ray")
     if ray.is_initialized():
         ray.shutdown()
     from edgeseg.integrations.ray import start_local_ray
 
+    sigterm = signal.getsignal(signal.SIGTERM)
     start_local_ray(2)  # no dashboard, 128 MiB object store
     yield ray
     ray.shutdown()
+    signal.signal(signal.SIGTERM, sigterm)  # ray.init installs its own
 
 
 def test_ray_outputs_equal_run_and_corrupt_input_fails(ray_cluster, data, reference, tmp_path, capsys):
