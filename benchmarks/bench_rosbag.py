@@ -31,7 +31,7 @@ from edgeseg.data.synthetic import generate  # noqa: E402
 from edgeseg.integrations.ros.bagio import write_image_bag  # noqa: E402
 from edgeseg.pipeline import Pipeline, apply_cpp_threads, default_thread_policy, open_source  # noqa: E402
 from edgeseg.pipeline.sinks import RosbagSink  # noqa: E402
-from edgeseg.pipeline.stream import StreamResult  # noqa: E402
+from edgeseg.pipeline import StreamResult  # noqa: E402
 from edgeseg.runtime import load  # noqa: E402
 
 TOPIC = "/camera/image_raw"
@@ -92,12 +92,7 @@ def main() -> None:
             sink = RosbagSink(tmp_p / f"w{r}.mcap", color=True)
             t0 = time.perf_counter()
             for i in range(args.frames):
-                fields = dict(labels=result.labels) if args.task == "semantic" else {}
-                if args.task == "semantic":
-                    sink.put(StreamResult(**fields, frame=result.frame, meta=result.meta, stamp_ns=i, frame_id="cam"))
-                else:
-                    result.stamp_ns, result.frame_id = i, "cam"
-                    sink.put(result)
+                sink.put(StreamResult(result, stamp_ns=i, frame_id="cam"))
             sink.close()
             write_fps.append(args.frames / (time.perf_counter() - t0))
 

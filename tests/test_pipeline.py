@@ -78,6 +78,9 @@ class SlowStages:
         self._slow("post")
         return self.p.post(out, info)
 
+    def make_result(self, *args):
+        return self.p.make_result(*args)
+
 
 def test_stages_overlap_throughput_approaches_slowest_stage(predictor):
     frames = [np.full((*SIZE, 3), i, np.uint8) for i in range(16)]
@@ -146,6 +149,9 @@ class SlowInfer:
 
     def post(self, out, info):
         return self.p.post(out, info)
+
+    def make_result(self, *args):
+        return self.p.make_result(*args)
 
 
 def test_overloaded_model_starts_on_the_newest_frame(predictor):

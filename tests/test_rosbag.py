@@ -196,13 +196,13 @@ def test_instance_model_writes_detections_and_instance_mask(tmp_path):
 
 
 def test_sink_is_atomic(tmp_path):
+    from edgeseg.pipeline import StreamResult
+
     predictor = load(ASSETS / "semantic_default.onnx")
     frames = _scenes(2)
     sink = RosbagSink(tmp_path / "o.db3")
     for f in frames:
-        from edgeseg.pipeline.stream import StreamResult
-
-        sink.put(StreamResult(predictor(f).labels, f, predictor.meta, stamp_ns=START, frame_id="x"))
+        sink.put(StreamResult(predictor(f), stamp_ns=START, frame_id="x"))
     assert not (tmp_path / "o.db3").exists()  # nothing at the target until close
     sink.abort()
     assert list(tmp_path.iterdir()) == []
@@ -211,7 +211,7 @@ def test_sink_is_atomic(tmp_path):
     with pytest.raises(EdgesegError, match="never overwritten"):
         RosbagSink(tmp_path / "full")
     sink = RosbagSink(tmp_path / "o.db3")
-    sink.put(StreamResult(predictor(frames[0]).labels, frames[0], predictor.meta, stamp_ns=START, frame_id="x"))
+    sink.put(StreamResult(predictor(frames[0]), stamp_ns=START, frame_id="x"))
     assert sink.close() == tmp_path / "o.db3"
     assert topics(tmp_path / "o.db3")["/edgeseg/class_mask"][1] == 1
 

@@ -12,7 +12,8 @@ from .render import ModeFilter, draw_hud
 from .sinks import ImageDirSink, JsonlSink, Sink, VideoSink, WebSink, WindowSink, gui_problem
 from .sources import Frame, ImageSource, IterableSource, Source, VideoFileSource, image_paths, open_source
 from .stats import LatencyStats
-from .stream import InstanceStreamResult, Pipeline, StreamResult, as_source, stream
+from .results import InstanceStreamResult, StreamResult
+from .stream import Pipeline, as_source, stream
 from .threads import ThreadPolicy, apply_cpp_threads, default_thread_policy
 
 __all__ = [

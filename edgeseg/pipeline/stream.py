@@ -23,7 +23,7 @@ import threading
 import time
 import weakref
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
@@ -31,11 +31,11 @@ import numpy as np
 
 from .. import defaults
 from ..errors import EdgesegError, SourceError
-from ..runtime.results import InstanceResult, SemanticResult
 from .sources import LiveSource
 from .queues import END, BoundedQueue
 from ..tracking import Tracker, make_stabiliser
 from .render import draw_hud
+from .results import StreamResult
 from .sinks import Sink
 from .sources import Frame, IterableSource, Source, open_source
 from .stats import LatencyStats
@@ -44,81 +44,6 @@ from .stats import LatencyStats
 TICK = 0.05
 #: Stage names in order (also the keys of the per-frame timings, with "capture" and "sink").
 STAGES = ("pre", "infer", "post", "render", "sink")
-
-
-@dataclass(repr=False)
-class _StreamFields:
-    """Where and when a pipeline result's frame came from (mixed into both result types).
-
-    Attributes:
-        index: the frame's index in its source (gaps mean frames dropped at a live source).
-        name: the frame's name (file stem or ``frame_000123``).
-        t_capture: ``time.perf_counter()`` when the frame was read.
-        t_result: ``time.perf_counter()`` when its result was ready (after post-processing).
-        vis: the rendered overlay (+ HUD), when the pipeline renders; else None.
-        stats: the pipeline's live :class:`LatencyStats` (``stats.summary()`` any time).
-        stamp_ns, frame_id: the frame's own timestamp and coordinate frame, from recordings
-            (None and "" otherwise).
-    ``timings`` holds milliseconds for "capture" (read/decode), "pre", "infer", "post", "render".
-    """
-
-    index: int = field(default=0, kw_only=True)
-    name: str = field(default="", kw_only=True)
-    t_capture: float = field(default=0.0, kw_only=True)
-    t_result: float = field(default=0.0, kw_only=True)
-    vis: np.ndarray | None = field(default=None, kw_only=True)
-    stats: LatencyStats | None = field(default=None, kw_only=True)
-    stamp_ns: int | None = field(default=None, kw_only=True)
-    frame_id: str = field(default="", kw_only=True)
-
-    @property
-    def age_ms(self) -> float:
-        """Frame age when the result was ready: t_result - t_capture, in milliseconds."""
-        return (self.t_result - self.t_capture) * 1e3
-
-    def record(self) -> dict[str, Any]:
-        """One JSON-able line for ``--json``: index, name, capture time (``t_capture`` on the
-        perf_counter clock and ``time_unix``), ``age_ms``, per-stage ``timings_ms``, and the
-        result's content (semantic: per-class pixel ``histogram``; instance: ``detections``)."""
-        unix = time.time() - (time.perf_counter() - self.t_capture)
-        return {
-            "index": self.index,
-            "name": self.name,
-            "t_capture": round(self.t_capture, 6),
-            "time_unix": round(unix, 6),
-            "age_ms": round(self.age_ms, 3),
-            **({"stamp_ns": self.stamp_ns, "frame_id": self.frame_id} if self.stamp_ns is not None else {}),
-            "timings_ms": {k: round(float(v), 3) for k, v in self.timings.items()},  # type: ignore[attr-defined]
-            **self._content(),
-        }
-
-    def _content(self) -> dict[str, Any]:  # pragma: no cover - overridden
-        return {}
-
-    def __repr__(self) -> str:
-        h, w = self.frame.shape[:2]  # type: ignore[attr-defined]
-        return (f"{type(self).__name__}(#{self.index} {h}x{w}, age {self.age_ms:.1f} ms, "
-                + ", ".join(f"{k}={v:.2f}ms" for k, v in self.timings.items()) + ")")  # type: ignore[attr-defined]
-
-
-@dataclass(repr=False)
-class StreamResult(_StreamFields, SemanticResult):
-    """A :class:`SemanticResult` from a pipeline, with where and when its frame came from
-    (``index``, ``name``, ``t_capture``, ``t_result``, ``age_ms``, ``vis``, ``stats``)."""
-
-    def _content(self) -> dict[str, Any]:
-        return {"histogram": self.class_histogram()}
-
-
-@dataclass(repr=False)
-class InstanceStreamResult(_StreamFields, InstanceResult):
-    """An :class:`InstanceResult` from a pipeline, with the same stream fields as StreamResult."""
-
-    def _content(self) -> dict[str, Any]:
-        dets = self.to_dict()["detections"]
-        for d, rle in zip(dets, self.masks.to_rle()):
-            d["rle"] = rle  # COCO RLE (size + compressed counts) of the mask at frame resolution
-        return {"detections": dets}
 
 
 @dataclass
@@ -449,18 +374,13 @@ class Pipeline:
         t1 = time.perf_counter()
         item.timings["post"] = (t1 - t0) * 1e3
         f = item.frame
-        where = dict(index=f.index, name=f.name, t_capture=f.t_capture, t_result=t1, stats=self.stats,
-                     stamp_ns=f.stamp_ns, frame_id=f.frame_id)
-        if isinstance(payload, dict):  # instance detections
-            item.result = InstanceStreamResult(frame=f.image, meta=self.predictor.meta, timings=item.timings,
-                                               **payload, **where)
-            if self.tracker is not None:
-                item.result = self.tracker(item.result)
-                t2 = time.perf_counter()
-                item.timings["track"] = (t2 - t1) * 1e3
-                item.result.t_result = t2
-        else:
-            item.result = StreamResult(payload, f.image, self.predictor.meta, item.timings, **where)
+        result = self.predictor.make_result(payload, f.image, item.timings)
+        if self.tracker is not None:
+            result = self.tracker(result)
+            t1 = time.perf_counter()
+            item.timings["track"] = (t1 - t0) * 1e3 - item.timings["post"]
+        item.result = StreamResult(result, index=f.index, name=f.name, t_capture=f.t_capture, t_result=t1,
+                                   stats=self.stats, stamp_ns=f.stamp_ns, frame_id=f.frame_id)
         item.output = item.info = None
         return item
 

@@ -117,6 +117,10 @@ class SemanticResult:
         counts = np.bincount(self.labels.ravel(), minlength=k)[:k]
         return {name: int(c) for name, c in zip(self.meta.classes, counts)}
 
+    def content(self) -> dict[str, Any]:
+        """What a frame's JSON line holds for this result: the per-class pixel histogram."""
+        return {"histogram": self.class_histogram()}
+
     def to_dict(self) -> dict[str, Any]:
         """A JSON-able summary: size, per-class pixel counts (non-zero only), timings."""
         h, w = self.shape
@@ -249,6 +253,14 @@ class InstanceResult:
             if self.track_ids is not None:
                 out[-1]["track_id"] = int(self.track_ids[i])
         return out
+
+    def content(self) -> dict[str, Any]:
+        """What a frame's JSON line holds for this result: the detections, each with the COCO RLE
+        (size + compressed counts) of its mask at frame resolution."""
+        dets = self.to_dict()["detections"]
+        for d, rle in zip(dets, self.masks.to_rle()):
+            d["rle"] = rle
+        return {"detections": dets}
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-able summary: size, detections (class, score, box, mask area, and ``track_id``

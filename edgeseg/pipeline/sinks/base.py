@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 from ..._io import FILE_MODE
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ..stream import StreamResult
+    from ..results import StreamResult
 
 
 def _public_mode(path: Path) -> None:

@@ -10,7 +10,7 @@ from ...errors import InputFileError
 from .base import Sink
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ..stream import StreamResult
+    from ..results import StreamResult
 
 
 class ImageDirSink(Sink):

@@ -9,7 +9,7 @@ from typing import IO, TYPE_CHECKING
 from .base import Sink, _public_mode
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ..stream import StreamResult
+    from ..results import StreamResult
 
 
 class JsonlSink(Sink):

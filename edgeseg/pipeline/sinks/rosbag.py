@@ -28,7 +28,7 @@ from ...errors import EdgesegError
 from .base import Sink
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ..stream import StreamResult
+    from ..results import StreamResult
 
 #: Suffixes written as a single storage file; anything else becomes a rosbag2 folder.
 FILE_SUFFIXES = {".mcap": "MCAP", ".db3": "SQLITE3"}

@@ -12,7 +12,7 @@ from ...errors import InputFileError
 from .base import Sink, _public_mode
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ..stream import StreamResult
+    from ..results import StreamResult
 
 
 _FOURCC = {".mp4": "mp4v", ".avi": "MJPG", ".mkv": "mp4v", ".mov": "mp4v"}

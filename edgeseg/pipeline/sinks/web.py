@@ -32,7 +32,7 @@ from ...errors import EdgesegError
 from .base import Sink
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ..stream import StreamResult
+    from ..results import StreamResult
 
 #: Viewers (MJPEG streams + stats event streams) served at once; more get 503.
 DEFAULT_MAX_CLIENTS = 8
