@@ -60,6 +60,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"edgeseg {args.command}: interrupted", file=sys.stderr)
         return 130
+    except ImportError as e:
+        if "cv2" not in str(e) and "libGL" not in str(e) and "libgthread" not in str(e):
+            raise
+        print(f"edgeseg {args.command}: error: OpenCV cannot be imported here ({e}). The default OpenCV build "
+              "needs the system's GL/X11 libraries: install them (Debian/Ubuntu: apt-get install libgl1 "
+              "libglib2.0-0), or on a headless machine switch to the headless build: pip uninstall -y "
+              "opencv-python opencv-python-headless && pip install opencv-python-headless", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":  # pragma: no cover
