@@ -17,7 +17,7 @@ import shutil
 import socket
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -40,9 +40,10 @@ EXIT_AFTER_FRAMES_ENV = "EDGESEG_BATCH_EXIT_AFTER_FRAMES"
 class BatchSettings:
     """What a batch runs: the model, how to load it, and what to write per recording.
 
-    ``model`` is a path (None: the model shipped for ``task``); ``load_options`` go to
-    :func:`edgeseg.load`; ``video`` is the overlay video suffix (None: no video). Everything
-    except ``model`` (whose file content is hashed instead) keys the resume check.
+    ``model`` is a path (None: the model shipped for ``task``). ``load_options`` (pairs or a
+    dict) go to :func:`edgeseg.load`, ``source_options`` (e.g. ``topic``) to ``open_source``.
+    ``video`` is the overlay video suffix (None: no video). Everything but ``model`` and ``task``
+    (the model file's content is hashed instead) keys the resume check.
     """
 
     model: str | None = None
@@ -55,13 +56,18 @@ class BatchSettings:
     hud: bool = False
     max_frames: int | None = None
     source_options: tuple[tuple[str, Any], ...] = ()
-    extra: dict[str, Any] = field(default_factory=dict, compare=False)
+
+    def __post_init__(self) -> None:
+        for name in ("load_options", "source_options"):  # a dict is fine too: stored as sorted pairs
+            value = getattr(self, name)
+            items = value.items() if isinstance(value, dict) else value
+            pairs = tuple(sorted((k, tuple(v) if isinstance(v, list) else v) for k, v in items))
+            object.__setattr__(self, name, pairs)
 
     def options(self) -> dict[str, Any]:
         """The settings that shape the outputs, as JSON-able values (the model path excluded)."""
         d = dataclasses.asdict(self)
         d.pop("model")
-        d.pop("extra")
         d["load_options"] = {k: list(v) if isinstance(v, tuple) else v for k, v in self.load_options}
         d["source_options"] = dict(self.source_options)
         d.pop("task")  # it only picks the shipped model, whose content is hashed like any model's
