@@ -128,11 +128,11 @@ def run_batch(settings: BatchSettings, inputs: Iterable[str], out: str | Path, *
     if not model_path.exists():
         raise EdgesegError(f"model not found: {model_path}; check the path")
     digest = model_digest(model_path)
-    if use_ray and not ray_available():
+    if (use_ray or ray_address) and not ray_available():
         raise EdgesegError("Ray is not installed: pip install 'edgeseg[ray]' (or drop --ray-address/--workers "
                            "to run the recordings one after another in this process)")
     if use_ray is None:
-        use_ray = ray_available() or ray_address is not None
+        use_ray = ray_available()
         if not use_ray:
             log("Ray is not installed (pip install 'edgeseg[ray]'): running the recordings one after another "
                 "in this process")
@@ -159,7 +159,7 @@ def run_batch(settings: BatchSettings, inputs: Iterable[str], out: str | Path, *
             "settings: skipped")
 
     started = time.time()
-    state = {"frames_done": 0, "live": 0, "last_write": 0.0, "failed": 0, "done": 0}
+    state = {"frames_done": 0, "last_write": 0.0, "failed": 0, "done": 0}
     bar = Progress(len(jobs), "batch", enabled=progress and bool(jobs))
     meta: dict[str, Any] = {"edgeseg": __version__, "model": str(model_path), "model_sha256": digest,
                             "options": settings.options(), "out": str(out.resolve())}
@@ -191,12 +191,10 @@ def run_batch(settings: BatchSettings, inputs: Iterable[str], out: str | Path, *
         else:
             state["failed"] += 1
             log(f"{entry['name']} failed: {entry.get('error')}")
-        state["live"] = 0
         bar.update(1, frames=state["frames_done"], failed=state["failed"])
         write()
 
     def tick(live: int) -> None:
-        state["live"] = live
         bar.update(0, frames=state["frames_done"] + live, failed=state["failed"])
 
     if not jobs:
