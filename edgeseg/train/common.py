@@ -1,9 +1,8 @@
-"""Machinery shared by the semantic (:mod:`.trainer`) and instance (:mod:`.instance_trainer`) trainers.
+"""Building blocks of the training loop (:mod:`.loop`) shared by every model kind.
 
-Each trainer keeps its own config, model, loss, validation and history record; this module holds
-what a run does the same way for both: thread and device setup, datasets, the data loader, the
-learning-rate schedule, fine-tuning and resume loading, the optimizer step, and the per-epoch
-checkpoints, ``train_state.pt`` (:data:`STATE_FILE`), ``history.json`` and curve.
+Config checks, thread and device setup, datasets, the learning-rate schedule, fine-tuning and
+resume loading, the optimizer step, and the per-epoch checkpoints, ``train_state.pt``
+(:data:`STATE_FILE`), ``history.json`` and curve.
 """
 from __future__ import annotations
 
@@ -19,14 +18,12 @@ from typing import Any, Callable, Dict, Iterator, List, NoReturn, Optional, Sequ
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader
 
 from ..errors import EdgesegError
 from ..meta import ModelMeta
 from ..models import is_model, list_models, model_task
 from ..models.checkpoint import load_checkpoint, save_checkpoint
 from .._io import atomic_path
-from .._progress import Progress
 
 #: Optimizer / scaler / epoch / best score of a run, for resume (tensors only; read with weights_only=True).
 STATE_FILE = "train_state.pt"
@@ -163,20 +160,38 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def setup_run(cfg: Any) -> Tuple[torch.device, bool]:
-    """Seed, pick the device and torch's thread count from ``cfg``; returns ``(device, use_amp)``."""
+def setup_run(cfg: Any, device_name: Optional[str] = None, threads: Optional[int] = None
+              ) -> Tuple[torch.device, bool]:
+    """Seed, pick the device (``device_name``, default ``cfg.device``) and torch's thread count
+    (``threads``, default ``cfg.num_threads`` or every core); returns ``(device, use_amp)``."""
     seed_everything(cfg.seed)
-    device = resolve_device(cfg.device)
+    device = resolve_device(cfg.device if device_name is None else device_name)
     use_amp = device.type == "cuda" and cfg.amp is not False
-    torch.set_num_threads(int(cfg.num_threads or available_cpus()))
+    torch.set_num_threads(int(threads or cfg.num_threads or available_cpus()))
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
     return device, use_amp
 
 
+#: Whether :func:`log` prints (off in the torchrun workers other than rank 0).
+_LOG = {"enabled": True}
+
+
+@contextlib.contextmanager
+def logging_enabled(enabled: bool) -> Iterator[None]:
+    """:func:`log` prints only if ``enabled`` for the duration."""
+    before = _LOG["enabled"]
+    _LOG["enabled"] = bool(enabled)
+    try:
+        yield
+    finally:
+        _LOG["enabled"] = before
+
+
 def log(msg: str) -> None:
     """A progress message to stderr."""
-    print(msg, file=sys.stderr, flush=True)
+    if _LOG["enabled"]:
+        print(msg, file=sys.stderr, flush=True)
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -218,13 +233,15 @@ def init_weights(model: torch.nn.Module, path: str, name: str, classes: List[str
     log(f"init: weights from {path}")
 
 
-def prepare_model(model: torch.nn.Module, cfg: Any, classes: List[str], device: torch.device) -> torch.nn.Module:
+def prepare_model(model: torch.nn.Module, cfg: Any, classes: List[str], device: torch.device,
+                  make_out_dir: bool = True) -> torch.nn.Module:
     """Load ``cfg.init_from`` weights if set, move the model to ``device`` and create ``cfg.out_dir``
-    (only now that data and model are known to be good)."""
+    (only now that data and model are known to be good; not with ``make_out_dir=False``)."""
     if cfg.init_from is not None:
         init_weights(model, cfg.init_from, cfg.model, classes)
     model = model.to(device)
-    Path(cfg.out_dir).mkdir(parents=True, exist_ok=True)
+    if make_out_dir:
+        Path(cfg.out_dir).mkdir(parents=True, exist_ok=True)
     return model
 
 
@@ -242,22 +259,6 @@ def make_optimizer(model: torch.nn.Module, cfg: Any) -> torch.optim.Optimizer:
     return torch.optim.AdamW(groups, lr=cfg.lr)
 
 
-def make_train_loader(dataset: Any, cfg: Any, device: torch.device, collate_fn: Optional[Callable] = None
-                      ) -> Tuple[DataLoader, torch.Generator, int, int]:
-    """The shuffled training loader; returns ``(loader, generator, workers, iters per epoch)``.
-
-    Reseed the generator per epoch (:func:`begin_epoch`) so the order is reproducible on resume;
-    the last incomplete batch is dropped unless the dataset is smaller than one batch.
-    """
-    gen = torch.Generator()
-    workers = default_workers() if cfg.workers is None else cfg.workers
-    loader = DataLoader(dataset, batch_size=cfg.batch_size, shuffle=True, drop_last=len(dataset) >= cfg.batch_size,
-                        num_workers=workers, generator=gen, collate_fn=collate_fn,
-                        pin_memory=device.type == "cuda", worker_init_fn=worker_init if workers else None)
-    iters = len(loader) if cfg.max_iters_per_epoch is None else min(len(loader), cfg.max_iters_per_epoch)
-    return loader, gen, workers, iters
-
-
 def log_run_start(cfg: Any, model: torch.nn.Module, n_classes: int, device: torch.device, use_amp: bool,
                   n_train: int, n_val: int, iters: int, workers: int, detail: str = "") -> None:
     """The one-line summary of a run (``detail`` goes before the thread count)."""
@@ -272,19 +273,18 @@ def log_run_start(cfg: Any, model: torch.nn.Module, n_classes: int, device: torc
 
 
 def resume_run(out: Path, model_name: str, optimizer: torch.optim.Optimizer, scaler: Any,
-               load_model: Callable[[Dict[str, Any]], None], best_key: str, best_name: str,
-               need_last: bool = False) -> Tuple[int, int, float, List[Dict[str, Any]]]:
+               load_model: Callable[[Dict[str, Any]], None], best_name: str, restore_rng: bool = True
+               ) -> Tuple[int, int, float, List[Dict[str, Any]]]:
     """``(start_epoch, global_iter, best score, history)`` to continue the run in ``out``.
 
-    Reads :data:`STATE_FILE` (and requires ``out/last`` with ``need_last``), checks that it is a run
-    of ``model_name``, calls ``load_model(state)`` to restore the weights, then restores optimizer,
-    AMP scaler and torch RNG. ``best_key`` is the state's best-score entry, ``best_name`` its name in
-    the log. Nothing to resume: a fresh start ``(0, 0, -1.0, [])``.
+    Reads :data:`STATE_FILE`, checks that it is a run of ``model_name``, calls
+    ``load_model(state)`` to restore the weights, then restores optimizer, AMP scaler and (with
+    ``restore_rng``) the torch RNG. ``best_name`` names the best score in the log. Nothing to
+    resume: a fresh start ``(0, 0, -1.0, [])``.
     """
     state_path = out / STATE_FILE
-    if not state_path.is_file() or (need_last and not (out / "last").is_dir()):
-        log(f"resume: nothing to resume in {out} (no {STATE_FILE}{' / last/' if need_last else ''}); "
-            "starting from scratch")
+    if not state_path.is_file():
+        log(f"resume: nothing to resume in {out} (no {STATE_FILE}); starting from scratch")
         return 0, 0, -1.0, []
     state = torch.load(state_path, map_location="cpu", weights_only=True)
     if state.get("model") != model_name:
@@ -294,25 +294,17 @@ def resume_run(out: Path, model_name: str, optimizer: torch.optim.Optimizer, sca
     optimizer.load_state_dict(state["optimizer"])
     if scaler is not None and state.get("scaler"):
         scaler.load_state_dict(state["scaler"])
-    torch.set_rng_state(state["torch_rng"])
+    if restore_rng:
+        torch.set_rng_state(state["torch_rng"])
     hist_path = out / "history.json"
     history = json.loads(hist_path.read_text()) if hist_path.is_file() else []
-    start_epoch, best = int(state["epoch"]) + 1, float(state[best_key])
+    start_epoch = int(state["epoch"]) + 1
+    best = float(state["best_score"] if "best_score" in state else state["best_miou"])
     log(f"resume: continuing {out} after epoch {start_epoch} (best {best_name} {best:.4f})")
     return start_epoch, int(state["global_iter"]), best, history[:start_epoch]
 
 
 # ------------------------------------------------------------------------------ iterations
-
-
-def begin_epoch(epoch: int, cfg: Any, dataset: Any, gen: torch.Generator, model: torch.nn.Module,
-                iters: int) -> Progress:
-    """Reseed augmentation and shuffling for ``epoch``, put the model in training mode; returns the
-    epoch's progress bar."""
-    dataset.set_epoch(epoch)
-    gen.manual_seed(cfg.seed * 100_003 + epoch)
-    model.train()
-    return Progress(iters, f"epoch {epoch + 1}/{cfg.epochs}", enabled=cfg.progress)
 
 
 def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> float:

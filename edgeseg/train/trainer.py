@@ -1,18 +1,11 @@
 """Semantic segmentation training: ``train(TrainConfig(...)) -> best checkpoint dir``.
 
-Writes into ``out_dir``::
-
-    best/  last/          checkpoints (model.safetensors + config.json, see models.checkpoint)
-    train_state.pt        optimizer / scaler / epoch / best mIoU for --resume (tensors only;
-                          read with torch.load(weights_only=True))
-    train_config.json     the TrainConfig of the run
-    history.json          per epoch: train_loss, val_miou, val_pixel_acc, lr, time
-    curve.png             loss and val mIoU vs epoch
+The run is the shared loop (:mod:`.loop`, which lists what it writes into ``out_dir``) driven by
+:class:`SemanticHooks`; ``history.json`` holds per epoch train_loss, val_miou, val_pixel_acc,
+per-class IoU, lr and speed, and ``curve.png`` the loss and val mIoU vs epoch.
 """
 from __future__ import annotations
 
-import json
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
@@ -20,20 +13,19 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Subset
 
 from .. import defaults
 from ..errors import EdgesegError
 from ..eval.confusion import ConfusionMatrix
 from ..meta import ModelMeta
 from ..models import create_model
-from ..models.checkpoint import load_checkpoint
-from .common import (RunConfig, atomic_write_text, begin_epoch, log, log_run_start, make_optimizer, make_train_loader,
-                     open_datasets, optimizer_step, prepare_model, resume_run, save_checkpoints, save_run_state,
-                     set_lr, setup_run, single_cv2_thread, speed_record, stop_requested, validates, worker_init)
+from .common import RunConfig, open_datasets, worker_init
 from .common import lr_at as _lr_at
 from .common import STATE_FILE, default_workers, resolve_device, seed_everything  # noqa: F401 (this module's API)
 from .dataset import EvalDataset, TrainDataset, eval_collate, normalize
+from .hooks import TrainHooks
+from .loop import run_training
 from .losses import build_loss, parse_loss_spec
 from .plotting import plot_history
 from .._progress import Progress
@@ -50,6 +42,8 @@ class TrainConfig(RunConfig):
     than the deployed input, at the deployed scale, train several times faster per pass over the
     pixels. ``max_iters_per_epoch`` caps an epoch (quick runs, huge datasets).
     ``workers=None`` picks the data-loading process count from the core count (see default_workers).
+    Under torchrun ``batch_size`` is per process and ``sync_bn`` turns BatchNorm into SyncBatchNorm
+    on CUDA (CPU processes keep per-process BatchNorm).
     """
 
     model: str = "liteseg_t"
@@ -85,6 +79,7 @@ class TrainConfig(RunConfig):
     max_val_samples: Optional[int] = None
     num_threads: Optional[int] = None
     progress: bool = True
+    sync_bn: bool = True
 
     _name = "training config"
     _task = "semantic"
@@ -138,6 +133,49 @@ def predict_labels(model: torch.nn.Module, images: torch.Tensor, boxes: Sequence
     return out
 
 
+def _eval_setup(model: torch.nn.Module, dataset: Any, num_classes: Optional[int],
+                device: Union[str, torch.device, None]) -> Tuple[torch.device, int]:
+    if device is None:
+        device = next(model.parameters()).device
+    n_cls = int(num_classes or getattr(model, "num_classes", 0) or len(getattr(dataset, "classes", [])))
+    if n_cls < 1:
+        raise EdgesegError("evaluate: cannot tell the number of classes; pass num_classes=")
+    return torch.device(device), n_cls
+
+
+def confusion(model: torch.nn.Module, dataset: Any, input_size: Tuple[int, int], num_classes: int,
+              batch_size: int = 8, device: Union[str, torch.device, None] = None, workers: int = 0,
+              limit: Optional[int] = None, progress: bool = False, mean: Sequence[float] = defaults.MEAN_RGB,
+              std: Sequence[float] = defaults.STD_RGB, ignore_index: int = defaults.IGNORE_INDEX,
+              indices: Optional[Sequence[int]] = None) -> ConfusionMatrix:
+    """The confusion matrix of ``model`` on the first ``limit`` samples of ``dataset`` (only those
+    in ``indices`` when given), as :func:`evaluate` computes it. The model is left in eval mode."""
+    device = torch.device(device) if device is not None else next(model.parameters()).device
+    cm = ConfusionMatrix(num_classes, ignore_index)
+    ds: Any = EvalDataset(dataset, tuple(input_size), limit)
+    if indices is not None:
+        ds = Subset(ds, list(indices))
+    loader = DataLoader(ds, batch_size=batch_size, shuffle=False, num_workers=workers, collate_fn=eval_collate,
+                        worker_init_fn=worker_init if workers else None)
+    model.eval()
+    bar = Progress(len(loader), "val", enabled=progress)
+    for images, labels, boxes in loader:
+        preds = predict_labels(model, images.to(device), boxes, [lb.shape[:2] for lb in labels], mean, std)
+        for p, lb in zip(preds, labels):
+            cm.update(p, lb)
+        bar.update(1)
+    bar.close()
+    return cm
+
+
+def summarize(cm: ConfusionMatrix, dataset: Any) -> Dict[str, Any]:
+    """``{"miou", "pixel_acc", "per_class_iou": {class: iou|None}, "confusion": cm}``."""
+    names = list(getattr(dataset, "classes", [])) or None
+    out = cm.summary(names if names and len(names) == cm.num_classes else None)
+    out["confusion"] = cm
+    return out
+
+
 def evaluate(model: torch.nn.Module, dataset: Any, input_size: Tuple[int, int] = defaults.SEMANTIC_INPUT_SIZE,
              num_classes: Optional[int] = None, batch_size: int = 8, device: Union[str, torch.device, None] = None,
              workers: int = 0, limit: Optional[int] = None, progress: bool = False,
@@ -149,38 +187,90 @@ def evaluate(model: torch.nn.Module, dataset: Any, input_size: Tuple[int, int] =
     the label size. Returns ``{"miou", "pixel_acc", "per_class_iou": {class: iou|None},
     "confusion": ConfusionMatrix}``. The model is left in eval mode.
     """
-    if device is None:
-        device = next(model.parameters()).device
-    device = torch.device(device)
-    n_cls = int(num_classes or getattr(model, "num_classes", 0) or len(getattr(dataset, "classes", [])))
-    if n_cls < 1:
-        raise EdgesegError("evaluate: cannot tell the number of classes; pass num_classes=")
-    cm = ConfusionMatrix(n_cls, ignore_index)
-    ds = EvalDataset(dataset, tuple(input_size), limit)
-    loader = DataLoader(ds, batch_size=batch_size, shuffle=False, num_workers=workers, collate_fn=eval_collate,
-                        worker_init_fn=worker_init if workers else None)
-    model.eval()
-    bar = Progress(len(loader), "val", enabled=progress)
-    for images, labels, boxes in loader:
-        preds = predict_labels(model, images.to(device), boxes, [lb.shape[:2] for lb in labels], mean, std)
-        for p, lb in zip(preds, labels):
-            cm.update(p, lb)
-        bar.update(1)
-    bar.close()
-    names = list(getattr(dataset, "classes", [])) or None
-    out = cm.summary(names if names and len(names) == n_cls else None)
-    out["confusion"] = cm
-    return out
+    device, n_cls = _eval_setup(model, dataset, num_classes, device)
+    cm = confusion(model, dataset, input_size, n_cls, batch_size, device, workers, limit, progress, mean, std,
+                   ignore_index)
+    return summarize(cm, dataset)
 
 
 # ---------------------------------------------------------------------------------- training
 
 
-def _make_meta(cfg: TrainConfig, model: torch.nn.Module, dataset: Any, extra: Dict[str, Any]) -> ModelMeta:
-    palette = list(getattr(dataset, "palette", []) or [])
-    return ModelMeta(task="semantic", classes=list(dataset.classes), input_size=cfg.input_size,
-                     arch=cfg.model, mean=defaults.MEAN_RGB, std=defaults.STD_RGB,
-                     output_stride=int(model.output_stride), palette=palette, extra=extra)
+class _SemanticStep(torch.nn.Module):
+    """Forward (under autocast with AMP) and loss of a semantic model: ``(loss, {})``."""
+
+    def __init__(self, model: torch.nn.Module, loss_fn: torch.nn.Module, use_amp: bool) -> None:
+        super().__init__()
+        self.model, self.loss_fn, self.use_amp = model, loss_fn, use_amp
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor) -> Tuple[torch.Tensor, Dict[str, torch.Tensor]]:
+        with torch.autocast(x.device.type, dtype=torch.float16, enabled=self.use_amp):
+            logits = self.model(x)
+        return self.loss_fn(logits.float(), y), {}
+
+
+class SemanticHooks(TrainHooks):
+    """Training hooks of semantic models: pixel losses, crops, mIoU validation."""
+
+    best_key = "val_miou"
+    best_name = "mIoU"
+
+    def open_datasets(self) -> Tuple[Any, Any, List[str]]:
+        from ..data import open_dataset
+
+        train_ds, val_ds, classes = open_datasets(open_dataset, self.cfg)
+        cw = self.cfg.class_weights
+        if cw is not None and len(cw) != len(classes):
+            raise EdgesegError(f"class_weights has {len(cw)} entries for {len(classes)} classes "
+                               f"{classes}; give one weight per class")
+        return train_ds, val_ds, classes
+
+    def build_model(self, classes: List[str]) -> torch.nn.Module:
+        return create_model(self.cfg.model, len(classes), **self.cfg.model_kwargs)
+
+    def train_dataset(self, train_ds: Any, model: torch.nn.Module) -> Tuple[Any, Any]:
+        cfg = self.cfg
+        return TrainDataset(train_ds, cfg.crop_size or cfg.input_size, cfg.seed, scale_range=cfg.scale_range,
+                            hflip=cfg.hflip, color_jitter=cfg.color_jitter), None
+
+    def train_step(self, model: torch.nn.Module, classes: List[str], use_amp: bool) -> torch.nn.Module:
+        return _SemanticStep(model, build_loss(self.cfg.loss, self.cfg.class_weights), use_amp)
+
+    def lr_at(self, it: int, total: int) -> float:
+        return lr_at(it, total, self.cfg.lr, self.cfg.warmup_iters, self.cfg.poly_power)
+
+    def val_fields(self) -> Dict[str, Any]:
+        return {"val_miou": None, "val_pixel_acc": None}
+
+    def validate_shard(self, model: torch.nn.Module, val_ds: Any, device: torch.device, workers: int,
+                       indices: Sequence[int]) -> np.ndarray:
+        cfg = self.cfg
+        return confusion(model, val_ds, cfg.input_size, len(val_ds.classes), cfg.val_batch_size, device, workers,
+                         cfg.max_val_samples, indices=indices).matrix
+
+    def finish_validation(self, partials: Sequence[np.ndarray], val_ds: Any) -> Dict[str, Any]:
+        cm = ConfusionMatrix(len(val_ds.classes))
+        cm.matrix = np.sum(partials, axis=0, dtype=np.int64)
+        res = summarize(cm, val_ds)
+        return {"val_miou": res["miou"], "val_pixel_acc": res["pixel_acc"], "val_per_class_iou": res["per_class_iou"]}
+
+    def meta(self, model: torch.nn.Module, train_ds: Any, rec: Dict[str, Any]) -> ModelMeta:
+        cfg = self.cfg
+        extra = {"epoch": rec["epoch"], "val_miou": rec["val_miou"], "val_pixel_acc": rec["val_pixel_acc"],
+                 "dataset": cfg.data}
+        return ModelMeta(task="semantic", classes=list(train_ds.classes), input_size=cfg.input_size,
+                         arch=cfg.model, mean=defaults.MEAN_RGB, std=defaults.STD_RGB,
+                         output_stride=int(model.output_stride), palette=list(getattr(train_ds, "palette", []) or []),
+                         extra=extra)
+
+    def epoch_message(self, rec: Dict[str, Any], improved: bool) -> str:
+        msg = super().epoch_message(rec, improved)
+        if rec["val_miou"] is not None:
+            msg += f", val mIoU {rec['val_miou']:.4f}, pixel acc {rec['val_pixel_acc']:.4f}{' (best)' if improved else ''}"
+        return msg
+
+    def plot(self, history: Sequence[dict], path: Path) -> Any:
+        return plot_history(history, path)
 
 
 def train(cfg: TrainConfig, on_epoch_end: Optional[Callable[[Dict[str, Any]], Any]] = None) -> Path:
@@ -189,90 +279,7 @@ def train(cfg: TrainConfig, on_epoch_end: Optional[Callable[[Dict[str, Any]], An
     Progress goes to stderr. With ``cfg.resume`` a run in ``cfg.out_dir`` continues after its last
     finished epoch (model, optimizer, schedule, best score and history are restored).
     ``on_epoch_end(record)`` is called after each epoch is saved with its history record; returning
-    ``False`` stops the run there (it can be resumed later).
+    ``False`` stops the run there (it can be resumed later). Under torchrun every process calls
+    this; rank 0 writes the files and calls ``on_epoch_end``.
     """
-    cfg.validate()
-    with single_cv2_thread():
-        return _train(cfg, on_epoch_end)
-
-
-def _train(cfg: TrainConfig, on_epoch_end: Optional[Callable[[Dict[str, Any]], Any]]) -> Path:
-    from ..data import open_dataset
-
-    out = Path(cfg.out_dir)
-    device, use_amp = setup_run(cfg)
-    train_ds, val_ds, classes = open_datasets(open_dataset, cfg)
-    if cfg.class_weights is not None and len(cfg.class_weights) != len(classes):
-        raise EdgesegError(f"class_weights has {len(cfg.class_weights)} entries for {len(classes)} classes "
-                           f"{classes}; give one weight per class")
-
-    model = prepare_model(create_model(cfg.model, len(classes), **cfg.model_kwargs), cfg, classes, device)
-    loss_fn = build_loss(cfg.loss, cfg.class_weights).to(device)
-    optimizer = make_optimizer(model, cfg)
-    scaler = torch.amp.GradScaler("cuda") if use_amp else None
-
-    tds = TrainDataset(train_ds, cfg.crop_size or cfg.input_size, cfg.seed, scale_range=cfg.scale_range, hflip=cfg.hflip,
-                       color_jitter=cfg.color_jitter)
-    loader, gen, workers, iters = make_train_loader(tds, cfg, device)
-    total_iters = cfg.epochs * iters
-
-    def load_last(state: Dict[str, Any]) -> None:  # the weights of the last saved epoch
-        model.load_state_dict(load_checkpoint(out / "last")[0].state_dict())
-
-    start_epoch, global_iter, best_miou, history = (
-        resume_run(out, cfg.model, optimizer, scaler, load_last, "best_miou", "mIoU", need_last=True)
-        if cfg.resume else (0, 0, -1.0, []))
-    atomic_write_text(out / "train_config.json", json.dumps(cfg.to_dict(), indent=2) + "\n")
-    log_run_start(cfg, model, len(classes), device, use_amp, len(train_ds), len(val_ds), iters, workers)
-
-    for epoch in range(start_epoch, cfg.epochs):
-        t0 = time.perf_counter()
-        bar = begin_epoch(epoch, cfg, tds, gen, model, iters)
-        loss_sum, n = 0.0, 0
-        lr = cfg.lr
-        for it, (x, y) in enumerate(loader):
-            if it >= iters:
-                break
-            lr = set_lr(optimizer, lr_at(global_iter, total_iters, cfg.lr, cfg.warmup_iters, cfg.poly_power))
-            x = normalize(x.to(device, non_blocking=True))
-            y = y.to(device, non_blocking=True)
-            with torch.autocast(device.type, dtype=torch.float16, enabled=use_amp):
-                logits = model(x)
-            loss = loss_fn(logits.float(), y)
-            if not torch.isfinite(loss):
-                raise EdgesegError(f"loss became {loss.item()} at epoch {epoch + 1} iter {it + 1}; "
-                                   f"lower the learning rate (lr={cfg.lr}) or check the labels")
-            optimizer_step(loss, optimizer, scaler, model)
-            global_iter += 1
-            loss_sum += float(loss.detach())
-            n += 1
-            bar.update(1, loss=loss_sum / n, lr=lr)
-        bar.close()
-        train_time = time.perf_counter() - t0
-
-        rec: Dict[str, Any] = {"epoch": epoch + 1, "train_loss": loss_sum / max(n, 1),
-                               **speed_record(lr, n, train_time), "val_miou": None, "val_pixel_acc": None}
-        if validates(epoch, cfg):
-            res = evaluate(model, val_ds, cfg.input_size, len(classes), cfg.val_batch_size, device,
-                           workers, cfg.max_val_samples)
-            rec.update(val_miou=res["miou"], val_pixel_acc=res["pixel_acc"], val_per_class_iou=res["per_class_iou"])
-        rec["time_s"] = round(time.perf_counter() - t0, 2)
-        history.append(rec)
-
-        extra = {"epoch": epoch + 1, "val_miou": rec["val_miou"], "val_pixel_acc": rec["val_pixel_acc"],
-                 "dataset": cfg.data}
-        meta = _make_meta(cfg, model, train_ds, extra)
-        miou = rec["val_miou"]
-        best_miou, improved = save_checkpoints(out, model, meta, miou, best_miou, cfg.to_dict())
-        save_run_state(out, {"epoch": epoch, "global_iter": global_iter, "best_miou": best_miou,
-                             "model": cfg.model, "optimizer": optimizer.state_dict(),
-                             "scaler": scaler.state_dict() if scaler is not None else {},
-                             "torch_rng": torch.get_rng_state()}, history, plot_history)
-        msg = f"epoch {epoch + 1}/{cfg.epochs}: loss {rec['train_loss']:.4f}"
-        if miou is not None:
-            msg += f", val mIoU {miou:.4f}, pixel acc {rec['val_pixel_acc']:.4f}{' (best)' if improved else ''}"
-        log(msg + f" [{rec['time_s']:.1f} s]")
-        if stop_requested(on_epoch_end, rec, epoch):
-            break
-
-    return out / "best"
+    return run_training(cfg, SemanticHooks, on_epoch_end)

@@ -1,0 +1,69 @@
+"""Training hooks of Mask R-CNN: the model drives its own stages.
+
+Its losses come from :mod:`edgeseg.train.maskrcnn_losses` (proposals and RoI sampling happen
+between the stages, so the loss calls the stage methods), it predicts post-NMS detections itself
+(``model.detect``: boxes, labels, scores, 28x28 masks, pasted into the frame here by the C++
+``paste_masks`` as the runtime does), wants full-resolution mask targets
+(``model.mask_target_stride``) and describes its graph for the metadata (``model.meta_extra()``).
+"""
+from __future__ import annotations
+
+from typing import Any, Dict, List, Sequence, Tuple
+
+import numpy as np
+import torch
+
+from .dataset import normalize
+from .hooks_instance import InstanceHooks
+from .maskrcnn_losses import PARTS, MaskRCNNLoss, MaskRCNNLossWeights
+
+
+class _MaskRCNNStep(torch.nn.Module):
+    """RPN + RoI-head losses of a Mask R-CNN (autocast with AMP)."""
+
+    def __init__(self, model: torch.nn.Module, loss_fn: MaskRCNNLoss, use_amp: bool) -> None:
+        super().__init__()
+        self.model, self.loss_fn, self.use_amp = model, loss_fn, use_amp
+
+    def forward(self, x: torch.Tensor, targets: Dict[str, torch.Tensor]) -> Tuple[torch.Tensor, Dict[str, Any]]:
+        with torch.autocast(x.device.type, dtype=torch.float16, enabled=self.use_amp):
+            return self.loss_fn(self.model, x, targets)  # type: ignore[arg-type]
+
+
+class MaskRCNNHooks(InstanceHooks):
+    """Hooks of two-stage Mask R-CNN models."""
+
+    parts = PARTS
+    find_unused_parameters = True  # a step without sampled positives leaves heads without gradient
+
+    def mask_stride(self, model: torch.nn.Module) -> int:
+        return int(model.mask_target_stride)
+
+    def train_step(self, model: torch.nn.Module, classes: List[str], use_amp: bool) -> torch.nn.Module:
+        weights = MaskRCNNLossWeights(**{k: float(v) for k, v in self.cfg.loss_weights.items()})
+        return _MaskRCNNStep(model, MaskRCNNLoss(weights), use_amp)
+
+    def head_meta(self, model: torch.nn.Module) -> Dict[str, Any]:
+        return model.meta_extra()
+
+    @staticmethod
+    @torch.no_grad()
+    def predict(model: Any, images: torch.Tensor, lb_boxes: Sequence[Tuple[int, int, int, int]],
+                frame_sizes: Sequence[Tuple[int, int]], score_threshold: float, iou_threshold: float,
+                max_detections: int, mean: Sequence[float], std: Sequence[float]) -> List[Dict[str, np.ndarray]]:
+        from .. import ops
+
+        dets = model.detect(normalize(images, mean, std), score_threshold=score_threshold, nms_iou=iou_threshold,
+                            max_detections=max_detections)
+        out = []
+        for d, (top, left, rh, rw), (h, w) in zip(dets, lb_boxes, frame_sizes):
+            b = d["boxes"].float().cpu().numpy()
+            fb = np.empty((len(b), 4), np.float32)  # unclipped: the mask was predicted over the whole box
+            fb[:, 0::2] = (b[:, 0::2] - left) * (w / rw)
+            fb[:, 1::2] = (b[:, 1::2] - top) * (h / rh)
+            masks = ops.paste_masks(np.ascontiguousarray(d["masks"].float().cpu().numpy()), fb, (h, w)).to_dense()
+            fb[:, 0::2] = fb[:, 0::2].clip(0, w)
+            fb[:, 1::2] = fb[:, 1::2].clip(0, h)
+            out.append({"boxes": fb, "scores": d["scores"].float().cpu().numpy(),
+                        "classes": d["labels"].cpu().numpy().astype(np.int64), "masks": masks.astype(bool)})
+        return out
