@@ -148,4 +148,5 @@ register_kind(ModelKind(
     name="yoloseg", task="instance", head=None, predictor=InstancePredictor,
     describe_outputs=lambda m: f"prototypes at 1/{m.output_stride}",
     parity="edgeseg.export.parity:check_instance_parity",
+    train_hooks="edgeseg.train.hooks_yoloseg:YoloSegHooks",
 ))

@@ -119,4 +119,5 @@ register_kind(ModelKind(
     name="maskrcnn", task="instance", head=HEAD, predictor=MaskRCNNPredictor,
     describe_outputs=lambda m: "28x28 RoI masks",
     parity="edgeseg.export.parity:check_maskrcnn_parity",
+    train_hooks="edgeseg.train.hooks_maskrcnn:MaskRCNNHooks",
 ))

@@ -93,4 +93,5 @@ register_kind(ModelKind(
     name="semantic", task="semantic", head=None, predictor=SemanticPredictor,
     describe_outputs=lambda m: f"logits at 1/{m.output_stride}",
     parity="edgeseg.export.parity:check_semantic_parity",
+    train_hooks="edgeseg.train.trainer:SemanticHooks",
 ))
