@@ -41,9 +41,15 @@ def _anchors(size: tuple[int, int], per_cell: int = 1) -> int:
 def _props(graph: GraphView) -> dict[str, Any]:
     """The literal-parsed Ultralytics metadata (empty when the file has none)."""
     where, out = str(graph.path), {}
-    for key in ("names", "imgsz", "stride", "task", "args", "end2end", "batch"):
+    for key in ("task", "head", "author"):  # written as plain text (str() of a str)
+        if key in graph.props:
+            out[key] = str(graph.props[key]).strip()
+    for key in ("names", "imgsz", "stride", "args", "end2end", "batch", "channels"):  # str() of Python values
         if key in graph.props:
             out[key] = parse_literal(graph.props[key], key, where)
+    if "channels" in out and out["channels"] != 3:
+        raise ModelError(f"{where}: an Ultralytics model for {out['channels']}-channel input; edgeseg feeds 3-channel "
+                         "colour images")
     names = out.get("names")
     if names is not None:
         if isinstance(names, dict) and all(isinstance(k, int) for k in names):
