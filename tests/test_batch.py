@@ -135,12 +135,14 @@ def test_imports_stay_lazy():
 def test_sequential_without_ray(data, reference, tmp_path, monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` raises ImportError, as without the extra
     out = tmp_path / "out"
-    rc = main(["batch", "default", str(data["rec0"]), str(data["frames"]), str(data["bad"]), "--out", str(out),
-               "--quiet"])
+    rc = main(["batch", "default", str(data["rec0"]), str(data["frames"]), str(data["bad"]),
+               "rtsp://127.0.0.1:9/cam1", "--out", str(out), "--quiet"])
     err = capsys.readouterr().err
     assert rc == 1 and "Ray is not installed" in err and "bad failed: OpenCV cannot open" in err
+    assert "cam1 failed: rtsp://127.0.0.1:9/cam1 is a live source" in err
     s = _summary(out)
-    assert s["runner"] == "sequential" and _statuses(s) == {"rec0": "done", "frames": "done", "bad": "failed"}
+    assert s["runner"] == "sequential"
+    assert _statuses(s) == {"rec0": "done", "frames": "done", "bad": "failed", "cam1": "failed"}
     _check_outputs(out, reference, ["rec0", "frames"])
     with pytest.raises(Exception, match="Ray is not installed"):
         run_batch(BatchSettings(), [str(data["rec0"])], tmp_path / "o2", use_ray=True)

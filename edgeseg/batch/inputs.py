@@ -64,6 +64,8 @@ def _tree_files(folder: Path) -> list[Path]:
 
 def _expand_one(text: str, base: Path, depth: int) -> list[tuple[str, list[Path], bool]]:
     """(spec, files to fingerprint, missing) triples for one input."""
+    if "://" in text:  # a URL: the sources decide (live streams are refused when processed)
+        return [(text, [], False)]
     p = Path(text).expanduser()
     if not p.is_absolute():
         p = base / p
@@ -129,7 +131,7 @@ def expand_inputs(inputs: Iterable[str | os.PathLike]) -> list[Recording]:
     seen: set[str] = set()
     for item in inputs:
         for spec, files, missing in _expand_one(os.fspath(item), Path.cwd(), 0):
-            key = os.path.abspath(spec)
+            key = spec if "://" in spec else os.path.abspath(spec)
             if key not in seen:
                 seen.add(key)
                 triples.append((key, files, missing))
