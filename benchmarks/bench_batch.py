@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as _dt
+import os
 import shutil
 import sys
 import tempfile
@@ -88,6 +89,8 @@ def main(argv: list[str] | None = None) -> int:
 
     info = machine_info()
     print(format_machine(info))
+    load_before = os.getloadavg()
+    print(f"load average before: {load_before[0]:.1f} (1 min) - other processes on this CPU skew every figure")
     tmp = Path(tempfile.mkdtemp(prefix="bench_batch_"))
     try:
         (tmp / "in").mkdir()
@@ -125,8 +128,10 @@ def main(argv: list[str] | None = None) -> int:
             "processing": round(best[a]["processing_recordings_per_s"] / best[b]["processing_recordings_per_s"], 3)}
         print(f"{a} / {b}: end-to-end {ratios[f'{a} / {b}']['end_to_end']:.2f}x, "
               f"processing {ratios[f'{a} / {b}']['processing']:.2f}x")
+    load_after = os.getloadavg()
+    print(f"load average after: {load_after[0]:.1f} (1 min)")
     write_json(args.json, {"date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-                           "machine": info, "recordings": args.recordings, "frames": args.frames,
+                           "load_average": [round(load_before[0], 2), round(load_after[0], 2)], "machine": info, "recordings": args.recordings, "frames": args.frames,
                            "size": list(args.size), "ray_start_s": round(ray_start, 3), "runs": runs,
                            "best_end_to_end": best_e2e, "best_processing": best, "ratios": ratios})
     print(f"wrote {args.json}")
