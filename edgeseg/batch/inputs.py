@@ -117,7 +117,8 @@ def _base_name(spec: str) -> str:
     else:
         name = p.stem if p.is_file() or p.suffix.lower() in VIDEO_SUFFIXES else p.name
     name = _UNSAFE.sub("_", name).strip("_") or "recording"
-    return "_" + name if name.startswith(".") else name
+    # neither hidden (the staging folder is .partial) nor the batch summary's file name
+    return "_" + name if name.startswith(".") or name == "summary.json" else name
 
 
 def expand_inputs(inputs: Iterable[str | os.PathLike]) -> list[Recording]:
