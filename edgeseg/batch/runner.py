@@ -93,11 +93,9 @@ def _stderr(msg: str) -> None:
 
 def ray_available() -> bool:
     """Whether Ray can be imported (the ``edgeseg[ray]`` extra)."""
-    try:
-        import ray  # noqa: F401
-    except ImportError:
-        return False
-    return True
+    from ..integrations.ray import is_available
+
+    return is_available()
 
 
 def run_batch(settings: BatchSettings, inputs: Iterable[str], out: str | Path, *, use_ray: bool | None = None,
