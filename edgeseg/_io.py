@@ -103,7 +103,7 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
     import cv2
 
     from . import defaults
-    from .image_header import declared_size
+    from .image_header import declared_size, structure_problem
 
     path = Path(path)
     try:
@@ -121,6 +121,9 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
     if size is not None and size[0] * size[1] > limit:
         raise InputFileError(f"image {path} declares {size[0]}x{size[1]} pixels, more than edgeseg decodes "
                              f"({limit} pixels; set {defaults.MAX_IMAGE_PIXELS_ENV} to raise the limit)")
+    problem = structure_problem(data.data)
+    if problem:
+        raise InputFileError(f"cannot decode image {path}: {problem}; re-create it or remove it")
     try:
         image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
     except cv2.error:

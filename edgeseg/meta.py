@@ -167,6 +167,8 @@ class ModelMeta:
             d = json.loads(text)
         except json.JSONDecodeError as e:
             raise ModelError(f"model metadata is not valid JSON ({e}); re-export the model") from None
+        except (RecursionError, MemoryError):  # a hostile file nests arrays thousands deep
+            raise ModelError("model metadata is nested too deeply or too large to read; re-export the model") from None
         return cls.from_dict(d)
 
     def replace(self, **changes: Any) -> "ModelMeta":

@@ -68,11 +68,11 @@ def check_onnx(path: str | Path, allow_custom_ops: bool = False, budget: int = D
     if not graphs:
         raise ModelError(f"{str(p)!r} is not a valid ONNX model (no graph was found); re-export it")
     domains = set()
-    for f, w, v in model:
-        if f == 8 and w == 2:  # opset_import
-            domains.update(bytes(dv).decode("utf-8", "replace") for df, dw, dv in _fields(v) if df == 1 and dw == 2)
     state = _State(p, budget)
     try:
+        for f, w, v in model:
+            if f == 8 and w == 2:  # opset_import
+                domains.update(bytes(dv).decode("utf-8", "replace") for df, dw, dv in _fields(v) if df == 1 and dw == 2)
         for g in graphs:
             _walk_graph(g, state, domains, 0)
     except ValueError:
@@ -130,6 +130,8 @@ def _check_tensor(t: memoryview, state: _State) -> None:
     raw = 0
     for f, w, v in _fields(t):
         if f == 1:
+            if w not in (0, 2):
+                raise ValueError("dims of the wrong wire type")
             dims += _ints(v) if w == 2 else [v]
         elif f == 2 and w == 0:
             dtype = v
@@ -172,6 +174,8 @@ def _check_external(name: str, kv: dict[str, str], nbytes: int | None, state: _S
     if not loc:
         raise ModelError(f"{state.path}: tensor {name!r} is marked external but names no file; refusing the model")
     rel = Path(loc)
+    if not rel.parts or "\0" in loc:
+        raise ModelError(f"{where}, which is not a file name; refusing the model")
     if rel.is_absolute() or loc.startswith(("/", "\\")) or ":" in rel.parts[0] or ".." in rel.parts or \
             "\\.." in loc or "../" in loc.replace("\\", "/"):
         raise ModelError(f"{where}, a path outside the model's folder; external data must sit beside the model")

@@ -149,7 +149,7 @@ def compressed_to_bgr(msg: Any) -> np.ndarray:
     import cv2
 
     from ... import defaults
-    from ...image_header import declared_size
+    from ...image_header import declared_size, structure_problem
 
     kind, pixels = _compressed_kind(str(msg.format))
     data = _buffer(msg.data)
@@ -171,6 +171,9 @@ def compressed_to_bgr(msg: Any) -> np.ndarray:
     if size[0] * size[1] > limit or 0 in size:
         raise MessageError(f"CompressedImage ({msg.format}) declares a {size[0]}x{size[1]} image; refusing to "
                            f"decode more than {limit} pixels ({defaults.MAX_IMAGE_PIXELS_ENV}) or an empty image")
+    problem = structure_problem(raw)
+    if problem:
+        raise MessageError(f"CompressedImage ({msg.format}) cannot be decoded: {problem}")
     try:
         image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
     except cv2.error:

@@ -99,12 +99,16 @@ class OnnxRuntimeBackend(Backend):
                 f"device={device!r} was asked for but ONNX Runtime runs {self.path.name} on "
                 f"{self._active}; install onnxruntime-gpu with a matching CUDA, or use device='cpu'"
             )
-        self._inputs = [TensorSpec(i.name, tuple(_dim(d) for d in i.shape), _dtype(i.type))
-                        for i in self.session.get_inputs()]
-        self._outputs = [TensorSpec(o.name, tuple(_dim(d) for d in o.shape), _dtype(o.type))
-                         for o in self.session.get_outputs()]
-        self._output_names = [o.name for o in self._outputs]
-        self._meta = self._read_meta()
+        try:
+            self._inputs = [TensorSpec(i.name, tuple(_dim(d) for d in i.shape), _dtype(i.type))
+                            for i in self.session.get_inputs()]
+            self._outputs = [TensorSpec(o.name, tuple(_dim(d) for d in o.shape), _dtype(o.type))
+                             for o in self.session.get_outputs()]
+            self._output_names = [o.name for o in self._outputs]
+            self._meta = self._read_meta()
+        except UnicodeDecodeError:  # ONNX Runtime decodes names and metadata as UTF-8 only when asked
+            raise ModelError(f"{str(self.path)!r} holds tensor names or metadata that are not valid UTF-8 (a "
+                             "corrupt or tampered file); re-export it") from None
 
     @staticmethod
     def _providers(ort: Any, providers: Sequence[Any] | None, device: str | None) -> list[Any]:
