@@ -111,9 +111,36 @@ def test_instance_model(tmp_path):
     assert isinstance(p, InstancePredictor) and len(p(synthetic.generate(3, size=SIZE).image).scores) > 0
 
 
+def test_int8_uses_ncnn_int8_layers_and_is_gated(onnx_model, exported, tmp_path):
+    out = tmp_path / "int8"
+    assert main(["export", str(onnx_model), "--format", "ncnn", "--int8", "--calib-images", "4", "--out", str(out),
+                 "--val-images", "4", "--accept-drop", "0.05"]) == 0
+    param = (out / "model.ncnn.param").read_text().splitlines()
+    convs = [ln.split() for ln in param[2:] if ln.split()[0] in ("Convolution", "ConvolutionDepthWise")]
+    first = [c for c in convs if c[4] == "in0"]
+    assert first and all("8=2" not in c and "8=1" not in c for c in first)  # the first conv stays float
+    assert sum(("8=2" in c) or ("8=1" in c) for c in convs) == len(convs) - len(first)
+    assert (out / "model.ncnn.bin").stat().st_size < 0.5 * (exported / "model.ncnn.bin").stat().st_size
+    be = NcnnBackend(out)
+    assert be.provider == "ncnn-cpu-int8" and be.meta.extra["export"]["precision"] == "int8"
+    x = np.random.default_rng(1).normal(size=(1, 3, 64, 64)).astype(np.float32)
+    y, ref = be.infer({"images": x})["logits"], NcnnBackend(exported).infer({"images": x})["logits"]
+    assert y.shape == ref.shape and 0 < np.abs(y - ref).max() < 0.25 * np.abs(ref).max()
+    report = json.loads((out / "model.parity.json").read_text())
+    assert report["precision"] == "int8" and report["accuracy"]["passed"] and report["details"]["quantised_layers"] > 0
+
+
+def test_int8_refuses_weight_layouts_it_does_not_read(tmp_path):
+    from edgeseg.export.ncnn_int8 import quantize
+
+    (tmp_path / "m.param").write_text("7767517\n2 2\nInput in0 0 1 in0\nDeconvolution d 1 1 in0 out0 0=4 1=3 5=1 6=108\n")
+    (tmp_path / "m.bin").write_bytes(b"\0" * (4 + 108 * 4 + 16))
+    with pytest.raises(ExportError, match="Deconvolution"):
+        quantize(tmp_path / "m.param", tmp_path / "m.bin", tmp_path / "q.param", tmp_path / "q.bin", "in0", [])
+
+
 def test_refusals_and_damaged_files(exported, ckpt, tmp_path, capsys):
-    assert main(["export", str(ckpt), "--format", "ncnn", "--int8"]) == 2
-    assert "ncnn2int8" in capsys.readouterr().err
+    assert main(["export", str(ckpt), "--format", "ncnn", "--fp16"]) == 2
     with pytest.raises(ExportError, match="static"):
         export_ncnn(ckpt, tmp_path / "d", dynamic=True, **FAST)
     broken = tmp_path / "broken"

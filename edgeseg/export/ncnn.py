@@ -1,4 +1,4 @@
-"""Checkpoint or ONNX -> ncnn (``model.ncnn.param`` + ``model.ncnn.bin``), FP32.
+"""Checkpoint or ONNX -> ncnn (``model.ncnn.param`` + ``model.ncnn.bin``), FP32 or INT8.
 
 Route: the FP32 ONNX that passed the parity gate (a checkpoint is exported to it first) is
 rebuilt as a static-shape PyTorch module (:mod:`edgeseg.export.onnx_torch`), traced to
@@ -7,9 +7,11 @@ frontend is its most complete one (its ONNX frontend drops the ``axes`` input of
 reductions, which silently breaks the semantic models' attention fusion). ncnn files carry no
 metadata, so ``model.ncnn.json`` beside them holds the ModelMeta and the blob names and shapes.
 
-INT8 is not built: ncnn's post-training quantisation lives in its ``ncnn2table`` /
-``ncnn2int8`` tools, which neither the ``ncnn`` nor the ``pnnx`` wheel ships (nor Debian);
-``--int8`` is refused with that explanation rather than approximated.
+INT8 (``int8=True``): ncnn's post-training quantisation lives in its ``ncnn2table`` /
+``ncnn2int8`` tools, which neither the ``ncnn`` nor the ``pnnx`` wheel ships (nor Debian), so
+:mod:`edgeseg.export.ncnn_int8` writes the same int8 layer format from Python: per-channel int8
+convolution weights and one input scale per convolution calibrated on letterboxed frames with
+ncnn itself (max-abs calibration; ncnn2table defaults to KL). ncnn's int8 kernels run it.
 
 Every export ends with the accuracy gate (strict parity for FP32, mIoU / mask AP drop always);
 a model that fails it is kept as ``model.rejected.ncnn.*`` beside its report.
@@ -33,16 +35,13 @@ from .accuracy import DeployReport, finish, open_source, run_gate
 INSTALL = "pip install ncnn pnnx (or pip install 'edgeseg[export-ncnn]')"
 #: Files of one export inside the output directory.
 STEM = "model"
-INT8_UNAVAILABLE = ("ncnn INT8 is not built by edgeseg: ncnn's post-training quantisation tools (ncnn2table, "
-                    "ncnn2int8) ship in neither the ncnn nor the pnnx wheel; export --format ncnn (FP32), or "
-                    "use --format litert --int8 or --format onnx --int8 for an INT8 CPU model")
 
 
-def default_dir(source: str | Path) -> Path:
-    """``<source>_ncnn/`` beside the source."""
+def default_dir(source: str | Path, precision: str = "fp32") -> Path:
+    """``<source>_ncnn/`` (``_ncnn_int8/``) beside the source."""
     src = Path(source)
     stem = src.with_suffix("") if src.suffix.lower() == ".onnx" else src
-    return Path(f"{stem}_ncnn")
+    return Path(f"{stem}_ncnn{'' if precision == 'fp32' else '_' + precision}")
 
 
 def pnnx_executable() -> Path:
@@ -121,6 +120,9 @@ def export_ncnn(
     source: str | Path,
     out: str | Path | None = None,
     int8: bool = False,
+    calib: str = "synthetic",
+    calib_images: int | None = None,
+    keep_float: str | list[str] = "first",
     input_size: int | tuple[int, int] | None = None,
     dynamic: bool | None = None,
     opset: int | None = None,
@@ -139,14 +141,15 @@ def export_ncnn(
         source: a checkpoint directory, or an ``.onnx`` written by ``edgeseg export``.
         out: output directory (default ``<source>_ncnn/``): ``model.ncnn.param``, ``.bin``,
             ``.json`` (ModelMeta + I/O record) and ``model.parity.json``.
-        int8: refused (see the module docstring).
+        int8: quantise the convolutions to INT8 (see the module docstring).
+        calib, calib_images: INT8 calibration frames (``"synthetic"`` or a folder; default 32).
+        keep_float: INT8 layers left in FP32: "first" (default: the convolutions reading the
+            image), "none", or ncnn layer names (comma-separated or a list).
         input_size, dynamic, opset: as for ONNX (checkpoint sources; ncnn export is static).
         val, val_images, max_drop, parity_images, min_agreement, seed: the gate.
         threads: ncnn threads while gating.
         verbose: print the summary.
     """
-    if int8:
-        raise ExportError(INT8_UNAVAILABLE)
     try:
         import ncnn  # noqa: F401
     except ImportError:
@@ -157,7 +160,7 @@ def export_ncnn(
     if dynamic:
         raise ExportError("ncnn export is static: drop --dynamic (choose the size with --imgsz)")
     t0 = time.perf_counter()
-    dst = Path(out) if out is not None else default_dir(source)
+    dst = Path(out) if out is not None else default_dir(source, "int8" if int8 else "fp32")
     if dst.suffix.lower() in (".param", ".bin"):
         raise ExportError(f"--out for ncnn is a directory (it gets {STEM}.ncnn.param/.bin/.json), got {str(dst)!r}")
     dst.mkdir(parents=True, exist_ok=True)
@@ -171,15 +174,31 @@ def export_ncnn(
         conv = work / "convert"
         conv.mkdir()
         param, bin_, io = _convert(src.onnx, src.meta, conv, src.path.name)
+        precision = "int8" if int8 else "fp32"
+        details: dict[str, Any] = {}
+        if int8:
+            from ..runtime.base import preprocess
+            from .ncnn_int8 import quantize
+            from .quantize import calibration_frames
+
+            n = defaults.CALIB_IMAGES if calib_images is None else int(calib_images)
+            q = work / "int8"
+            q.mkdir()
+            tensors = (preprocess(f, src.meta)[0] for f in calibration_frames(calib, n))
+            keep = keep_float.split(",") if isinstance(keep_float, str) else list(keep_float)
+            details = quantize(param, bin_, q / param.name, q / bin_.name, io["input_blob"], tensors,
+                               keep_float=[k.strip() for k in keep if k.strip()])
+            details.update(calibration=str(calib), calib_images=n)
+            param, bin_ = q / param.name, q / bin_.name
         import pnnx
 
         version = getattr(pnnx, "__version__", "unknown")
         meta = src.meta.replace(edgeseg_version=__version__, extra={
             **src.meta.extra,
-            "export": {**src.meta.extra.get("export", {}), "format": "ncnn", "precision": "fp32",
+            "export": {**src.meta.extra.get("export", {}), "format": "ncnn", "precision": precision,
                        "pnnx": version, "source": src.path.name}})
         side = param.with_suffix(".json")
-        side.write_text(json.dumps({"meta": meta.to_dict(), "io": io, "int8": False}, indent=1))
+        side.write_text(json.dumps({"meta": meta.to_dict(), "io": io, "int8": bool(int8)}, indent=1))
         # Stage the three files in the output directory under temporary names, gate, then rename.
         staged = []
         for f in (param, bin_, side):
@@ -193,21 +212,22 @@ def export_ncnn(
             shutil.copyfile(s, stage_dir / f.name)
         try:
             candidate = NcnnBackend(stage_dir / param.name, threads=threads)
-            gate = run_gate(src, candidate, "fp32", val=val, val_images=val_images, max_drop=max_drop,
+            gate = run_gate(src, candidate, precision, val=val, val_images=val_images, max_drop=max_drop,
                             parity_images=parity_images, min_agreement=min_agreement, seed=seed)
             finals = [dst / f.name for f in (param, bin_, side)]
             rejected = [dst / f.name.replace(f"{STEM}.", f"{STEM}.rejected.", 1) for f in (param, bin_, side)]
             report = DeployReport(
-                format="ncnn", precision="fp32", path=dst / param.name, source=src.path,
+                format="ncnn", precision=precision, path=dst / param.name, source=src.path,
                 reference=src.reference_name, meta=meta, size_bytes=param.stat().st_size + bin_.stat().st_size,
                 seconds=time.perf_counter() - t0, gate=gate, report_path=dst / f"{STEM}.parity.json",
-                details={"pnnx": version, "ncnn_params": str(finals[0]), "side_file": str(finals[2])})
+                details={"pnnx": version, "ncnn_params": str(finals[0]), "side_file": str(finals[2]), **details})
             return finish(list(zip(staged, finals, rejected)), report, verbose,
-                          hint="report the architecture (an FP32 ncnn model should match the checkpoint)")
+                          hint="export FP32 (drop --int8)" if int8 else
+                               "report the architecture (an FP32 ncnn model should match the checkpoint)")
         finally:
             for s in staged:
                 if s.exists():
                     s.unlink()
 
 
-__all__ = ["export_ncnn", "default_dir", "pnnx_executable", "INT8_UNAVAILABLE"]
+__all__ = ["export_ncnn", "default_dir", "pnnx_executable"]
