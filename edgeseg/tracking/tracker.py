@@ -17,9 +17,11 @@ Per frame (:meth:`Tracker.update`):
    found again with its old id).
 
 Similarity "box": IoU of the track's predicted box with the detection's box; "mask": IoU of the
-track's last mask, moved by the predicted motion of its box centre, with the detection's mask
-(:func:`edgeseg.ops.mask_iou`) for tracks matched in the previous frame, and box IoU for tracks
-unseen since (a mask from before an occlusion no longer describes what reappears). Detections of different classes are never matched unless
+track's last mask with the detection's mask (:func:`edgeseg.ops.mask_iou`), the last mask moved
+by the predicted motion of its box centre or left where it was, whichever overlaps more (the
+visible part of an object sliding behind an occluder stays put while its box centre moves), for
+tracks matched in the previous frame; box IoU for tracks unseen since (a mask from before an
+occlusion no longer describes what reappears). Detections of different classes are never matched unless
 ``class_aware=False``. numpy + the C++ core; no torch.
 """
 from __future__ import annotations
@@ -227,6 +229,9 @@ class Tracker:
             shift = np.rint(np.clip(motion, -1e6, 1e6)).astype(np.int32)
             # against every detection of the frame (cheap) rather than a re-validated subset
             iou = self._similarity(pred[t_idx], t_masks, shift, boxes, masks)[:, d_idx]
+            # the visible part of an object sliding behind an occluder stays put while its box
+            # centre moves: the mask where it was counts too
+            iou = np.maximum(iou, self._similarity(pred[t_idx], t_masks, None, boxes, masks)[:, d_idx])
             stale = self._last[t_idx] < self.frame - 1  # unseen last frame: its mask is out of date
             if stale.any():
                 iou[stale] = box_iou(pred[t_idx[stale]], boxes[d_idx])
