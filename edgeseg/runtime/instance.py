@@ -128,6 +128,7 @@ class InstancePredictor(Predictor):
         self.thresholds = InstanceThresholds.for_model(meta, **thresholds)
         self._graph_nms = bool(meta.extra.get("graph_nms"))  # rows already suppressed in the graph
         self._crop_offset = float(meta.extra.get("mask_crop_offset", 0.0))
+        self._drop_empty = bool(meta.extra.get("drop_empty_masks"))  # detections whose mask is empty
 
     def infer(self, tensor: np.ndarray) -> InstanceOutputs:
         """Stage 2: run the backend -> raw head outputs (index ``[i]`` for image i)."""
@@ -138,7 +139,13 @@ class InstancePredictor(Predictor):
         t = self.thresholds
         if self._graph_nms and t.iou < 1.0:
             t = replace(t, iou=1.0)  # NMS already ran in the graph: an IoU of 1 suppresses nothing
-        return postprocess_instances(output, info, t, self._crop_offset)
+        out = postprocess_instances(output, info, t, self._crop_offset)
+        if self._drop_empty and len(out["scores"]):
+            keep = np.flatnonzero(out["masks"].areas() > 0)
+            if len(keep) < len(out["scores"]):
+                out = {"boxes": out["boxes"][keep], "scores": out["scores"][keep],
+                       "class_ids": out["class_ids"][keep], "masks": out["masks"].select(keep)}
+        return out
 
     def make_result(self, payload: dict[str, Any], frame: np.ndarray, timings: dict[str, float]) -> InstanceResult:
         return InstanceResult(frame=frame, meta=self.meta, timings=timings, **payload)

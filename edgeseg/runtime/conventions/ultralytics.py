@@ -13,7 +13,8 @@ Outputs (``M`` prototype channels, usually 32; ``nc`` classes; ``A`` anchors)::
 ``args``, ``end2end``), read here with a literal-only parser. Inputs are RGB scaled to 0..1,
 letterboxed with grey 114; thresholds default to Ultralytics' (confidence 0.25, IoU 0.7, 300
 detections, 30000 candidates before NMS). Masks are assembled inside each box at frame
-resolution by edgeseg's C++ code (what ``retina_masks=True`` computes).
+resolution by edgeseg's C++ code (what ``retina_masks=True`` computes), cropped by pixel index
+(x0 <= x < x1) and detections whose mask is empty dropped, as Ultralytics does.
 """
 from __future__ import annotations
 
@@ -111,7 +112,7 @@ class UltralyticsConvention(Convention):
         assert names is not None and size is not None and norm is not None
         extra: dict[str, Any] = {
             "convention": self.name, "variant": variant, "score_threshold": CONF, "iou_threshold": IOU,
-            "max_detections": MAX_DET, "max_candidates": MAX_NMS, "mask_crop_offset": 0.5, **input_extra(facts, img),
+            "max_detections": MAX_DET, "max_candidates": MAX_NMS, "mask_crop_offset": 0.5, "drop_empty_masks": True, **input_extra(facts, img),
             "source": "Ultralytics metadata" if official else "YOLO-seg output shapes + user-supplied facts"}
         if variant == "end2end":
             extra["graph_nms"] = True
