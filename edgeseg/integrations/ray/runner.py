@@ -27,26 +27,27 @@ from ...pipeline.threads import available_cores, default_thread_policy
 #: Object store of a Ray that edgeseg starts itself: frames never travel through it (workers
 #: read and write files), so a small store is enough.
 OBJECT_STORE_BYTES = 128 * 1024 * 1024
+#: Environment of a Ray that edgeseg starts itself (unless already set).
+_LOCAL_RAY_ENV = {"RAY_worker_niceness": "0", "RAY_USAGE_STATS_ENABLED": "0"}
 #: Seconds between two progress polls of the busy actors.
 POLL_S = 0.5
 
 
 def start_local_ray(num_cpus: int) -> None:
     """Start a Ray on this machine for a batch: no dashboard, a small object store, ``num_cpus``
-    CPUs, and workers at this process's priority (Ray would nice them by 15, so a batch would run
-    slower than ``edgeseg run`` wherever other processes use the CPU)."""
+    CPUs, no usage reporting, and workers at this process's priority (Ray would nice them by 15,
+    so a batch would run slower than ``edgeseg run`` wherever other processes use the CPU).
+    Settings given in the environment win."""
     import ray
 
-    key = "RAY_worker_niceness"
-    ours = key not in os.environ
-    if ours:
-        os.environ[key] = "0"
+    ours = [k for k in _LOCAL_RAY_ENV if k not in os.environ]
+    os.environ.update({k: _LOCAL_RAY_ENV[k] for k in ours})
     try:
         ray.init(num_cpus=num_cpus, include_dashboard=False, object_store_memory=OBJECT_STORE_BYTES,
                  logging_level=logging.WARNING, log_to_driver=False)
     finally:
-        if ours:
-            os.environ.pop(key, None)
+        for k in ours:
+            os.environ.pop(k, None)
 
 
 @contextlib.contextmanager
