@@ -144,7 +144,7 @@ def test_sequential_without_ray(data, reference, tmp_path, monkeypatch, capsys):
     assert s["runner"] == "sequential"
     assert _statuses(s) == {"rec0": "done", "frames": "done", "bad": "failed", "cam1": "failed"}
     _check_outputs(out, reference, ["rec0", "frames"])
-    with pytest.raises(Exception, match="Ray is not installed"):
+    with pytest.raises(EdgesegError, match="Ray is not installed"):
         run_batch(BatchSettings(), [str(data["rec0"])], tmp_path / "o2", use_ray=True)
 
 
