@@ -154,7 +154,9 @@ def test_refusals_and_damaged_files(exported, ckpt, tmp_path, capsys):
         load(broken)
 
 
+@pytest.mark.slow
 def test_maskrcnn_is_refused_with_the_op_named(tmp_path, capsys):
+    """As in test_litert (same converter check, run there by default)."""
     torch.manual_seed(0)
     model = create_model("maskrcnn", len(synthetic.CLASSES) - 1).eval()
     meta = ModelMeta(task="instance", classes=list(synthetic.CLASSES[1:]), input_size=SIZE, arch="maskrcnn",
