@@ -288,7 +288,7 @@ def test_edgeseg_tracker_is_exported_lazily():
 # ---- pipeline and CLI -----------------------------------------------------------------------------
 
 def test_stream_with_track_gives_ids_and_semantic_smoothing_specs():
-    from edgeseg.pipeline import stream
+    from edgeseg.pipeline import as_source, stream
 
     video = TrackingVideo("separate", 8, seed=0)
     p = edgeseg.load(None, task="instance")
@@ -303,6 +303,12 @@ def test_stream_with_track_gives_ids_and_semantic_smoothing_specs():
     for spec in ("ema:0.5", "flow-ema:0.5", "hysteresis:2"):
         sem = list(stream(edgeseg.load(None), [f.image for f in video][:3], smooth=spec))
         assert len(sem) == 3 and sem[-1].labels.shape == video[0].semantic.shape
+    from edgeseg.pipeline import Pipeline
+
+    frames = [f.image for f in video][:2]
+    plain = list(Pipeline(edgeseg.load(None), as_source(frames), render=True, hud=False))
+    legend = list(Pipeline(edgeseg.load(None), as_source(frames), render=True, hud=False, legend=True))
+    assert not np.array_equal(plain[-1].vis, legend[-1].vis)  # the legend box is drawn
 
 
 def test_cli_eval_track_and_run_track(tmp_path, capsys):

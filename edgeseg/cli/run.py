@@ -48,6 +48,8 @@ def add_parser(sub: Any, fmt: Any) -> None:
     p.add_argument("--serve-token", metavar="TOKEN", help="access token of --serve (default: generated and "
                                                           "printed when HOST is not 127.0.0.1)")
     p.add_argument("--no-hud", action="store_true", help="do not draw FPS / latency on the frames")
+    p.add_argument("--legend", action="store_true", help="semantic models: draw the names and colours of the "
+                                                         "classes in view (top-right corner)")
     p.add_argument("--alpha", type=float, default=defaults.OVERLAY_ALPHA, help="overlay colour weight")
     p.add_argument("--realtime", action="store_true", help="pace video files at their FPS (like a camera)")
     p.add_argument("--smooth", nargs="?", const="3", default="0", metavar="SPEC",
@@ -142,7 +144,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise
     pipe = Pipeline(predictor, source, sinks, max_frames=args.frames, realtime=args.realtime,
                     smooth=args.smooth, track={"matching": args.track} if args.track else False,
-                    hud=not args.no_hud, alpha=args.alpha)
+                    hud=not args.no_hud, alpha=args.alpha, legend=args.legend)
     if web is not None:
         web.info["source"] = source.describe()
         print(f"edgeseg run: watch at {web.url}", file=sys.stderr, flush=True)

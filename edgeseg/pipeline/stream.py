@@ -99,6 +99,7 @@ class Pipeline:
         render: draw overlays (``result.vis``); default: only when a sink needs pixels.
         hud: draw FPS and latency on rendered frames.
         alpha: overlay colour weight.
+        legend: semantic overlays: draw the names and colours of the classes in view.
         on_result: called with each :class:`StreamResult` in the sink thread (keep it quick).
         queue_size: capacity of the queues between stages (1 or 2 keeps latency low).
         stats_window: frames kept for the percentiles (memory bound on endless runs).
@@ -108,8 +109,9 @@ class Pipeline:
     def __init__(self, predictor: Any, source: Source | str | int | Path,
                  sinks: Sequence[Sink] = (), *, max_frames: int | None = None, realtime: bool = False,
                  smooth: Any = 0, track: Any = False, render: bool | None = None, hud: bool = True,
-                 alpha: float = defaults.OVERLAY_ALPHA, on_result: Callable[[StreamResult], None] | None = None,
-                 queue_size: int = 1, stats_window: int = 10_000,
+                 alpha: float = defaults.OVERLAY_ALPHA, legend: bool = False,
+                 on_result: Callable[[StreamResult], None] | None = None, queue_size: int = 1,
+                 stats_window: int = 10_000,
                  log: Callable[[str], None] | None = None) -> None:
         self.predictor = predictor
         self.source = open_source(source) if not isinstance(source, Source) else source
@@ -117,6 +119,7 @@ class Pipeline:
         self.max_frames = max_frames
         self.realtime = realtime
         task = getattr(predictor, "task", "semantic")
+        self.legend = legend and task == "semantic"
         self.smoother = make_stabiliser(smooth)
         if self.smoother is not None and task != "semantic":
             raise EdgesegError(f"smoothing (--smooth {smooth}) applies to semantic label maps; this is "
@@ -389,7 +392,7 @@ class Pipeline:
         assert r is not None
         t0 = time.perf_counter()
         if self.render:
-            vis = r.overlay(alpha=self.alpha)
+            vis = r.overlay(alpha=self.alpha, legend=True) if self.legend else r.overlay(alpha=self.alpha)
             if self.hud:
                 self._hud_times.append(t0)
                 span = self._hud_times[-1] - self._hud_times[0]
