@@ -16,7 +16,7 @@ import numpy as np
 
 from .. import defaults
 from ..errors import ArrayError
-from ..geometry import LetterboxInfo, SizeLike, letterbox_info, parse_size
+from ..geometry import LetterboxInfo, SizeLike, parse_size
 from . import transforms as _sem
 from .transforms import _rng
 from .instances import InstanceSample, masks_to_boxes
@@ -201,15 +201,11 @@ def letterbox(sample: InstanceSample, size: SizeLike, pad_value: int = defaults.
               ) -> tuple[InstanceSample, LetterboxInfo]:
     """Fit the sample into ``size`` keeping its aspect ratio, centred on ``pad_value`` grey,
     with the same geometry as :func:`edgeseg.ops.letterbox` (the inference path). Returns the
-    uint8 sample and the :class:`~edgeseg.ops.LetterboxInfo` that maps back: source
+    uint8 sample and the :class:`~edgeseg.geometry.LetterboxInfo` that maps back: source
     ``x = (x' - pad_left) * src_w / resized_w``, likewise for y."""
-    info = letterbox_info(sample.hw, size)
-    h, w = sample.hw
-    (oh, ow), (rh, rw) = info.dst_hw, info.resized_hw
-    image = cv2.resize(sample.image, (rw, rh), interpolation=cv2.INTER_LINEAR)
+    image, info = _sem.letterbox_image(sample.image, size, pad_value)
+    (h, w), (rh, rw) = sample.hw, info.resized_hw
     top, left = info.pad_top, info.pad_left
-    image = cv2.copyMakeBorder(image, top, oh - rh - top, left, ow - rw - left,
-                               cv2.BORDER_CONSTANT, value=(int(pad_value),) * 3)
     return _with_geometry(sample, image, (rh / h, rw / w), (top, left)), info
 
 

@@ -11,7 +11,7 @@ import cv2
 import numpy as np
 
 from .. import defaults
-from ..geometry import parse_size
+from ..geometry import LetterboxInfo, SizeLike, letterbox_info, parse_size
 
 Transform = Callable[[np.ndarray, np.ndarray, Optional[np.random.Generator]],
                      "tuple[np.ndarray, np.ndarray]"]
@@ -147,4 +147,22 @@ class ColorJitter:
                 f"saturation={self.saturation}, hue={self.hue})")
 
 
-__all__ = ["Compose", "RandomScale", "RandomCrop", "RandomHorizontalFlip", "ColorJitter"]
+def letterbox_image(image: np.ndarray, size: SizeLike, pad_value: int = defaults.PAD_VALUE
+                    ) -> tuple[np.ndarray, LetterboxInfo]:
+    """A uint8 HxWx3 image fitted into ``size`` keeping its aspect ratio, centred on ``pad_value``
+    grey, with the geometry of :func:`edgeseg.ops.letterbox` (the inference path; bilinear, half-pixel
+    centres), and the :class:`~edgeseg.geometry.LetterboxInfo` that maps back."""
+    info = letterbox_info(image.shape[:2], size)
+    (oh, ow), (rh, rw) = info.dst_hw, info.resized_hw
+    if (rh, rw) != tuple(image.shape[:2]):
+        image = cv2.resize(image, (rw, rh), interpolation=cv2.INTER_LINEAR)
+    elif (rh, rw) == (oh, ow):
+        return image.copy(), info
+    if (rh, rw) != (oh, ow):
+        top, left = info.pad_top, info.pad_left
+        image = cv2.copyMakeBorder(image, top, oh - rh - top, left, ow - rw - left,
+                                   cv2.BORDER_CONSTANT, value=(int(pad_value),) * 3)
+    return image, info
+
+
+__all__ = ["Compose", "RandomScale", "RandomCrop", "RandomHorizontalFlip", "ColorJitter", "letterbox_image"]

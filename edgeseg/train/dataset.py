@@ -7,12 +7,12 @@ from __future__ import annotations
 
 from typing import Any, List, Optional, Sequence, Tuple
 
-import cv2
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
 from .. import defaults
+from ..data.transforms import letterbox_image
 
 
 def to_chw_rgb(image: np.ndarray) -> torch.Tensor:
@@ -77,17 +77,8 @@ def letterbox(image: np.ndarray, size: Tuple[int, int], pad_value: int = default
 
     Returns ``(image h x w x 3, (top, left, rh, rw))``.
     """
-    h, w = image.shape[:2]
-    th, tw = size
-    s = min(th / h, tw / w)
-    rh, rw = max(1, min(th, int(round(h * s)))), max(1, min(tw, int(round(w * s))))
-    if (rh, rw) != (h, w):
-        image = cv2.resize(image, (rw, rh), interpolation=cv2.INTER_LINEAR)
-    top, left = (th - rh) // 2, (tw - rw) // 2
-    if (rh, rw) != (th, tw):
-        image = cv2.copyMakeBorder(image, top, th - rh - top, left, tw - rw - left,
-                                   cv2.BORDER_CONSTANT, value=(pad_value,) * 3)
-    return image, (top, left, rh, rw)
+    image, info = letterbox_image(image, size, pad_value)
+    return image, (info.pad_top, info.pad_left, *info.resized_hw)
 
 
 class EvalDataset(Dataset):
