@@ -48,7 +48,7 @@ class InstanceThresholds:
         for name in ("score", "iou", "mask"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0.0 <= float(v) <= 1.0:
-                raise ModelError(f"{name} threshold must be a number in [0, 1], got {v!r:.40}")
+                raise ModelError(f"{name} threshold must be in [0, 1] (a number), got {v!r:.40}")
         for name in ("max_candidates", "max_detections"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v > 1_000_000:
