@@ -102,3 +102,28 @@ def test_linear_assignment_rejects_bad_input():
     with pytest.raises(ArrayError, match="-inf"):
         ops.linear_assignment(np.full((1, 1), -np.inf), 1.0)
     assert ops.linear_assignment(np.zeros((0, 3)), 1.0)[0].size == 0
+
+
+@SETTINGS
+@given(st.integers(1, 9), st.integers(1, 37), st.integers(1, 6), st.integers(0, 2 ** 31),
+       st.floats(0.0, 1.0), st.sampled_from([np.uint8, np.int32]))
+def test_overlay_skip_leaves_those_labels_untinted(h, w, k, seed, alpha, dtype):
+    try:
+        from .reference import ref_overlay
+    except ImportError:
+        from reference import ref_overlay
+    rng = np.random.default_rng(seed)
+    image = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+    labels = rng.integers(0, k + 2, (h, w)).astype(dtype)  # some labels >= K (ignore)
+    palette = rng.integers(0, 256, (k, 3), dtype=np.uint8)
+    skip = sorted(set(rng.integers(0, k, rng.integers(0, k + 1)).tolist()))
+    got = ops.overlay(image, labels, palette, alpha=alpha, skip=skip)
+    # reference: a skipped label behaves like a label outside the palette
+    moved = np.where(np.isin(labels, skip), k + 5, labels.astype(np.int64))
+    assert np.array_equal(got, ref_overlay(image, moved, palette, alpha))
+
+
+def test_overlay_skip_rejects_bad_labels():
+    img = np.zeros((2, 2, 3), np.uint8)
+    with pytest.raises(ArrayError, match="skip"):
+        ops.overlay(img, np.zeros((2, 2), np.uint8), np.zeros((3, 3), np.uint8), skip=[3])

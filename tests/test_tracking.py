@@ -333,3 +333,33 @@ def test_cli_eval_track_and_run_track(tmp_path, capsys):
                  str(tmp_path / "o.jsonl"), "--quiet"]) == 0
     lines = [json.loads(x) for x in (tmp_path / "o.jsonl").read_text().splitlines()]
     assert len(lines) == 6 and any("track_id" in d for x in lines for d in x["detections"])
+
+
+def test_kitti_mots_layout(tmp_path):
+    import cv2
+
+    video = TrackingVideo("separate", 2, size=(48, 64), seed=2)
+    (tmp_path / "instances_txt").mkdir()
+    img_dir = tmp_path / "image_02" / "0002"
+    img_dir.mkdir(parents=True)
+    rows = []
+    for t, f in enumerate(video):  # KITTI-MOTS counts frames from 0; ids class * 1000 + instance
+        cv2.imwrite(str(img_dir / f"{t:06d}.png"), f.image)
+        rows.append((t, 2000 + f.track_ids, [2] * len(f.track_ids), f.masks))
+    write_mots_txt(tmp_path / "instances_txt" / "0002.txt", rows)
+    seq = MOTSSequence(tmp_path / "instances_txt" / "0002.txt")
+    assert len(seq) == 2 and seq[1].track_ids.tolist() == (2000 + video[1].track_ids).tolist()
+    assert np.array_equal(seq[0].masks.to_dense(), video[0].masks.to_dense())
+
+
+def test_cli_eval_track_on_mots_data(tmp_path, capsys):
+    from edgeseg.cli import main
+
+    write_mots_sequence(tmp_path / "MOTS-synth" / "seq1", TrackingVideo("crossing", 4, seed=5))
+    assert main(["eval", "default", "--task", "track", "--data", f"mots:{tmp_path / 'MOTS-synth'}",
+                 "--json", str(tmp_path / "r.json")]) == 0
+    rep = json.loads((tmp_path / "r.json").read_text())
+    assert list(rep["per_sequence"]) == ["seq1"] and rep["combined"]["frames"] == 4
+    capsys.readouterr()
+    assert main(["eval", "default", "--task", "track", "--data", f"mots:{tmp_path / 'nothing'}"]) == 2
+    assert "MOTS data not found" in capsys.readouterr().err
