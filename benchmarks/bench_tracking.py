@@ -46,7 +46,7 @@ from edgeseg.eval.tracking import FrameTracks, VideoStability, evaluate_sequence
 from edgeseg.tracking import Tracker, make_stabiliser
 
 MODES = ("off", "mode:3", "mode:5", "hysteresis:2", "hysteresis:3", "ema:0.5", "ema:0.3", "flow-ema:0.5",
-         "flow-ema:0.3")
+         "flow-ema:0.3", "ema:0.5+hysteresis:2", "flow-ema:0.5+hysteresis:2")
 
 
 def _detections(kind: str, video: TrackingVideo, predictor: Any, seed: int) -> list[tuple]:
@@ -178,9 +178,9 @@ def part_c(args: argparse.Namespace, report: dict) -> None:
     report["semantic"] = rows
     print("\n(c) semantic stability (shipped semantic model; flicker = share of GT-stable pixels whose "
           "predicted class changes between consecutive frames)")
-    print(f"{'video':<26} {'mode':<13} {'mIoU':>6} {'dmIoU':>6} {'flicker%':>8} {'ratio':>6} {'ms@256':>7} {'ms@720p':>8}")
+    print(f"{'video':<26} {'mode':<26} {'mIoU':>6} {'dmIoU':>6} {'flicker%':>8} {'ratio':>6} {'ms@256':>7} {'ms@720p':>8}")
     for r in rows:
-        print(f"{r['video']:<26} {r['mode']:<13} {r['miou']:6.3f} {r['miou_delta_points']:+6.2f} "
+        print(f"{r['video']:<26} {r['mode']:<26} {r['miou']:6.3f} {r['miou_delta_points']:+6.2f} "
               f"{r['flicker_pct']:8.3f} {r['flicker_ratio'] if r['flicker_ratio'] is not None else float('nan'):6.2f} "
               f"{r['cost_ms_256']:7.3f} {r['cost_ms_720p']:8.3f}")
 

@@ -175,7 +175,9 @@ def test_mode_filter_and_specs():
     assert isinstance(make_stabiliser("hysteresis:3"), Hysteresis)
     assert make_stabiliser("ema:0.25").a == 0.25
     assert make_stabiliser(0) is None and make_stabiliser("off") is None
-    for bad in ("1", "wobble:2", "ema:2", "mode:x"):
+    chain = make_stabiliser("flow-ema:0.5+hysteresis:2")
+    assert chain.uses_scores and chain.describe() == "flow-ema:0.5+hysteresis:2"
+    for bad in ("1", "wobble:2", "ema:2", "mode:x", "ema:0.5+off"):
         with pytest.raises(EdgesegError):
             make_stabiliser(bad)
     f = ModeFilter(3)

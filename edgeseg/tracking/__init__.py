@@ -6,10 +6,10 @@
 """
 from __future__ import annotations
 
-from .semantic import (STABILISERS, FlowEMA, Hysteresis, ModeFilter, ProbabilityEMA, Stabiliser,
+from .semantic import (STABILISERS, Chain, FlowEMA, Hysteresis, ModeFilter, ProbabilityEMA, Stabiliser,
                        make_stabiliser)
 from .similarity import SIMILARITIES, box_iou, register_similarity
 from .tracker import Tracker, TrackerConfig
 
 __all__ = ["Tracker", "TrackerConfig", "SIMILARITIES", "register_similarity", "box_iou",
-           "Stabiliser", "ModeFilter", "Hysteresis", "ProbabilityEMA", "FlowEMA", "STABILISERS", "make_stabiliser"]
+           "Stabiliser", "ModeFilter", "Hysteresis", "ProbabilityEMA", "FlowEMA", "Chain", "STABILISERS", "make_stabiliser"]

@@ -19,8 +19,9 @@ scores (before the fused upsample + argmax) and/or on the label map at frame siz
   on a grey copy of the frame at most 160 pixels wide), so moving objects and a moving camera
   do not smear. Cost: one DIS flow at that size + C bilinear remaps of the low-resolution map.
 
-Spec strings (``--smooth``): ``3`` (= ``mode:3``), ``mode:K``, ``hysteresis:N``, ``ema:A``;
-``0`` / ``off`` / empty = none.
+Spec strings (``--smooth``): ``3`` (= ``mode:3``), ``mode:K``, ``hysteresis:N``, ``ema:A``,
+``flow-ema:A``, or several joined by ``+`` (:class:`Chain`, e.g. ``flow-ema:0.5+hysteresis:2``:
+score hooks, then label hooks, in that order); ``0`` / ``off`` / empty = none.
 """
 from __future__ import annotations
 
@@ -246,6 +247,35 @@ class FlowEMA(ProbabilityEMA):
         return f"flow-ema:{self.a:g}"
 
 
+class Chain(Stabiliser):
+    """Several stabilisers one after the other: their score hooks in order, then their label
+    hooks in order. Cost: the sum of theirs."""
+
+    name = "chain"
+
+    def __init__(self, parts: list[Stabiliser]) -> None:
+        self.parts = list(parts)
+        self.uses_scores = any(p.uses_scores for p in self.parts)
+
+    def scores(self, logits: np.ndarray, frame: Optional[np.ndarray] = None, info: Any = None) -> np.ndarray:
+        for p in self.parts:
+            if p.uses_scores:
+                logits = p.scores(logits, frame, info)
+        return logits
+
+    def labels(self, labels: np.ndarray) -> np.ndarray:
+        for p in self.parts:
+            labels = p.labels(labels)
+        return labels
+
+    def reset(self) -> None:
+        for p in self.parts:
+            p.reset()
+
+    def describe(self) -> str:
+        return "+".join(p.describe() for p in self.parts)
+
+
 #: name -> (constructor from the spec's argument, default argument)
 STABILISERS: dict[str, tuple[Callable[[str], Stabiliser], str]] = {
     "mode": (lambda v: ModeFilter(int(v)), "3"),
@@ -264,6 +294,11 @@ def make_stabiliser(spec: Union[str, int, None, Stabiliser]) -> Optional[Stabili
     text = str(spec).strip().lower()
     if text in ("", "0", "off", "none", "false"):
         return None
+    if "+" in text:
+        parts = [make_stabiliser(p) for p in text.split("+")]
+        if any(p is None for p in parts):
+            raise EdgesegError(f"bad smoothing {spec!r}: every part of a '+' chain must be a mode")
+        return Chain([p for p in parts if p is not None])
     if text.isdigit():
         k = int(text)
         if k < 2:
