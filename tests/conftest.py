@@ -32,35 +32,38 @@ def tiny_onnx(tiny_checkpoint) -> Path:
     return out
 
 
+def _build(tmp_path_factory, what: str, **kw) -> Path:
+    pytest.importorskip("torch")
+    import factories
+
+    return getattr(factories, f"{what}_checkpoint")(tmp_path_factory.mktemp(what) / "ckpt", **kw)
+
+
+def _export(ckpt: Path, tmp_path_factory) -> Path:
+    from factories import onnx_export
+
+    return onnx_export(ckpt, tmp_path_factory.mktemp(f"{ckpt.parent.name}_onnx") / "model.onnx")
+
+
 @pytest.fixture(scope="session")
 def semantic_ckpt(tmp_path_factory) -> Path:
     """liteseg_t at 64x64 with varied weights (factories.semantic_checkpoint); read-only."""
-    pytest.importorskip("torch")
-    from factories import semantic_checkpoint
-
-    return semantic_checkpoint(tmp_path_factory.mktemp("semantic") / "ckpt")
+    return _build(tmp_path_factory, "semantic")
 
 
 @pytest.fixture(scope="session")
 def semantic_onnx(semantic_ckpt, tmp_path_factory) -> Path:
     """``semantic_ckpt`` exported to ONNX (static 64x64); read-only."""
-    from factories import onnx_export
-
-    return onnx_export(semantic_ckpt, tmp_path_factory.mktemp("semantic_onnx") / "model.onnx")
+    return _export(semantic_ckpt, tmp_path_factory)
 
 
 @pytest.fixture(scope="session")
 def instance_ckpt(tmp_path_factory) -> Path:
     """yoloseg_n at 64x64 with many detections (factories.instance_checkpoint); read-only."""
-    pytest.importorskip("torch")
-    from factories import instance_checkpoint
-
-    return instance_checkpoint(tmp_path_factory.mktemp("instance") / "ckpt")
+    return _build(tmp_path_factory, "instance")
 
 
 @pytest.fixture(scope="session")
 def instance_onnx(instance_ckpt, tmp_path_factory) -> Path:
     """``instance_ckpt`` exported to ONNX (static 64x64); read-only."""
-    from factories import onnx_export
-
-    return onnx_export(instance_ckpt, tmp_path_factory.mktemp("instance_onnx") / "model.onnx")
+    return _export(instance_ckpt, tmp_path_factory)

@@ -5,7 +5,6 @@ import os
 import subprocess
 import sys
 import textwrap
-from contextlib import contextmanager
 
 import cv2
 import numpy as np
@@ -17,9 +16,11 @@ from edgeseg import _C, defaults, ops
 from edgeseg.errors import ArrayError
 
 try:  # tests/ may or may not be a package
+    from .kernel_modes import in_every_mode, simd, threads
     from .reference import (ref_argmax, ref_letterbox, ref_letterbox_geometry, ref_overlay,
                             ref_upsample_argmax, ref_upsample_logits)
 except ImportError:
+    from kernel_modes import in_every_mode, simd, threads
     from reference import (ref_argmax, ref_letterbox, ref_letterbox_geometry, ref_overlay,
                            ref_upsample_argmax, ref_upsample_logits)
 
@@ -29,39 +30,8 @@ FLOATS = [np.float32, np.float16]
 MARGIN = 1e-4  # compare upsample_argmax with the float64 reference where top-2 margin > this
 
 
-@contextmanager
-def threads(n: int):
-    old = ops.get_num_threads()
-    ops.set_num_threads(n)
-    try:
-        yield
-    finally:
-        ops.set_num_threads(old)
-
-
-@contextmanager
-def simd(on: bool):
-    old = _C.get_simd()
-    _C.set_simd(on)
-    try:
-        yield
-    finally:
-        _C.set_simd(old)
-
-
-def modes():
-    """(threads, simd) combinations every kernel must agree across."""
-    out = [(1, False), (3, False)]
-    if _C.simd_supported():
-        out += [(1, True), (3, True)]
-    return out
-
-
 def run_all_modes(fn):
-    results = []
-    for n, s in modes():
-        with threads(n), simd(s):
-            results.append(fn())
+    results = in_every_mode(fn)
     for r in results[1:]:
         np.testing.assert_array_equal(r, results[0])
     return results[0]

@@ -2,21 +2,22 @@
 overlay_instances, edgeseg.masks.MaskSet) against the numpy references in reference.py."""
 from __future__ import annotations
 
-from contextlib import contextmanager
 
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from edgeseg import _C, ops
+from edgeseg import ops
 from edgeseg.errors import ArrayError
 from edgeseg.masks import MaskSet
 
 try:  # tests/ may or may not be a package
+    from .kernel_modes import in_every_mode, threads
     from .reference import (ref_assemble_masks, ref_nms, ref_overlay_instances, ref_paste_masks,
                             ref_rle, ref_select_detections)
 except ImportError:
+    from kernel_modes import in_every_mode, threads
     from reference import (ref_assemble_masks, ref_nms, ref_overlay_instances, ref_paste_masks,
                            ref_rle, ref_select_detections)
 
@@ -27,39 +28,9 @@ LOGIT_TOL = 1e-4   # assemble: compare where |logit - threshold| > this (float32
 PROB_TOL = 1e-5    # paste: compare where |value - threshold| > this
 
 
-@contextmanager
-def threads(n: int):
-    old = ops.get_num_threads()
-    ops.set_num_threads(n)
-    try:
-        yield
-    finally:
-        ops.set_num_threads(old)
-
-
-@contextmanager
-def simd(on: bool):
-    old = _C.get_simd()
-    _C.set_simd(on)
-    try:
-        yield
-    finally:
-        _C.set_simd(old)
-
-
-def modes():
-    out = [(1, False), (3, False)]
-    if _C.simd_supported():
-        out += [(1, True), (3, True)]
-    return out
-
-
 def same_in_all_modes(fn):
     """Run fn under every (threads, simd) mode; all results (MaskSets) must be identical."""
-    results = []
-    for n, s in modes():
-        with threads(n), simd(s):
-            results.append(fn())
+    results = in_every_mode(fn)
     for r in results[1:]:
         np.testing.assert_array_equal(r.regions, results[0].regions)
         np.testing.assert_array_equal(r.offsets, results[0].offsets)
