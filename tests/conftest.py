@@ -52,15 +52,15 @@ def semantic_ckpt(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def semantic_onnx(semantic_ckpt, tmp_path_factory) -> Path:
-    """``semantic_ckpt`` exported to ONNX (static 64x64); read-only."""
-    return _export(semantic_ckpt, tmp_path_factory)
-
-
-@pytest.fixture(scope="session")
 def instance_ckpt(tmp_path_factory) -> Path:
     """yoloseg_n at 64x64 with many detections (factories.instance_checkpoint); read-only."""
     return _build(tmp_path_factory, "instance")
+
+
+@pytest.fixture(scope="session")
+def semantic_onnx(semantic_ckpt, tmp_path_factory) -> Path:
+    """``semantic_ckpt`` exported to ONNX (static 64x64); read-only."""
+    return _export(semantic_ckpt, tmp_path_factory)
 
 
 @pytest.fixture(scope="session")

@@ -15,14 +15,9 @@ from hypothesis import strategies as st
 from edgeseg import _C, defaults, ops
 from edgeseg.errors import ArrayError
 
-try:  # tests/ may or may not be a package
-    from .kernel_modes import in_every_mode, simd, threads
-    from .reference import (ref_argmax, ref_letterbox, ref_letterbox_geometry, ref_overlay,
-                            ref_upsample_argmax, ref_upsample_logits)
-except ImportError:
-    from kernel_modes import in_every_mode, simd, threads
-    from reference import (ref_argmax, ref_letterbox, ref_letterbox_geometry, ref_overlay,
-                           ref_upsample_argmax, ref_upsample_logits)
+from kernel_modes import in_every_mode, simd, threads
+from reference import (ref_argmax, ref_letterbox, ref_letterbox_geometry, ref_overlay,
+                       ref_upsample_argmax, ref_upsample_logits)
 
 SETTINGS = settings(max_examples=30, deadline=None,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])

@@ -12,14 +12,9 @@ from edgeseg import ops
 from edgeseg.errors import ArrayError
 from edgeseg.masks import MaskSet
 
-try:  # tests/ may or may not be a package
-    from .kernel_modes import in_every_mode, threads
-    from .reference import (ref_assemble_masks, ref_nms, ref_overlay_instances, ref_paste_masks,
-                            ref_rle, ref_select_detections)
-except ImportError:
-    from kernel_modes import in_every_mode, threads
-    from reference import (ref_assemble_masks, ref_nms, ref_overlay_instances, ref_paste_masks,
-                           ref_rle, ref_select_detections)
+from kernel_modes import in_every_mode, threads
+from reference import (ref_assemble_masks, ref_nms, ref_overlay_instances, ref_paste_masks,
+                       ref_rle, ref_select_detections)
 
 SETTINGS = settings(max_examples=40, deadline=None,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
