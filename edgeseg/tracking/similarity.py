@@ -11,6 +11,7 @@ import numpy as np
 
 from .. import ops
 from ..errors import EdgesegError
+from ..geometry import box_iou
 from ..masks import MaskSet
 
 Similarity = Callable[..., np.ndarray]
@@ -31,19 +32,6 @@ def get_similarity(name: str) -> Similarity:
         return SIMILARITIES[name]
     except KeyError:
         raise EdgesegError(f"unknown track matching {name!r}; choose one of {sorted(SIMILARITIES)}") from None
-
-
-def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Pairwise IoU of (N, 4) and (M, 4) xyxy boxes -> float64 (N, M) (0 where the union is empty)."""
-    a = np.asarray(a, np.float64).reshape(-1, 4)
-    b = np.asarray(b, np.float64).reshape(-1, 4)
-    iw = np.minimum(a[:, None, 2], b[None, :, 2]) - np.maximum(a[:, None, 0], b[None, :, 0])
-    ih = np.minimum(a[:, None, 3], b[None, :, 3]) - np.maximum(a[:, None, 1], b[None, :, 1])
-    inter = np.clip(iw, 0, None) * np.clip(ih, 0, None)
-    area_a = np.clip(a[:, 2] - a[:, 0], 0, None) * np.clip(a[:, 3] - a[:, 1], 0, None)
-    area_b = np.clip(b[:, 2] - b[:, 0], 0, None) * np.clip(b[:, 3] - b[:, 1], 0, None)
-    union = area_a[:, None] + area_b[None, :] - inter
-    return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
 
 
 @register_similarity("box")
