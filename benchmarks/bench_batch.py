@@ -35,13 +35,9 @@ import cv2
 from edgeseg._io import write_json
 from edgeseg.batch import BatchSettings, run_batch
 from edgeseg.bench import format_machine, machine_info
+from edgeseg.cli._common import size_arg
 from edgeseg.data.synthetic import generate
 from edgeseg.integrations.ray import start_local_ray
-
-
-def _hw(text: str) -> tuple[int, int]:
-    h, w = (int(v) for v in text.lower().split("x"))
-    return h, w
 
 
 def make_recordings(folder: Path, n: int, frames: int, size: tuple[int, int]) -> list[str]:
@@ -78,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="4 recordings x 10 frames at 96x128, one repeat")
     ap.add_argument("--recordings", type=int, default=8)
     ap.add_argument("--frames", type=int, default=60)
-    ap.add_argument("--size", type=_hw, default=(360, 640), help="frame size HxW")
+    ap.add_argument("--size", type=size_arg, default=(360, 640), help="frame size HxW")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--json", default=str(Path(__file__).with_name("bench_batch.json")))
     args = ap.parse_args(argv)

@@ -29,6 +29,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
 from edgeseg import ops  # noqa: E402
+from edgeseg.cli._common import size_arg  # noqa: E402
 from edgeseg.data.synthetic import generate  # noqa: E402
 from test_cpp_package import _cmake, _installed_package_prefix, build_example, write_ppm  # noqa: E402
 
@@ -45,12 +46,12 @@ def _median_ms(fn, n: int) -> float:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--size", default="1080x1920")
+    ap.add_argument("--size", type=size_arg, default=(1080, 1920), help="HxW of the frame")
     ap.add_argument("--repeats", type=int, default=50)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--prefix", type=Path, default=None)
     args = ap.parse_args()
-    h, w = (int(v) for v in args.size.lower().split("x"))
+    h, w = args.size
     with tempfile.TemporaryDirectory() as tmp:
         tmp_p = Path(tmp)
         prefix = args.prefix or _installed_package_prefix()

@@ -27,6 +27,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from edgeseg.cli._common import size_arg  # noqa: E402
 from edgeseg.data.synthetic import generate  # noqa: E402
 from edgeseg.integrations.ros.bagio import write_image_bag  # noqa: E402
 from edgeseg.pipeline import Pipeline, apply_cpp_threads, default_thread_policy, open_source  # noqa: E402
@@ -58,14 +59,14 @@ def _frames(n: int, hw: tuple[int, int], kind: str) -> list[np.ndarray]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--frames", type=int, default=120)
-    ap.add_argument("--size", default="480x640", help="HxW of the camera frames")
+    ap.add_argument("--size", type=size_arg, default=(480, 640), help="HxW of the camera frames")
     ap.add_argument("--fps", type=float, default=30.0, help="the recording's frame rate")
     ap.add_argument("--input", choices=["raw", "jpeg", "yuv422"], default="raw")
     ap.add_argument("--task", choices=["semantic", "instance"], default="semantic")
     ap.add_argument("--storage", choices=["mcap", "sqlite3"], default="mcap")
     ap.add_argument("--repeats", type=int, default=2)
     args = ap.parse_args()
-    h, w = (int(v) for v in args.size.lower().split("x"))
+    h, w = args.size
     policy = default_thread_policy()
     apply_cpp_threads(policy)
     predictor = load(None, task=args.task, threads=policy.ort_threads)

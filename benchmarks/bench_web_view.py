@@ -36,6 +36,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from edgeseg.cli._common import size_arg  # noqa: E402
 from edgeseg.data.synthetic import video_frame  # noqa: E402
 from edgeseg.pipeline import IterableSource, Pipeline, WebSink  # noqa: E402
 from edgeseg.pipeline.sinks.web import BOUNDARY  # noqa: E402
@@ -113,10 +114,10 @@ def run_variant(predictor, frames: list[np.ndarray], web: bool, reading: bool, s
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--frames", type=int, default=300)
-    ap.add_argument("--size", default="360x640", help="HxW of the frames")
+    ap.add_argument("--size", type=size_arg, default=(360, 640), help="HxW of the frames")
     ap.add_argument("--repeats", type=int, default=3)
     args = ap.parse_args()
-    h, w = (int(v) for v in args.size.lower().split("x"))
+    h, w = args.size
     predictor = load(ROOT / "edgeseg" / "assets" / "semantic_default.onnx")
     frames = [video_frame(t, (h, w)).image for t in range(args.frames)]
     variants = {
