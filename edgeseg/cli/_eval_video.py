@@ -5,8 +5,6 @@ import argparse
 import time
 from typing import Any
 
-import numpy as np
-
 from ..errors import EdgesegError
 from ._common import _load_predictor
 
