@@ -1,5 +1,7 @@
 """CPU deployment targets side by side: the shipped semantic model on ONNX Runtime FP32, ONNX
-Runtime INT8 (static QDQ) and OpenVINO FP32 / FP16, latency and mIoU in one run.
+Runtime INT8 (static QDQ), OpenVINO FP32 / FP16, LiteRT FP32 / INT8 (XNNPACK) and ncnn FP32 /
+INT8, latency and mIoU in one run. LiteRT and ncnn are built for ARM CPUs: their x86 figures here say
+how they run on this machine, not on an ARM board.
 
     python benchmarks/bench_backends.py [--quick] [--threads N] [--runs N] [--val-images N]
                                         [--model edgeseg/assets/semantic_default.onnx] [--json PATH]
@@ -34,7 +36,7 @@ from edgeseg import defaults
 from edgeseg._io import write_json
 from edgeseg.data import open_dataset
 from edgeseg.runtime.backends import open_backend
-from edgeseg.runtime.predictor import SemanticPredictor, default_model_path, preprocess
+from edgeseg.runtime import SemanticPredictor, default_model_path, preprocess
 from edgeseg.eval.confusion import ConfusionMatrix
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -42,12 +44,19 @@ from bench_kernels import cpu_model  # noqa: E402
 
 #: (label, how to build it). "ort-int8" is the default export (convolutions + fused activations
 #: quantised); "ort-int8-all" quantises every op ONNX Runtime can: the data point behind that default.
-VARIANTS = ("ort-fp32", "ort-int8", "ort-int8-all", "openvino-fp32", "openvino-fp16")
+VARIANTS = ("ort-fp32", "ort-int8", "ort-int8-all", "openvino-fp32", "openvino-fp16", "litert-fp32", "litert-int8",
+            "ncnn-fp32", "ncnn-int8")
+#: Variant label prefix -> backend that runs it.
+BACKEND_OF = {"ort": "onnxruntime", "openvino": "openvino", "litert": "litert", "ncnn": "ncnn"}
 
 
-def build_variants(model: Path, work: Path, calib_images: int, gate_images: int) -> dict[str, dict[str, Any]]:
-    """Export every variant from ``model``; returns label -> {path, backend, export facts}."""
+def build_variants(model: Path, work: Path, calib_images: int, gate_images: int,
+                   only: tuple[str, ...] = VARIANTS) -> dict[str, dict[str, Any]]:
+    """Export the variants ``only`` (ort-fp32 always) from ``model``; returns label -> {path,
+    backend, export facts}."""
     from edgeseg.errors import ExportError
+    from edgeseg.export.litert import export_litert
+    from edgeseg.export.ncnn import export_ncnn
     from edgeseg.export.openvino import export_openvino
     from edgeseg.export.quantize import export_onnx_int8
 
@@ -62,8 +71,19 @@ def build_variants(model: Path, work: Path, calib_images: int, gate_images: int)
                                                  verbose=False),
         "openvino-fp16": lambda: export_openvino(model, work / "ov16", fp16=True, val_images=gate_images,
                                                  parity_images=0, verbose=False),
+        "litert-fp32": lambda: export_litert(model, work / "m.tflite", val_images=gate_images, parity_images=0,
+                                             verbose=False),
+        "litert-int8": lambda: export_litert(model, work / "m.int8.tflite", precision="int8",
+                                             calib_images=calib_images, val_images=gate_images, parity_images=0,
+                                             verbose=False),
+        "ncnn-fp32": lambda: export_ncnn(model, work / "ncnn", val_images=gate_images, parity_images=0,
+                                         verbose=False),
+        "ncnn-int8": lambda: export_ncnn(model, work / "ncnn8", int8=True, calib_images=calib_images,
+                                         val_images=gate_images, parity_images=0, verbose=False),
     }
     for label, job in jobs.items():
+        if label not in only:
+            continue
         t0 = time.perf_counter()
         try:
             rep = job()
@@ -71,7 +91,7 @@ def build_variants(model: Path, work: Path, calib_images: int, gate_images: int)
         except ExportError as e:  # rejected by the gate: reported, not timed
             print(f"{label}: {e}", file=sys.stderr)
             path, gate = None, {"passed": False, "error": str(e)}
-        out[label] = {"path": path, "backend": "openvino" if label.startswith("openvino") else "onnxruntime",
+        out[label] = {"path": path, "backend": BACKEND_OF[label.split("-", 1)[0]],
                       "gate": gate, "export_s": round(time.perf_counter() - t0, 2)}
     return out
 
@@ -130,13 +150,19 @@ def main() -> int:
     p.add_argument("--runs", type=int, default=None, help="timed calls per variant (default 200, quick 30)")
     p.add_argument("--val-images", type=int, default=None, help="mIoU images (default 200, quick 24)")
     p.add_argument("--calib-images", type=int, default=32, help="INT8 calibration images")
+    p.add_argument("--variants", default=",".join(VARIANTS),
+                   help="comma-separated variants to build (ort-fp32, the baseline, always runs); default all")
     p.add_argument("--json", type=Path, default=Path(__file__).with_name("bench_backends.json"))
     args = p.parse_args()
+    only = tuple(v.strip() for v in args.variants.split(",") if v.strip())
+    unknown = sorted(set(only) - set(VARIANTS))
+    if unknown:
+        p.error(f"unknown variant(s) {unknown}; choose from {', '.join(VARIANTS)}")
     runs = args.runs or (30 if args.quick else 200)
     n_val = args.val_images or (24 if args.quick else 200)
 
     with tempfile.TemporaryDirectory(prefix="edgeseg-bench-") as tmp:
-        variants = build_variants(args.model, Path(tmp), args.calib_images, min(n_val, 32))
+        variants = build_variants(args.model, Path(tmp), args.calib_images, min(n_val, 32), only)
         backends, predictors = {}, {}
         for label, v in variants.items():
             if v["path"] is None:
@@ -162,7 +188,8 @@ def main() -> int:
         "date": _dt.datetime.now().isoformat(timespec="seconds"),
         "machine": {"cpu": cpu_model(), "platform": platform.platform(), "python": platform.python_version()},
         "versions": {"edgeseg": edgeseg.__version__, "onnxruntime": _version("onnxruntime"),
-                     "openvino": _version("openvino")},
+                     "openvino": _version("openvino"), "ai_edge_litert": _version("ai_edge_litert"),
+                     "litert_torch": _version("litert_torch"), "ncnn": _version("ncnn"), "pnnx": _version("pnnx")},
         "model": str(args.model), "input_size": list(meta.input_size), "threads": args.threads,
         "runs": runs, "quick": args.quick, "rows": rows,
     }

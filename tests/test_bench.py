@@ -221,7 +221,8 @@ def test_bench_backends_script_quick(tmp_path):
     pytest.importorskip("onnxruntime.quantization")
     out = tmp_path / "bb.json"
     r = _run_script("benchmarks/bench_backends.py", "--quick", "--threads", "2", "--runs", "6",
-                    "--val-images", "2", "--calib-images", "2", "--json", str(out), timeout=300)
+                    "--val-images", "2", "--calib-images", "2", "--json", str(out),
+                    "--variants", "ort-int8,ort-int8-all,openvino-fp32,openvino-fp16", timeout=300)
     assert r.returncode == 0, r.stderr
     assert "in blocks of 20" in r.stdout and "| ort-int8 |" in r.stdout
     data = json.loads(out.read_text())
