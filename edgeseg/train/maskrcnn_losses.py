@@ -26,7 +26,7 @@ from typing import Dict, Tuple
 import torch
 import torch.nn.functional as F
 
-from ..models.instance.maskrcnn import BOX_WEIGHTS, RPN_WEIGHTS, MaskRCNN, box_iou, encode_boxes
+from ..models.instance.maskrcnn import BOX_WEIGHTS, RPN_WEIGHTS, MaskRCNN, box_iou_torch, encode_boxes
 from ..models.instance.maskrcnn.ops import roi_align_per_roi
 
 PARTS = ("rpn_cls", "rpn_box", "cls", "box", "mask")
@@ -113,7 +113,7 @@ class MaskRCNNLoss:
         rpn_cls = obj_all.new_zeros(())
         rpn_box = obj_all.new_zeros(())
         for i, (g_boxes, _, _) in enumerate(gts):
-            idx, label = match(box_iou(g_boxes, all_anchors), self.rpn_iou[1], self.rpn_iou[0], True)
+            idx, label = match(box_iou_torch(g_boxes, all_anchors), self.rpn_iou[1], self.rpn_iou[0], True)
             pos, neg = sample(label, self.rpn_batch, self.rpn_pos_fraction)
             sel = torch.cat([pos, neg])
             tgt = torch.cat([torch.ones_like(pos, dtype=obj_all.dtype), torch.zeros_like(neg, dtype=obj_all.dtype)])
@@ -130,7 +130,7 @@ class MaskRCNNLoss:
         for i, (g_boxes, g_cls, _) in enumerate(gts):
             props, _ = model.proposals(objs, deltas, anchors, hw, i, training=True)
             props = torch.cat([props, g_boxes])
-            idx, label = match(box_iou(g_boxes, props), self.roi_iou, self.roi_iou, False)
+            idx, label = match(box_iou_torch(g_boxes, props), self.roi_iou, self.roi_iou, False)
             pos, neg = sample(label, self.roi_batch, self.roi_pos_fraction)
             sel = torch.cat([pos, neg])
             rois.append(props[sel])

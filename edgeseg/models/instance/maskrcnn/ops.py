@@ -12,8 +12,9 @@
 * :func:`batched_nms` - greedy NMS where boxes of different groups (classes, FPN levels) never
   suppress each other, kept indices by descending score. Eager: the C++ core's
   :func:`edgeseg.ops.nms`; ONNX: ``NonMaxSuppression`` (one "class" per group) + ``TopK``.
-* Box geometry: :func:`box_iou`, :func:`encode_boxes` / :func:`decode_boxes` (the R-CNN
-  ``(dx, dy, dw, dh)`` parameterisation), :func:`grid_anchors`, :func:`assign_levels`.
+* Box geometry: :func:`box_iou_torch` (the numpy one is :func:`edgeseg.geometry.box_iou`),
+  :func:`encode_boxes` / :func:`decode_boxes` (the R-CNN ``(dx, dy, dw, dh)`` parameterisation),
+  :func:`grid_anchors`, :func:`assign_levels`.
 
 Boxes are ``x0, y0, x1, y1`` in pixel edges (width ``x1 - x0``). A feature map of stride ``s``
 has cell ``(i, j)`` centred at input pixel coordinate ``((j + 0.5) s, (i + 0.5) s)``; with
@@ -55,7 +56,7 @@ def box_area(b: torch.Tensor) -> torch.Tensor:
     return (b[..., 2] - b[..., 0]).clamp(min=0) * (b[..., 3] - b[..., 1]).clamp(min=0)
 
 
-def box_iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+def box_iou_torch(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """(N, M) IoU of xyxy boxes ``a`` (N, 4) and ``b`` (M, 4); 0 where the union is empty."""
     lt = torch.maximum(a[:, None, :2], b[None, :, :2])
     rb = torch.minimum(a[:, None, 2:], b[None, :, 2:])
