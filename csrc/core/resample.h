@@ -28,7 +28,8 @@ inline AxisTaps make_axis_taps(int64_t n_out, int64_t n_in, double a, double b) 
   for (int64_t d = 0; d < n_out; ++d) {
     double s = static_cast<double>(d) * a + b;
     if (!(s > 0.0)) s = 0.0;  // also maps NaN to 0
-    int64_t i = static_cast<int64_t>(std::floor(s));
+    // clamped before the conversion: a position past int64's range (or inf) is undefined behaviour
+    int64_t i = s >= static_cast<double>(n_in - 1) ? n_in - 1 : static_cast<int64_t>(std::floor(s));
     float f = static_cast<float>(s - static_cast<double>(i));
     if (i >= n_in - 1) {
       i = n_in - 1;

@@ -18,6 +18,7 @@
 
 #if (defined(__x86_64__) || defined(__i386__)) && (defined(__GNUC__) || defined(__clang__))
 #define EDGESEG_HAVE_AVX2 1
+#include <cpuid.h>
 #include <immintrin.h>
 #define EDGESEG_AVX2 __attribute__((target("avx2,f16c")))
 #else
@@ -30,7 +31,10 @@ namespace {
 bool cpu_has_avx2() {
 #if EDGESEG_HAVE_AVX2
   __builtin_cpu_init();
-  return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("f16c");
+  // F16C from CPUID leaf 1 (ECX bit 29): older clang has no __builtin_cpu_supports("f16c").
+  unsigned a = 0, b = 0, c = 0, d = 0;
+  const bool f16c = __get_cpuid(1, &a, &b, &c, &d) && (c & (1u << 29));
+  return __builtin_cpu_supports("avx2") && f16c;
 #else
   return false;
 #endif

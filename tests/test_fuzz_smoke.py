@@ -1,0 +1,65 @@
+"""A bounded smoke run of every fuzzing harness (tests/fuzz/): each replays its seed corpus
+(including the inputs that once found bugs, named regress_*) and then fuzzes for a few seconds.
+Any escaped exception, crash, hang or sanitizer report fails the run. Long runs: tools/fuzz.sh.
+
+The ROS harness needs rosbags; the C++ target (libFuzzer, ASan + UBSan) needs clang and takes
+about a minute to build, so it is marked slow.
+"""
+from __future__ import annotations
+
+import importlib.util
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+FUZZ = ROOT / "tests" / "fuzz"
+SECONDS = 2
+
+needs_atheris = pytest.mark.skipif(importlib.util.find_spec("atheris") is None,
+                                   reason="atheris is not installed (pip install atheris; in the dev extra on Linux x86_64)")
+
+
+def _fuzz(cmd: list[str], target: str, tmp_path: Path, seconds: int = SECONDS) -> int:
+    work = tmp_path / target
+    work.mkdir()
+    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    proc = subprocess.run([*cmd, str(work), str(FUZZ / "corpus" / target), f"-max_total_time={seconds}",
+                           "-timeout=20", "-rss_limit_mb=3072", f"-artifact_prefix={tmp_path}/"],
+                          capture_output=True, text=True, timeout=seconds + 120, env=env, cwd=ROOT)
+    log = proc.stdout + proc.stderr
+    assert proc.returncode == 0, f"{target} fuzzing failed (rc {proc.returncode}):\n{log[-4000:]}"
+    assert not list(tmp_path.glob("crash-*")) and not list(tmp_path.glob("timeout-*")), log[-4000:]
+    runs = re.search(r"Done (\d+) runs", log)
+    assert runs, log[-2000:]
+    seeds = len(list((FUZZ / "corpus" / target).iterdir()))
+    assert int(runs.group(1)) >= seeds, (runs.group(0), seeds)  # at least the whole corpus was replayed
+    return int(runs.group(1))
+
+
+@needs_atheris
+@pytest.mark.parametrize("target", ["model", "metadata", "image", "ros"])
+def test_harness_smoke(target, tmp_path):
+    if target == "ros":
+        pytest.importorskip("rosbags", reason="rosbags is not installed (pip install 'edgeseg[ros]')")
+    if target == "model":
+        pytest.importorskip("onnxruntime")
+    _fuzz([sys.executable, str(FUZZ / f"fuzz_{target}.py")], target, tmp_path)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("clang++") is None, reason="clang++ is not installed (apt-get install clang)")
+def test_core_libfuzzer_smoke(tmp_path):
+    """Build csrc/fuzz/fuzz_core.cpp with -fsanitize=fuzzer,address,undefined and fuzz 20 s."""
+    binary = tmp_path / "fuzz_core"
+    sources = sorted(str(p) for p in (ROOT / "csrc" / "core").glob("*.cpp"))
+    subprocess.run(["clang++", "-std=c++17", "-O1", "-g", "-fsanitize=fuzzer,address,undefined",
+                    "-fno-sanitize-recover=all", "-ffp-contract=off", f"-I{ROOT / 'csrc'}",
+                    str(ROOT / "csrc" / "fuzz" / "fuzz_core.cpp"), *sources, "-pthread", "-o", str(binary)],
+                   check=True, timeout=600)
+    _fuzz([str(binary), "-max_len=4096"], "core", tmp_path, seconds=20)
