@@ -24,9 +24,11 @@ def eval_track(args: argparse.Namespace) -> int:
     from .._io import write_json
     from ..data.mots import open_tracking_sequences
     from ..eval.tracking import evaluate_sequences, ground_truth_tracks, track_predictor
-    from ..tracking import Tracker
+    from ..tracking import Tracker, TrackerConfig
 
     predictor = _predictor(args, "instance")
+    if args.conf is None:  # the tracker's second pass needs the low-score detections
+        predictor.thresholds.score = min(predictor.thresholds.score, TrackerConfig().low)
     data = "synthetic" if args.data in (None, "synthetic") else args.data
     videos = open_tracking_sequences(data, args.frames or args.limit, seed=args.seed or 0)
     seqs, t_track, n = {}, 0.0, 0

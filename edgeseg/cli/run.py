@@ -105,6 +105,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     policy = default_thread_policy(ort_threads=args.threads)
     apply_cpp_threads(policy)
     predictor = _load_predictor(args, threads=policy.ort_threads)
+    if args.track and args.conf is None and hasattr(predictor, "thresholds"):
+        from ..tracking import TrackerConfig  # the tracker's second pass needs the low-score detections
+
+        predictor.thresholds.score = min(predictor.thresholds.score, TrackerConfig().low)
 
     spec: object = args.source
     if args.camera is not None:

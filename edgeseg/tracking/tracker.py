@@ -80,6 +80,10 @@ class Tracker:
 
     Args: see :class:`TrackerConfig` (``matching`` "box" or "mask"; score thresholds ``high``,
     ``low``, ``new_track``; IoU thresholds; ``buffer`` frames a lost track is kept).
+
+    Give it the detections down to score ``low`` (0.1): the second pass keeps objects whose score
+    dips on their tracks (``edgeseg run --track`` lowers the model's score threshold to it unless
+    ``--conf`` is given; only tracked detections are reported).
     """
 
     def __init__(self, config: Optional[TrackerConfig] = None, **options: Any) -> None:
