@@ -208,8 +208,8 @@ class Pipeline:
         """start(), wait for the end (source exhausted, max_frames, stop(), Ctrl-C), return the
         summary. Ctrl-C stops cleanly: threads joined, sinks closed, then KeyboardInterrupt is
         not re-raised (the summary is returned with ``stopped: "interrupted"``)."""
-        self.start()
         try:
+            self.start()  # inside the guard: a Ctrl-C while the stages start still stops them all
             self.join()
         except KeyboardInterrupt:
             self.stop("interrupted")
