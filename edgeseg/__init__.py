@@ -22,6 +22,7 @@ from .errors import (  # noqa: E402
     ExportError,
     InputFileError,
     ModelError,
+    OutputError,
     SourceError,
 )
 from .meta import ModelMeta  # noqa: E402
@@ -58,5 +59,6 @@ __all__ = [
     "ExportError",
     "InputFileError",
     "ModelError",
+    "OutputError",
     "SourceError",
 ]

@@ -23,6 +23,11 @@ class DataError(EdgesegError):
     """A dataset folder does not have the expected layout or content."""
 
 
+class OutputError(EdgesegError, OSError):
+    """An output cannot be written completely (disk full, folder removed or made read-only); the
+    partial file is removed, never left looking complete."""
+
+
 class SourceError(EdgesegError):
     """A video source (camera, stream, file) cannot be opened or read."""
 

@@ -30,7 +30,7 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 import numpy as np
 
 from .. import defaults
-from ..errors import EdgesegError, SourceError
+from ..errors import EdgesegError, OutputError, SourceError
 from .sources import LiveSource
 from .queues import END, BoundedQueue
 from ..tracking import Tracker, make_stabiliser
@@ -150,6 +150,7 @@ class Pipeline:
         self._hud_times: deque[float] = deque(maxlen=30)
         self.stop_reason: str | None = None
         self.closed: list[str] = []  # what the sinks returned on close
+        self._failed_sinks: list[Sink] = []  # sinks whose put raised: aborted, not closed
 
     # ----------------------------------------------------------------------------- control
     def start(self) -> "Pipeline":
@@ -418,7 +419,11 @@ class Pipeline:
                 r = item.result
                 t0 = time.perf_counter()
                 for sink in self.sinks:
-                    sink.put(r)
+                    try:
+                        sink.put(r)
+                    except Exception as e:
+                        self._failed_sinks.append(sink)
+                        raise _output_error(sink, e) from None
                 if self.on_result is not None:
                     self.on_result(r)
                 t1 = time.perf_counter()
@@ -435,9 +440,14 @@ class Pipeline:
 
     def _close_sinks(self) -> None:
         for sink in self.sinks:
+            if sink in self._failed_sinks:  # its output is incomplete: remove it
+                _abort_quietly(sink)
+                continue
             try:
                 done = sink.close()
             except Exception as e:  # keep closing the others; report this one
+                _abort_quietly(sink)
+                e = _output_error(sink, e)
                 self.log(f"could not close {sink.describe()}: {e}")
                 with self._lock:
                     if self._error is None:
@@ -455,6 +465,21 @@ class Pipeline:
                 if delta > 0:
                     self._seen_counters[k] = v
                     (self.stats.drop if k == "stale" else self.stats.event)(k, delta)
+
+
+def _output_error(sink: Sink, e: Exception) -> Exception:
+    """An OSError of a sink (disk full, folder gone) as an OutputError saying what was lost."""
+    if isinstance(e, EdgesegError) or not isinstance(e, OSError):
+        return e
+    return OutputError(f"cannot write {sink.describe()}: {e.strerror or e}; its partial output was removed. "
+                       "Free space or choose another location and run again")
+
+
+def _abort_quietly(sink: Sink) -> None:
+    try:
+        sink.abort()
+    except Exception:  # removing a partial file must not mask the error that caused it
+        pass
 
 
 def as_source(source: Any, **options: Any) -> Source:

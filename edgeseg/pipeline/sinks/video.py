@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ...errors import InputFileError
+from ...errors import InputFileError, OutputError
 from .base import Sink, _public_mode
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -16,6 +16,17 @@ if TYPE_CHECKING:  # pragma: no cover
 
 
 _FOURCC = {".mp4": "mp4v", ".avi": "MJPG", ".mkv": "mp4v", ".mov": "mp4v"}
+
+
+def _frame_count(path: Path) -> int:
+    """Frames a finished video file declares (0 if OpenCV cannot open it: e.g. no index written)."""
+    import cv2
+
+    cap = cv2.VideoCapture(str(path))
+    try:
+        return int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) if cap.isOpened() else 0
+    finally:
+        cap.release()
 
 
 class VideoSink(Sink):
@@ -60,6 +71,12 @@ class VideoSink(Sink):
             self._writer.release()
             self._writer = None
         if self.frames and self._tmp.exists():
+            written = _frame_count(self._tmp)
+            if written != self.frames:
+                self._discard()
+                raise OutputError(f"cannot write video {self.path}: {self.frames} frames were given but the file "
+                                  f"holds {written} (disk full or the file was removed?); the partial file was "
+                                  "removed. Free space or choose another location and run again")
             _public_mode(self._tmp)
             os.replace(self._tmp, self.path)
             return self.path
