@@ -40,9 +40,12 @@ def parse_size(size: SizeLike, what: str = "size", error: Type[Exception] = Arra
         h = w = int(size)
     else:
         try:
-            h, w = (int(v) for v in size)  # type: ignore[union-attr]
-        except (TypeError, ValueError):
-            raise error(f"{what} must be an int or (height, width), got {size!r}") from None
+            vals = list(size)  # type: ignore[arg-type]
+            h, w = (int(v) for v in vals)
+            if any(isinstance(v, (float, np.floating)) and v != int(v) for v in vals):
+                raise ValueError("not a whole number")  # 640.5 is not a size: never truncated silently
+        except (TypeError, ValueError, OverflowError):  # OverflowError: inf
+            raise error(f"{what} must be an int or (height, width), got {size!r:.80}") from None
     if h < minimum or w < minimum:
         need = "positive" if minimum <= 1 else f"at least {minimum}x{minimum}"
         raise error(f"{what} must be {need}, got ({h}, {w})")

@@ -34,7 +34,7 @@ for t in "${targets[@]}"; do
   "${cmd[@]}" "$work/$t" "tests/fuzz/corpus/$t" "${flags[@]}" -artifact_prefix="$work/$t-" \
     >"$work/$t.log" 2>&1
   rc=$?
-  grep -E "^Done|stat::|ERROR|Uncaught|runtime error" "$work/$t.log" >&2
+  grep -aE "^Done|^stat::|^==[0-9]+== ERROR|Uncaught|runtime error: |^SUMMARY" "$work/$t.log" >&2
   [ $rc -eq 0 ] || { echo "!! $t failed (rc $rc): see $work/$t.log and $work/$t-*" >&2; status=1; }
 done
 exit $status
