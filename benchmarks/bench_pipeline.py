@@ -200,6 +200,9 @@ class SlowInfer:
     def post(self, out: Any, info: Any) -> Any:
         return self.p.post(out, info)
 
+    def make_result(self, *args: Any) -> Any:
+        return self.p.make_result(*args)
+
 
 def bench_live(predictor: Any, frames: Sequence[np.ndarray], n: int, fps: float = 60.0,
                infer_fps: float = 10.0) -> dict[str, Any]:

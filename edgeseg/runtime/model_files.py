@@ -22,7 +22,8 @@ from ..errors import InputFileError, ModelError
 from .onnx_graph import _fields
 
 #: Operator domains ONNX Runtime implements itself.
-STANDARD_DOMAINS = frozenset({"", "ai.onnx", "ai.onnx.ml", "com.microsoft", "ai.onnx.preview.training"})
+STANDARD_DOMAINS = frozenset({"", "ai.onnx", "ai.onnx.ml", "ai.onnx.preview", "ai.onnx.preview.training",
+                              "ai.onnx.training", "com.microsoft", "com.microsoft.nchwc", "com.microsoft.experimental"})
 #: Most tensor bytes (inline + external) a model may declare, unless told otherwise.
 DEFAULT_BUDGET = 4 << 30
 #: Bytes per element of ONNX TensorProto.DataType values.
@@ -67,12 +68,9 @@ def check_onnx(path: str | Path, allow_custom_ops: bool = False, budget: int = D
     graphs = [v for f, w, v in model if f == 7 and w == 2]
     if not graphs:
         raise ModelError(f"{str(p)!r} is not a valid ONNX model (no graph was found); re-export it")
-    domains = set()
+    domains: set = set()  # the domains nodes actually use (opset imports alone may list more)
     state = _State(p, budget)
     try:
-        for f, w, v in model:
-            if f == 8 and w == 2:  # opset_import
-                domains.update(bytes(dv).decode("utf-8", "replace") for df, dw, dv in _fields(v) if df == 1 and dw == 2)
         for g in graphs:
             _walk_graph(g, state, domains, 0)
     except ValueError:
