@@ -89,7 +89,10 @@ def frames() -> list[np.ndarray]:
 
 
 def write_shapes_dataset(root: Path, n_train: int = 96, n_val: int = 16) -> Path:
-    """A YOLO-seg dataset of shapes (images/ + labels/ with normalised polygons) and its data.yaml."""
+    """A YOLO-seg dataset of shapes (images/ + labels/ with normalised polygons) and its data.yaml
+    (kept when already written: it is deterministic, and a training run may be reading it)."""
+    if (root / "data.yaml").exists():
+        return root / "data.yaml"
     for split, n, base in (("train", n_train, 0), ("val", n_val, 50_000)):
         (root / "images" / split).mkdir(parents=True, exist_ok=True)
         (root / "labels" / split).mkdir(parents=True, exist_ok=True)
@@ -121,6 +124,7 @@ YOLO_FIXTURES = {
     "yolo26t-seg-end2end": ("26/yolo26-seg.yaml", [0.33, 0.125, 128], {"nms": False}),
 }
 YOLO_IMGSZ = 160
+BIAS_BOOST = 1.0  # class-logit calibration of the briefly trained models (see boost_class_bias)
 
 
 def _tiny_yaml(work: Path, rel: str, scale: list[float]) -> Path:
@@ -161,7 +165,21 @@ def train_yolo(work: Path, data: Path, rel: str, scale: list[float], epochs: int
     return tuned
 
 
-def export_yolo(weights: Path, name: str, export_kw: dict, work: Path) -> Path:
+def boost_class_bias(model, delta: float) -> int:
+    """Add ``delta`` to the bias of every class-score output conv (cv3 / one2one_cv3 branches) so the
+    briefly trained tiny model clears the default 0.25 threshold on more of its true objects."""
+    import torch
+
+    n = 0
+    with torch.no_grad():
+        for attr in ("cv3", "one2one_cv3"):
+            for branch in getattr(model.model[-1], attr, None) or []:
+                branch[-1].bias += delta
+                n += 1
+    return n
+
+
+def export_yolo(weights: Path, name: str, export_kw: dict, work: Path, bias_boost: float = 0.0) -> Path:
     """Export with Ultralytics' own ONNX exporter at the training size; returns the .onnx path."""
     from ultralytics import YOLO
 
@@ -169,7 +187,10 @@ def export_yolo(weights: Path, name: str, export_kw: dict, work: Path) -> Path:
     tmp.mkdir(parents=True, exist_ok=True)
     pt = tmp / f"{name}.pt"
     shutil.copy(weights, pt)
-    path = YOLO(str(pt)).export(format="onnx", imgsz=YOLO_IMGSZ, **export_kw)
+    model = YOLO(str(pt))
+    if bias_boost and not boost_class_bias(model.model, bias_boost):
+        raise RuntimeError(f"{name}: no class-score convs found to calibrate")
+    path = model.export(format="onnx", imgsz=YOLO_IMGSZ, **export_kw)
     return Path(path)
 
 
@@ -440,6 +461,7 @@ def main(argv: list[str] | None = None) -> int:
                     help="scratch folder for the dataset, training runs and exports (reused)")
     ap.add_argument("--epochs", type=int, default=40, help="Ultralytics training epochs (with mosaic)")
     ap.add_argument("--tune-epochs", type=int, default=60, help="then fine-tune epochs without mosaic")
+    ap.add_argument("--bias-boost", type=float, default=BIAS_BOOST, help="added to the class-score logits' bias")
     args = ap.parse_args(argv)
 
     import torch
@@ -463,6 +485,7 @@ def main(argv: list[str] | None = None) -> int:
     manifest["frames"] = {"files": frame_files, "format": "BGR PNG (cv2.imread)",
                           "sizes_hw": [list(s) for s in FRAME_SIZES]}
     manifest["generator"] = "tools/make_foreign_fixtures.py"
+    manifest["ultralytics_notes"] = ULTRALYTICS_NOTES
     manifest["tools"] = {"ultralytics": ultralytics.__version__, "torch": torch.__version__.split("+")[0],
                          "segmentation_models_pytorch": smp.__version__}
 
@@ -472,7 +495,7 @@ def main(argv: list[str] | None = None) -> int:
         if name not in want:
             continue
         weights = train_yolo(args.work, data, rel, scale, args.epochs, args.tune_epochs)
-        onnx_path = export_yolo(weights, name, kw, args.work)
+        onnx_path = export_yolo(weights, name, kw, args.work, args.bias_boost)
         dst = OUT / f"{name}.onnx"
         shutil.copy(onnx_path, dst)
         expected = yolo_expected(dst, imgs)
@@ -484,7 +507,8 @@ def main(argv: list[str] | None = None) -> int:
             "origin": {"tool": "ultralytics", "version": ultralytics.__version__},
             "made_by": (f"YOLO('{rel}' with nc=3, scales t={scale}) trained {args.epochs} + {args.tune_epochs} (no mosaic) epochs at imgsz "
                         f"{YOLO_IMGSZ} on synthetic shapes, then model.export(format='onnx', imgsz={YOLO_IMGSZ}"
-                        + "".join(f", {k}={v!r}" for k, v in kw.items()) + ")"),
+                        + "".join(f", {k}={v!r}" for k, v in kw.items()) + ")"
+                        + (f"; class-score conv biases +{args.bias_boost} before export" if args.bias_boost else "")),
             "convention": "ultralytics-end2end" if e2e else "ultralytics-yolo-seg",
             "task": "instance", "input_size_hw": [YOLO_IMGSZ, YOLO_IMGSZ], "classes": list(CLASS_NAMES),
             "normalisation": {"scale": "0..1", "mean": [0, 0, 0], "std": [1, 1, 1], "channel_order": "RGB",
@@ -527,6 +551,30 @@ def main(argv: list[str] | None = None) -> int:
     total = sum(p.stat().st_size for p in OUT.iterdir())
     print(f"fixtures folder: {total / 1e6:.2f} MB")
     return 0
+
+
+# What Ultralytics 8.4.190 was seen to do (its predictor on these files), for whoever decodes them.
+ULTRALYTICS_NOTES = [
+    "metadata_props values are strings; 'imgsz' ('[160, 160]'), 'names' (\"{0: 'circle', ...}\"), 'args' (a dict "
+    "literal with None/True/False), 'stride', 'batch', 'channels' are Python literals, but 'task' ('segment'), "
+    "'head' ('Segment', 'Segment26'), 'description', 'author', 'date', 'version', 'license', 'docs' are plain "
+    "text; 'end2end' is the text 'True' / 'False'.",
+    "nms=True exports (yolo11t-seg-nms): output0 (1, 300, 6+32) x1,y1,x2,y2,score,class,coeffs in input pixels, "
+    "zero rows after the kept ones; metadata end2end is 'False' there and args has 'nms': True.",
+    "YOLO26: Ultralytics 8.4.190 exports the one-to-one (NMS-free) head only with nms=False (metadata end2end "
+    "'True', args 'nms': False, output0 (1, 300, 38)); the default export (nms=None) gives the one-to-many head "
+    "(1, 4+nc+32, A) with cx,cy,w,h like YOLOv8/11 (reg_max 1, head 'Segment26'), decoded with NMS.",
+    "Predict on a fixed-size ONNX letterboxes to the file's imgsz (not the minimal rectangle), pad 114, "
+    "top/left = round(pad/2 - 0.1).",
+    "Boxes back to the frame: minus the integer pad, divided by per-axis gains new_w/w and new_h/h (the rounded "
+    "resized size over the frame size, not the single scale), clipped to the frame.",
+    "retina_masks=True: mask LOGITS (coeffs @ protos, no sigmoid) upsampled bilinearly by the smallest f in "
+    "(1, 2, 4) that puts the letterbox padding on whole pixels, padding cropped on whole pixels, bilinear "
+    "(align_corners=False) to the frame size, logit > 0, then zeroed outside the box (x1 <= x < x2 on pixel "
+    "indices). Detections whose cropped mask is empty are dropped from the results.",
+    "Class-aware NMS: boxes offset by class x 7680, IoU > 0.7 suppressed, candidates need best class score > "
+    "0.25, at most 300 kept.",
+]
 
 
 def semantic_names() -> list[str]:
