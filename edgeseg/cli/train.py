@@ -25,7 +25,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         model=args.model or defaults.TRAIN_MODEL[args.task], data=args.data, epochs=args.epochs,
         batch_size=args.batch_size, lr=args.lr, optimizer=args.optimizer, input_size=args.imgsz, out_dir=args.out,
         seed=args.seed, device=args.device, resume=args.resume, init_from=args.init, workers=args.workers,
-        max_iters_per_epoch=args.iters_per_epoch, max_val_samples=args.val_limit,
+        max_iters_per_epoch=args.iters_per_epoch, max_val_samples=args.val_limit, num_threads=args.threads,
     )
     if args.task == "semantic":
         given["loss"] = args.loss or "ce+lovasz"
@@ -70,6 +70,8 @@ def add_parser(sub: Any, fmt: Any) -> None:
     p.add_argument("--device", default="auto", help="auto | cpu | cuda (under torchrun: cuda:LOCAL_RANK)")
     p.add_argument("--workers", type=int, default=None, help="data loader processes (default: min(4, cores-1))")
     p.add_argument("--val-limit", type=int, default=None, help="validate on at most N images")
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch threads per process (default: the cores, shared among torchrun's processes)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--resume", action="store_true", help="continue from --out/last")
     p.add_argument("--init", default=None, metavar="CKPT",

@@ -74,9 +74,11 @@ class RunConfig:
             self._bad(f"optimizer must be 'adamw' or 'sgd', got {self.optimizer!r}")
 
     def _check_loop(self) -> None:
-        """workers, warmup_iters, max_iters_per_epoch and device."""
+        """workers, warmup_iters, num_threads, max_iters_per_epoch and device."""
         if (self.workers is not None and self.workers < 0) or self.warmup_iters < 0:
             self._bad("workers and warmup_iters must be >= 0")
+        if self.num_threads is not None and self.num_threads < 1:
+            self._bad(f"num_threads must be >= 1, got {self.num_threads}")
         if self.max_iters_per_epoch is not None and self.max_iters_per_epoch < 1:
             self._bad(f"max_iters_per_epoch must be >= 1, got {self.max_iters_per_epoch}")
         if self.device not in ("auto", "cpu") and not self.device.startswith("cuda"):
