@@ -277,6 +277,28 @@ def semantic_input(frame_bgr: np.ndarray, size_hw: tuple[int, int], mean=None, s
     return np.ascontiguousarray(x, np.float32)
 
 
+def semantic_input_letterbox(frame_bgr: np.ndarray, size_hw: tuple[int, int], mean=None, std=None,
+                             uint8: bool = False, channels_last: bool = False, pad_value: int = 114):
+    """Keep-ratio variant: the frame resized to (round(h r), round(w r)), centred ((S - n) // 2) on a
+    pad_value canvas. Returns the tensor and the content region (top, left, nh, nw)."""
+    h, w = frame_bgr.shape[:2]
+    H, W = size_hw
+    r = min(H / h, W / w)
+    nh, nw = int(round(h * r)), int(round(w * r))
+    top, left = (H - nh) // 2, (W - nw) // 2
+    canvas = np.full((H, W, 3), pad_value, np.uint8)
+    canvas[top:top + nh, left:left + nw] = cv2.resize(frame_bgr, (nw, nh), interpolation=cv2.INTER_LINEAR)
+    # the canvas is already at the model size, so semantic_input's resize is the identity
+    return semantic_input(canvas, size_hw, mean, std, uint8, channels_last), (top, left, nh, nw)
+
+
+def letterbox_logits_to_frame(x_chw: np.ndarray, region, in_hw, out_hw) -> np.ndarray:
+    """mmseg-style keep-ratio decode: logits to the input size, the padding cut off, then to the frame."""
+    top, left, nh, nw = region
+    full = bilinear_resize_chw(x_chw, in_hw)[:, top:top + nh, left:left + nw]
+    return bilinear_resize_chw(full, out_hw)
+
+
 def unpack_masks(packed: np.ndarray, shape) -> np.ndarray:
     """Inverse of np.packbits(masks.reshape(n, -1), axis=1)."""
     n, h, w = (int(v) for v in shape)

@@ -93,6 +93,37 @@ def test_semantic_reference_matches_torch(name):
         assert (got == want).mean() >= 0.999, f"frame {i}: {(got != want).sum()} pixels differ"
 
 
+@pytest.mark.parametrize("name", _by_task("semantic"))
+def test_semantic_letterbox_reference_matches_torch(name):
+    fx = MANIFEST["fixtures"][name]
+    conv = fx["convention"]
+    norm = fx["normalisation"]
+    expected = np.load(FIXTURES / fx["expected"])
+    sess = _session(name)
+    inp = sess.get_inputs()[0]
+    size = tuple(fx["input_size_hw"])
+    for i, frame in enumerate(FRAMES):
+        x, (top, left, nh, nw) = R.semantic_input_letterbox(
+            frame, size, norm.get("mean"), norm.get("std"), uint8=inp.type == "tensor(uint8)",
+            channels_last=conv == "channels-last")
+        y = sess.run(None, {inp.name: x})[0]
+        hw = frame.shape[:2]
+        if conv == "labels":
+            model_labels = y.reshape(y.shape[-2:])
+            np.testing.assert_array_equal(model_labels, expected[f"labels_model_letterbox_{i}"])
+            got = R.nearest_labels(model_labels[top:top + nh, left:left + nw], hw)
+        else:
+            logits = y[0].transpose(2, 0, 1) if conv == "channels-last" else y[0]
+            up = R.letterbox_logits_to_frame(logits, (top, left, nh, nw), size, hw)
+            if conv.startswith("binary"):
+                got = (up[0] > (0.5 if conv == "binary-probabilities" else 0.0)).astype(np.uint8)
+            else:
+                got = up.argmax(0).astype(np.uint8)
+        want = expected[f"labels_letterbox_{i}"]
+        assert got.shape == want.shape
+        assert (got == want).mean() >= 0.999, f"frame {i}: {(got != want).sum()} pixels differ"
+
+
 def test_letterbox_geometry_and_padding():
     frame = np.full((300, 200, 3), 7, np.uint8)
     x, lb = R.letterbox(frame, (160, 160))

@@ -217,6 +217,7 @@ def yolo_expected(onnx_path: Path, images: list[np.ndarray]) -> dict[str, np.nda
 # --------------------------------------------------------------------------- semantic (smp and wrappers)
 
 SEM_SIZE = 128
+LETTERBOX_PAD = 114
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -382,43 +383,68 @@ def export_torch(model, example, names: tuple[str, str], path: Path) -> None:
                           opset_version=17, dynamo=False)
 
 
-def semantic_expected(path: Path, convention: str, facts: dict, images: list[np.ndarray]) -> dict[str, np.ndarray]:
-    """The origin pipeline's labels per frame: resize the frame to the input, run the ONNX file,
-    then torch upsample (bilinear, align_corners=False) + argmax, or threshold for one channel."""
-    import onnxruntime as ort
+def _semantic_labels(sess, img: np.ndarray, convention: str, facts: dict, letterbox: bool):
+    """One frame through the origin recipe; returns (labels at the frame size, the graph's labels
+    for the labels convention or None)."""
     import torch
     import torch.nn.functional as F
 
-    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     inp = sess.get_inputs()[0]
+    h, w = img.shape[:2]
+    S = SEM_SIZE
+    if letterbox:  # keep the ratio, centred, pad 114 (what edgeseg does); mmseg-style decode below
+        r = min(S / h, S / w)
+        nh, nw = int(round(h * r)), int(round(w * r))
+        top, left = (S - nh) // 2, (S - nw) // 2
+        canvas = np.full((S, S, 3), LETTERBOX_PAD, np.uint8)
+        canvas[top:top + nh, left:left + nw] = cv2.resize(img, (nw, nh), interpolation=cv2.INTER_LINEAR)
+        rgb = canvas[:, :, ::-1]
+    else:
+        top, left, nh, nw = 0, 0, S, S
+        rgb = cv2.resize(img, (S, S), interpolation=cv2.INTER_LINEAR)[:, :, ::-1]
+    if inp.type == "tensor(uint8)":
+        x = np.ascontiguousarray(rgb.transpose(2, 0, 1)[None])
+    else:
+        x = rgb.astype(np.float32) / 255.0
+        if "std" in facts:
+            x = (x - np.array(facts["mean"], np.float32)) / np.array(facts["std"], np.float32)
+        x = x[None] if convention == "channels-last" else x.transpose(2, 0, 1)[None]
+        x = np.ascontiguousarray(x, np.float32)
+    y = torch.from_numpy(sess.run(None, {inp.name: x})[0])
+    if convention == "labels":
+        graph = y.numpy().reshape(y.shape[-2:]).astype(np.uint8)
+        lab = y.reshape(1, 1, *y.shape[-2:])[:, :, top:top + nh, left:left + nw].float()
+        return F.interpolate(lab, size=(h, w), mode="nearest")[0, 0].to(torch.uint8).numpy(), graph
+    if convention == "channels-last":
+        y = y.permute(0, 3, 1, 2)
+    if letterbox:  # logits to the input size, the padding cut off
+        y = F.interpolate(y, size=(S, S), mode="bilinear", align_corners=False)[:, :, top:top + nh, left:left + nw]
+    up = F.interpolate(y, size=(h, w), mode="bilinear", align_corners=False)[0]
+    if convention == "binary-logits":
+        lab = up[0] > 0
+    elif convention == "binary-probabilities":
+        lab = up[0] > 0.5
+    else:
+        lab = up.argmax(0)
+    return lab.to(torch.uint8).numpy(), None
+
+
+def semantic_expected(path: Path, convention: str, facts: dict, images: list[np.ndarray]) -> dict[str, np.ndarray]:
+    """The origin pipeline's labels per frame, two ways: labels_i after a plain resize of the frame
+    to the input (smp / torchvision tutorials), labels_letterbox_i after a centred letterbox (pad
+    114) with the logits resized to the input and the padding cut off (mmseg's keep-ratio decode);
+    both then torch upsample (bilinear, align_corners=False) + argmax, or a threshold for one channel."""
+    import onnxruntime as ort
+
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     out: dict[str, np.ndarray] = {}
     for i, img in enumerate(images):
-        h, w = img.shape[:2]
-        rgb = cv2.resize(img, (SEM_SIZE, SEM_SIZE), interpolation=cv2.INTER_LINEAR)[:, :, ::-1]
-        if inp.type == "tensor(uint8)":
-            x = np.ascontiguousarray(rgb.transpose(2, 0, 1)[None])
-        else:
-            x = rgb.astype(np.float32) / 255.0
-            if "std" in facts:
-                x = (x - np.array(facts["mean"], np.float32)) / np.array(facts["std"], np.float32)
-            x = x[None] if convention == "channels-last" else x.transpose(2, 0, 1)[None]
-            x = np.ascontiguousarray(x, np.float32)
-        y = torch.from_numpy(sess.run(None, {inp.name: x})[0])
-        if convention == "labels":
-            lab = y.reshape(1, 1, *y.shape[-2:]).float()
-            out[f"labels_model_{i}"] = y.numpy().reshape(y.shape[-2:]).astype(np.uint8)
-            lab = F.interpolate(lab, size=(h, w), mode="nearest")[0, 0].to(torch.uint8)
-        else:
-            if convention == "channels-last":
-                y = y.permute(0, 3, 1, 2)
-            up = F.interpolate(y, size=(h, w), mode="bilinear", align_corners=False)[0]
-            if convention == "binary-logits":
-                lab = (up[0] > 0).to(torch.uint8)
-            elif convention == "binary-probabilities":
-                lab = (up[0] > 0.5).to(torch.uint8)
-            else:
-                lab = up.argmax(0).to(torch.uint8)
-        out[f"labels_{i}"] = lab.numpy()
+        out[f"labels_{i}"], graph = _semantic_labels(sess, img, convention, facts, letterbox=False)
+        if graph is not None:
+            out[f"labels_model_{i}"] = graph
+        out[f"labels_letterbox_{i}"], graph = _semantic_labels(sess, img, convention, facts, letterbox=True)
+        if graph is not None:
+            out[f"labels_model_letterbox_{i}"] = graph
     return out
 
 
@@ -600,13 +626,17 @@ _SEM_HOW = {
                           "normalisation inside the graph; logits at 1/4",
 }
 _SEM_EXPECTED = {
-    "semantic-logits": "frame BGR->RGB, cv2.resize INTER_LINEAR to the input, normalised; ONNX Runtime; "
-                       "torch F.interpolate(bilinear, align_corners=False) to the frame size; argmax",
+    "semantic-logits": "labels_i: frame BGR->RGB, cv2.resize INTER_LINEAR to the input, normalised; ONNX Runtime; "
+                       "torch F.interpolate(bilinear, align_corners=False) to the frame size; argmax. "
+                       "labels_letterbox_i: the frame resized keeping its ratio (round(h r), round(w r)), "
+                       "centred ((S - n) // 2) on a 114 canvas; logits F.interpolate to the input size, padding "
+                       "cut off, F.interpolate to the frame, argmax",
     "channels-last": "as semantic-logits with NHWC in/out (permuted to NCHW before the torch upsample)",
     "binary-logits": "as semantic-logits, then upsampled logit > 0 (sigmoid > 0.5)",
     "binary-probabilities": "as semantic-logits, then upsampled probability > 0.5",
     "labels": "labels_model_i: the graph's own labels at the input size; labels_i: torch F.interpolate "
-              "(mode='nearest') of those to the frame size",
+              "(mode='nearest') of those to the frame size; *_letterbox_i: the same after the centred "
+              "letterbox (padding cut off before the nearest resize)",
 }
 
 
