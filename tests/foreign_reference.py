@@ -56,8 +56,7 @@ def letterbox(frame_bgr: np.ndarray, size_hw: tuple[int, int], pad_value: int = 
     nw, nh = int(round(w * r)), int(round(h * r))
     dw, dh = (W - nw) / 2.0, (H - nh) / 2.0
     img = frame_bgr if (nw, nh) == (w, h) else cv2.resize(frame_bgr, (nw, nh), interpolation=cv2.INTER_LINEAR)
-    top, bottom = int(round(dh - 0.1)), int(round(dh + 0.1))
-    left, right = int(round(dw - 0.1)), int(round(dw + 0.1))
+    top, left = int(round(dh - 0.1)), int(round(dw - 0.1))  # the odd pixel of an odd pad goes bottom/right
     out = np.full((H, W, 3), pad_value, np.uint8)
     out[top:top + nh, left:left + nw] = img
     x = out[:, :, ::-1].transpose(2, 0, 1)[None].astype(np.float32) / 255.0
