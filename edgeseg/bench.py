@@ -181,7 +181,7 @@ def resolve_targets(models: Sequence[str | Path | None], backend: str = "auto", 
     """
     from .errors import InputFileError
     from .runtime.backends import BACKENDS, get_backend, list_backends, resolve_backend
-    from .runtime.predictor import default_model_path
+    from .runtime import default_model_path
 
     names = [b.strip() for b in str(backend).split(",") if b.strip()]
     if not names:

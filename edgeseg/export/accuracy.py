@@ -141,7 +141,7 @@ def accuracy_gate(
 
 def _semantic_gate(ref: Any, cand: Any, meta: ModelMeta, data: str, split: str, n: int) -> AccuracyReport:
     from ..data import open_dataset
-    from ..runtime.predictor import SemanticPredictor
+    from ..runtime.semantic import SemanticPredictor
     from ..eval.confusion import ConfusionMatrix
 
     dataset = open_dataset(data, split)
@@ -175,7 +175,7 @@ def _instance_gate(ref: Any, cand: Any, meta: ModelMeta, data: str, split: str, 
     deployment threshold are then matched between the sides."""
     from ..data import open_instance_dataset
     from ..runtime.instance import InstanceThresholds
-    from ..runtime.predictor import predictor_class
+    from ..runtime.loader import predictor_class
     from ..eval.coco import coco_gt_from_dataset, evaluate_coco
 
     dataset = open_instance_dataset(data, split)

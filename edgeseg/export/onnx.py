@@ -73,11 +73,9 @@ class ExportReport:
 
 
 def _output_desc(m: ModelMeta) -> str:
-    if m.task == "semantic":
-        return f"logits at 1/{m.output_stride}"
-    if m.extra.get("head") == "maskrcnn":
-        return "28x28 RoI masks"
-    return f"prototypes at 1/{m.output_stride}"
+    from ..runtime.kinds import kind_of_meta
+
+    return kind_of_meta(m).describe_outputs(m)
 
 
 def rejected_path(out_path: str | Path) -> Path:

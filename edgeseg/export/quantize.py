@@ -6,7 +6,7 @@ The FP32 ONNX (a checkpoint is exported first, under the strict ONNX parity gate
 with ``quant_pre_process`` (shape inference + graph optimisation) and quantised with
 ``onnxruntime.quantization.quantize_static`` in the QDQ format: per-channel symmetric INT8
 weights, per-tensor activations calibrated on images fed through edgeseg's own letterbox
-(:func:`edgeseg.runtime.predictor.preprocess`), so calibration sees exactly what the runtime
+(:func:`edgeseg.runtime.base.preprocess`), so calibration sees exactly what the runtime
 feeds. Layers can be kept in float: ``first`` (the first convolution: 3 input channels make it
 slow and lossy in INT8), ``head`` (the convolutions that produce the outputs), or node names.
 The ModelMeta is carried over (with the quantisation settings under ``extra.export``).
@@ -103,7 +103,7 @@ def calibration_reader(frames: Iterable[np.ndarray], meta: ModelMeta,
                        input_size: tuple[int, int] | None = None) -> Any:
     """An ``onnxruntime.quantization.CalibrationDataReader`` that letterboxes ``frames`` with
     the runtime's preprocessing into ``{meta.input_name: (1, 3, h, w) float32}`` batches."""
-    from ..runtime.predictor import preprocess
+    from ..runtime.base import preprocess
 
     class LetterboxCalibrationReader(_reader_base()):  # type: ignore[misc]
         def __init__(self) -> None:

@@ -436,7 +436,7 @@ def export_engine(
     """
     trt = _require_tensorrt()
     from ..runtime.backends.tensorrt_backend import TensorRTBackend, write_engine
-    from ..runtime.predictor import preprocess
+    from ..runtime.base import preprocess
 
     t0 = time.perf_counter()
     out = Path(out)
