@@ -33,34 +33,59 @@ TINY = {
                      input_size=(64, 64)),
 }
 
-#: Run under torchrun. Per kind in argv[2]: one epoch of 2 steps through the shared loop; every rank
-#: reports its weights before/after and its shards of epochs 0 and 1. Then, if argv[3] is a batch
-#: size b, the exactness run: a semantic model with BatchNorm frozen (its batch statistics are
-#: per process on the CPU) trains 2 epochs x 2 SGD steps at b per process, on crops without
-#: ignored pixels (each process's loss is the mean over its own labelled pixels, so the ranks'
-#: average equals the global mean only when they hold equally many).
-#: Rank 0 saves the gathered reports.
-WORKER = textwrap.dedent('''
-    import json, sys
-    import torch, torch.distributed as dist
+#: The exactness run: a semantic model with BatchNorm frozen (its batch statistics are per process
+#: on the CPU) trains 2 epochs x 2 SGD steps at ``batch`` per process, on crops without ignored
+#: pixels (each process's loss is the mean over its own labelled pixels, so the ranks' average
+#: equals the global mean only when they hold equally many).
+EXACT = textwrap.dedent('''
+    import torch
     from edgeseg.models import create_model
-    from edgeseg.train import distributed as D
     from edgeseg.train.hooks import hooks_for_model
-    from edgeseg.train.instance_trainer import InstanceTrainConfig
     from edgeseg.train.loop import TrainLoop
     from edgeseg.train.trainer import TrainConfig
+
+
+    def flat(model):
+        return torch.cat([p.detach().flatten() for p in model.parameters()]).double()
+
+
+    class FrozenBN(TrainLoop):
+        def begin_epoch(self, epoch):
+            super().begin_epoch(epoch)
+            for m in self.model.modules():
+                if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+                    m.eval()
+
+
+    def exact_run(ctx, out, batch):
+        cfg = TrainConfig(model="liteseg_t", data="synthetic:16", val_data="synthetic:2", data_kwargs={"size": 64},
+                          input_size=(64, 64), scale_range=(1.0, 1.0), loss="ce", epochs=2, batch_size=batch,
+                          max_iters_per_epoch=2, warmup_iters=1, optimizer="sgd", lr=0.05, workers=0, seed=5,
+                          out_dir=f"{out}/exact", progress=False, num_threads=1)
+        loop = FrozenBN(cfg, hooks_for_model(create_model(cfg.model, 1))(cfg), ctx=ctx).setup()
+        losses = [loop.train_epoch(e)["train_loss"] for e in (0, 1)]
+        return {"losses": losses, "weights": flat(loop.model).tolist(), "steps": loop.global_iter}
+''')
+
+#: Run under torchrun. Per kind in argv[2]: one epoch of 2 steps through the shared loop; every rank
+#: reports its weights before/after and its shards of epochs 0 and 1. Then, if argv[3] is a batch
+#: size, the exactness run. Rank 0 saves the gathered reports.
+WORKER = EXACT + textwrap.dedent('''
+    import json, sys
+    import torch.distributed as dist
+    from edgeseg.train import distributed as D
+    from edgeseg.train.instance_trainer import InstanceTrainConfig
 
     out, kinds, batch = sys.argv[1], json.loads(sys.argv[2]), int(sys.argv[3])
     ctx = D.from_env()
     dist.init_process_group("gloo")
 
-    def flat(model):
-        return torch.cat([p.detach().flatten() for p in model.parameters()]).double()
 
     def gathered(obj):
         got = [None] * ctx.world
         dist.all_gather_object(got, obj)
         return got
+
 
     reports = {}
     for kind, fields in kinds.items():
@@ -79,23 +104,8 @@ WORKER = textwrap.dedent('''
         reports[kind] = gathered({"rank": ctx.rank, "shards": shards, "n_train": len(loop.train_set),
                                   "iters": loop.iters, "train_steps": loop.global_iter, "before": before[::step].tolist(),
                                   "after": after[::step].tolist(), "checksum": float(after.sum())})
-
-    class FrozenBN(TrainLoop):
-        def begin_epoch(self, epoch):
-            super().begin_epoch(epoch)
-            for m in self.model.modules():
-                if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
-                    m.eval()
-
     if batch:
-        cfg = TrainConfig(model="liteseg_t", data="synthetic:16", val_data="synthetic:2", data_kwargs={"size": 64},
-                          input_size=(64, 64), scale_range=(1.0, 1.0), loss="ce", epochs=2, batch_size=batch,
-                          max_iters_per_epoch=2,
-                          warmup_iters=1, optimizer="sgd", lr=0.05, workers=0, seed=5, out_dir=f"{out}/exact",
-                          progress=False, num_threads=1)
-        loop = FrozenBN(cfg, hooks_for_model(create_model(cfg.model, 1))(cfg), ctx=ctx).setup()
-        losses = [loop.train_epoch(e)["train_loss"] for e in (0, 1)]
-        reports["exact"] = gathered({"losses": losses, "weights": flat(loop.model).tolist(), "steps": loop.global_iter})
+        reports["exact"] = gathered(exact_run(ctx, out, batch))
     if ctx.is_main:
         with open(f"{out}/reports.json", "w") as f:
             json.dump(reports, f)
@@ -203,7 +213,19 @@ def test_two_processes_match_one_with_double_batch(two_processes, tmp_path):
     gradient. With BatchNorm frozen (its batch statistics would be per process on the CPU) and no
     ignored pixels, the weights after 4 SGD steps agree to 1e-4 relative (float summation order)
     and the epoch losses to 1e-5."""
-    one = _run_workers(tmp_path, 1, [], exact_batch=4)["exact"][0]
+    import torch.distributed as dist
+
+    from edgeseg.train.distributed import DistContext
+
+    ns: dict = {}
+    exec(compile(EXACT, "EXACT", "exec"), ns)  # the same run in this process, as the one rank of a group
+    threads = torch.get_num_threads()
+    dist.init_process_group("gloo", store=dist.HashStore(), rank=0, world_size=1)
+    try:
+        one = ns["exact_run"](DistContext(enabled=True), tmp_path, 4)
+    finally:
+        dist.destroy_process_group()
+        torch.set_num_threads(threads)
     r0, r1 = two_processes["exact"]
     assert r0["weights"] == r1["weights"] and r0["steps"] == one["steps"] == 4
     np.testing.assert_allclose(r0["losses"], one["losses"], rtol=1e-5)
