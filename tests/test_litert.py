@@ -89,7 +89,9 @@ def test_backend_and_load_match_onnx_runtime(fp32, ckpt, tmp_path):
         open_backend(fp32, precision="f16")
 
 
+@pytest.mark.slow
 def test_int8_is_full_integer_and_gated(ckpt, fp32, tmp_path):
+    """A second litert-torch conversion (~15 s idle): slow suite; ncnn INT8 runs by default."""
     out = tmp_path / "model.int8.tflite"
     assert main(["export", str(ckpt), "--format", "litert", "--int8", "--calib-images", "4", "--out", str(out),
                  "--val-images", "4", "--accept-drop", "0.05"]) == 0
