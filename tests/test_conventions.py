@@ -168,8 +168,8 @@ def test_argmax_label_outputs(tmp_path, kind):
     # nearest-neighbour un-letterbox of the network-resolution labels
     H, W = frame.shape[:2]
     rh, rw = info.resized_hw
-    ys = np.clip(((np.arange(H) + 0.5) * rh / H + info.pad_top).astype(int), 0, 63)
-    xs = np.clip(((np.arange(W) + 0.5) * rw / W + info.pad_left).astype(int), 0, 95)
+    ys = np.clip((np.arange(H) * rh / H + info.pad_top).astype(int), 0, 63)  # floor, as cv2 INTER_NEAREST
+    xs = np.clip((np.arange(W) * rw / W + info.pad_left).astype(int), 0, 95)
     assert np.array_equal(labels, raw[ys[:, None], xs[None, :]])
 
 

@@ -21,15 +21,24 @@ _FLOAT_INPUTS = (np.dtype(np.float32), np.dtype(np.float16))
 
 def preprocess(frame: np.ndarray, meta: ModelMeta, dtype: Any = np.float32,
                input_size: tuple[int, int] | None = None) -> tuple[np.ndarray, "ops.LetterboxInfo"]:
-    """Letterbox a BGR uint8 frame into the normalised (1, 3, h, w) RGB tensor the model takes."""
-    return ops.letterbox(
-        np.ascontiguousarray(frame),
-        input_size or meta.input_size,
-        mean=meta.mean,
-        std=meta.std,
-        dtype=dtype,
-        pad_value=meta.pad_value,
-    )
+    """Letterbox a BGR uint8 frame into the normalised (1, 3, h, w) RGB tensor the model takes.
+
+    ``meta.extra["resize"] == "opencv-uint8"`` (models whose tool resizes with OpenCV into uint8
+    before normalising, as Ultralytics does) resizes with ``cv2.resize`` first, so the model sees
+    exactly the pixels its tool would feed; the fused C++ letterbox then only pads and normalises.
+    """
+    size = input_size or meta.input_size
+    frame = np.ascontiguousarray(frame)
+    if meta.extra.get("resize") == "opencv-uint8" and frame.ndim == 3:
+        import cv2
+
+        info = ops.letterbox_info(frame.shape[:2], size)
+        rh, rw = info.resized_hw
+        if (rh, rw) != frame.shape[:2]:
+            small = cv2.resize(frame, (rw, rh), interpolation=cv2.INTER_LINEAR)
+            x, _ = ops.letterbox(small, size, mean=meta.mean, std=meta.std, dtype=dtype, pad_value=meta.pad_value)
+            return x, info
+    return ops.letterbox(frame, size, mean=meta.mean, std=meta.std, dtype=dtype, pad_value=meta.pad_value)
 
 
 # ----------------------------------------------------------------------------- predictor

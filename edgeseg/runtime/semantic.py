@@ -43,10 +43,13 @@ def postprocess(output: np.ndarray, info: "ops.LetterboxInfo") -> np.ndarray:
 
 
 def _unletterbox_nearest(labels: np.ndarray, info: "ops.LetterboxInfo") -> np.ndarray:
+    """Labels at frame size by nearest-neighbour sampling through the letterbox, with the index
+    rule of OpenCV's INTER_NEAREST / torch's ``nearest`` (source = floor(destination x scale)),
+    which the tools that export argmax graphs (mmdeploy, PaddleSeg) use to resize label maps."""
     (H, W), (h_in, w_in), (rh, rw) = info.src_hw, info.dst_hw, info.resized_hw
     h, w = labels.shape
-    ys = ((np.arange(H) + 0.5) * rh / H + info.pad_top) * h / h_in
-    xs = ((np.arange(W) + 0.5) * rw / W + info.pad_left) * w / w_in
+    ys = (np.arange(H) * rh / H + info.pad_top) * h / h_in
+    xs = (np.arange(W) * rw / W + info.pad_left) * w / w_in
     yi = np.clip(ys.astype(np.int64), 0, h - 1)
     xi = np.clip(xs.astype(np.int64), 0, w - 1)
     out = labels[yi[:, None], xi[None, :]]

@@ -1,5 +1,5 @@
-"""Ultralytics YOLO segmentation exports: YOLOv8 / YOLO11-seg, YOLOv5-seg and end-to-end
-(``nms=True``, YOLO26-seg's default) ONNX files, decoded as Ultralytics' own predictor does.
+"""Ultralytics YOLO segmentation exports: YOLOv8 / YOLO11 / YOLO26-seg, YOLOv5-seg and end-to-end
+(``nms=True``, or YOLO26-seg's one-to-one head) ONNX files, decoded as Ultralytics' predictor does.
 
 Outputs (``M`` prototype channels, usually 32; ``nc`` classes; ``A`` anchors)::
 
@@ -9,12 +9,13 @@ Outputs (``M`` prototype channels, usually 32; ``nc`` classes; ``A`` anchors)::
     end2end:   output0 (B, K, 6 + M)       x0, y0, x1, y1, score, class, coefficients (post-NMS)
     all:       output1 (B, M, H/4, W/4)    mask prototypes
 
-``metadata_props`` hold Python-literal strings (``names``, ``imgsz``, ``stride``, ``task``,
-``args``, ``end2end``), read here with a literal-only parser. Inputs are RGB scaled to 0..1,
-letterboxed with grey 114; thresholds default to Ultralytics' (confidence 0.25, IoU 0.7, 300
-detections, 30000 candidates before NMS). Masks are assembled inside each box at frame
-resolution by edgeseg's C++ code (what ``retina_masks=True`` computes), cropped by pixel index
-(x0 <= x < x1) and detections whose mask is empty dropped, as Ultralytics does.
+``metadata_props`` hold Python-literal strings (``names``, ``imgsz``, ``stride``, ``args``,
+``end2end``; ``task`` and ``head`` are plain text), read here with a literal-only parser. Inputs
+are RGB scaled to 0..1, resized by OpenCV into uint8 and letterboxed with grey 114 (exactly the
+pixels Ultralytics feeds); thresholds default to Ultralytics' (confidence 0.25, IoU 0.7, 300
+detections, 30000 candidates before NMS). Masks are assembled inside each box at frame resolution
+by edgeseg's C++ code (what ``retina_masks=True`` computes), cropped by pixel index
+(x0 <= x < x1), and detections whose mask is empty are dropped, as Ultralytics does.
 """
 from __future__ import annotations
 
@@ -112,7 +113,7 @@ class UltralyticsConvention(Convention):
         assert names is not None and size is not None and norm is not None
         extra: dict[str, Any] = {
             "convention": self.name, "variant": variant, "score_threshold": CONF, "iou_threshold": IOU,
-            "max_detections": MAX_DET, "max_candidates": MAX_NMS, "mask_crop_offset": 0.5, "drop_empty_masks": True, **input_extra(facts, img),
+            "max_detections": MAX_DET, "max_candidates": MAX_NMS, "mask_crop_offset": 0.5, "drop_empty_masks": True, "resize": "opencv-uint8", **input_extra(facts, img),
             "source": "Ultralytics metadata" if official else "YOLO-seg output shapes + user-supplied facts"}
         if variant == "end2end":
             extra["graph_nms"] = True
