@@ -166,7 +166,7 @@ def _finish(proc: subprocess.Popen, timeout: float = TIMEOUT) -> str:
 
 def _train_args(out: Path, *extra: str) -> list:
     return ["-m", "edgeseg", "train", "--model", "liteseg_t", "--data", "synthetic:16", "--imgsz", "64",
-            "--loss", "ce", "--workers", "0", "--val-limit", "4", "--seed", "1", "--out", str(out), *extra]
+            "--loss", "ce", "--workers", "0", "--val-limit", "5", "--seed", "1", "--out", str(out), *extra]
 
 
 def _check_reports(reports: dict) -> None:
@@ -233,17 +233,31 @@ def test_two_processes_match_one_with_double_batch(two_processes, tmp_path):
     assert np.linalg.norm(w2 - w1) <= 1e-4 * np.linalg.norm(w1)
 
 
-def test_torchrun_cli_records_the_world_and_only_rank0_writes(tmp_path):
+def test_torchrun_cli_instance_run_records_the_world_and_only_rank0_writes(tmp_path):
+    """An instance run through the CLI: world size and global batch in the history, validation
+    split over the 2 processes and merged equal to scoring the saved model in one process, and
+    only rank 0 writing into --out."""
+    from edgeseg.data import open_instance_dataset
+    from edgeseg.models.checkpoint import load_checkpoint
+    from edgeseg.train.instance_trainer import evaluate_instances
+
     out, audit = tmp_path / "run", tmp_path / "audit"
     audit.mkdir()
     script = tmp_path / "audited_cli.py"
     script.write_text(AUDITED_CLI)
-    args = _train_args(out, "--batch-size", "4", "--epochs", "2", "--iters-per-epoch", "2")[2:]
+    args = ["train", "--task", "instance", "--model", "yoloseg_n", "--data", "synthetic:16", "--imgsz", "64",
+            "--workers", "0", "--val-limit", "5", "--batch-size", "4", "--epochs", "2", "--iters-per-epoch", "2",
+            "--out", str(out)]
     log = _finish(_torchrun(2, [str(script), str(out), str(audit), *args]))
     hist = json.loads((out / "history.json").read_text())
     assert [(h["epoch"], h["world_size"], h["global_batch"], h["iters"]) for h in hist] == [(1, 2, 8, 2), (2, 2, 8, 2)]
-    assert all(0 <= h["val_miou"] <= 1 for h in hist)
     assert log.count("best checkpoint:") == 1 and log.count("epoch 2/2: loss") == 1  # rank 0 reports
+    model = load_checkpoint(out / "last")[0]
+    res = evaluate_instances(model, open_instance_dataset("synthetic:16", "val"), (64, 64), limit=5,
+                             evaluator=hist[-1]["val_evaluator"])
+    assert hist[-1]["val_detections"] == res["detections"] > 0
+    assert hist[-1]["val_mask_ap50"] == pytest.approx(res["mask_ap50"], abs=1e-9)
+    assert hist[-1]["val_box_ap50"] == pytest.approx(res["box_ap50"], abs=1e-9)
     # only rank 0 touched the output directory (checkpoints, state, history, curve, config)
     writes = {r: json.loads((audit / f"rank{r}.json").read_text()) for r in (0, 1)}
     assert writes[1] == [], writes[1][:5]
@@ -297,3 +311,10 @@ def test_killed_worker_is_restarted_and_resumes_from_the_last_checkpoint(tmp_pat
     assert "resume: continuing" in log and "after epoch 1" in log, log[-3000:]
     state = torch.load(out / "train_state.pt", weights_only=True)
     assert state["epoch"] == epochs - 1 and state["world_size"] == 2
+    # the validation the 2 processes split and merged == scoring the saved model in one process
+    from edgeseg.data import open_dataset
+    from edgeseg.models.checkpoint import load_checkpoint
+    from edgeseg.train.trainer import evaluate
+
+    res = evaluate(load_checkpoint(out / "last")[0], open_dataset("synthetic:16", "val"), (64, 64), limit=5)
+    assert h[-1]["val_miou"] == pytest.approx(res["miou"], abs=1e-12)
