@@ -186,3 +186,53 @@ def test_commands_take_foreign_models(tmp_path):
                  "--mean", "123.675,116.28,103.53", "--std", "58.395,57.12,57.375"]) == 0
     labels = cv2.imread(str(tmp_path / "u" / "f0_labels.png"), cv2.IMREAD_UNCHANGED)
     assert labels.shape == FRAMES[0].shape[:2] and set(np.unique(labels)) <= {0, 1}
+
+
+def test_yolov5_objectness_layout_matches_the_reference(tmp_path):
+    """YOLOv5-seg (ultralytics/yolov5's own export, which today's Ultralytics package cannot build):
+    output0 (1, A, 5 + nc + 32) with objectness, A = 3 anchors per cell. A graph returning such
+    outputs (made with onnx.helper) decodes like the reference: objectness x class score."""
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper, numpy_helper
+
+    nc, m, size = 3, 32, 64
+    a = 3 * sum((size // s) ** 2 for s in (8, 16, 32))
+    rng = np.random.default_rng(5)
+    out0 = np.zeros((1, a, 5 + nc + m), np.float32)
+    out0[0, :, :2] = rng.uniform(8, 56, (a, 2))
+    out0[0, :, 2:4] = rng.uniform(6, 30, (a, 2))
+    out0[0, :, 4] = rng.uniform(0, 1, a) ** 4  # a few confident rows
+    out0[0, :, 5:5 + nc] = rng.uniform(0, 1, (a, nc))
+    out0[0, :, 5 + nc:] = rng.normal(0, 1, (a, m))
+    coarse = rng.normal(0, 1, (m, 4, 4)).astype(np.float32)  # smooth prototypes, as trained models have
+    protos = np.stack([cv2.resize(c, (size // 4, size // 4), interpolation=cv2.INTER_CUBIC) for c in coarse])[None]
+    nodes = [helper.make_node("Constant", [], ["output0"], value=numpy_helper.from_array(out0, "c0")),
+             helper.make_node("Constant", [], ["p"], value=numpy_helper.from_array(protos, "c1")),
+             helper.make_node("ReduceMean", ["images"], ["r"], keepdims=1),  # uses the input
+             helper.make_node("Mul", ["p", "r"], ["q"]),
+             helper.make_node("Sub", ["p", "q"], ["t"]),
+             helper.make_node("Add", ["t", "q"], ["output1"])]
+    g = helper.make_graph(nodes, "v5", [helper.make_tensor_value_info("images", TensorProto.FLOAT, [1, 3, size, size])],
+                          [helper.make_tensor_value_info("output0", TensorProto.FLOAT, list(out0.shape)),
+                           helper.make_tensor_value_info("output1", TensorProto.FLOAT, list(protos.shape))])
+    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    for k, v in {"stride": "32", "names": "{0: 'a', 1: 'b', 2: 'c'}"}.items():  # what yolov5's export stores
+        model.metadata_props.add(key=k, value=v)
+    path = tmp_path / "yolov5s-seg.onnx"
+    onnx.save(model, str(path))
+    p = edgeseg.load(path, input_size=size)
+    assert p.meta.extra["variant"] == "v5" and p.meta.classes == ["a", "b", "c"]
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    frame = FRAMES[0]
+    ref = R.ultralytics_predict(sess, frame, "v5", nc=nc, conf=0.25, iou=0.7)
+    got = p(frame)
+    assert len(ref.scores) >= 3
+    pairs = _match(got, ref.boxes, ref.classes)
+    assert len(pairs) == len(ref.scores) == len(got)
+    for i, j in pairs:
+        assert abs(float(got.scores[i]) - float(ref.scores[j])) < 1e-4  # objectness x class score
+    dense = got.masks.to_dense()
+    # random coefficients over random prototypes draw ragged masks, where the one-step sampling
+    # and Ultralytics' two-step resize differ most; trained models' masks are smooth (>= 0.99 above)
+    assert np.mean([R.mask_iou(dense[i], ref.masks[j]) for i, j in pairs]) >= 0.98
