@@ -188,7 +188,7 @@ def test_garbage_onnx(tmp_path):
 
 
 def test_unknown_suffix(tmp_path):
-    f = tmp_path / "model.tflite"
+    f = tmp_path / "model.pb"
     f.write_bytes(b"x")
     with pytest.raises(ModelError) as e:
         load(f)
