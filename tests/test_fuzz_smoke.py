@@ -28,7 +28,8 @@ needs_atheris = pytest.mark.skipif(importlib.util.find_spec("atheris") is None,
 def _fuzz(cmd: list[str], target: str, tmp_path: Path, seconds: int = SECONDS) -> int:
     work = tmp_path / target
     work.mkdir()
-    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""),
+               TMPDIR=str(tmp_path))  # the harnesses' scratch files go where pytest cleans up
     proc = subprocess.run([*cmd, str(work), str(FUZZ / "corpus" / target), f"-max_total_time={seconds}",
                            "-timeout=20", "-rss_limit_mb=3072", f"-artifact_prefix={tmp_path}/"],
                           capture_output=True, text=True, timeout=seconds + 120, env=env, cwd=ROOT)

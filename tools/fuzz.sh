@@ -18,7 +18,7 @@ work=${FUZZ_WORK:-/tmp/edgeseg-fuzz}
 flags=(-max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1)
 status=0
 for t in "${targets[@]}"; do
-  mkdir -p "$work/$t"
+  mkdir -p "$work/$t" "$work/tmp"
   if [ "$t" = core ]; then
     bin="$work/fuzz_core"
     if [ ! -x "$bin" ] || [ -n "$(find csrc/core csrc/fuzz -newer "$bin" -name '*.[ch]*' -print -quit)" ]; then
@@ -31,7 +31,7 @@ for t in "${targets[@]}"; do
     [ -f "tests/fuzz/$t.dict" ] && cmd+=(-dict="tests/fuzz/$t.dict")
   fi
   echo "== $t: ${secs}s" >&2
-  "${cmd[@]}" "$work/$t" "tests/fuzz/corpus/$t" "${flags[@]}" -artifact_prefix="$work/$t-" \
+  TMPDIR="$work/tmp" "${cmd[@]}" "$work/$t" "tests/fuzz/corpus/$t" "${flags[@]}" -artifact_prefix="$work/$t-" \
     >"$work/$t.log" 2>&1
   rc=$?
   grep -aE "^Done|^stat::|^==[0-9]+== ERROR|Uncaught|runtime error: |^SUMMARY" "$work/$t.log" >&2
