@@ -5,9 +5,10 @@
 :func:`from_env` reads them. Without torchrun there is no process group and :data:`SINGLE`
 describes the one process (training takes exactly the single-process path).
 
-CUDA processes use NCCL, one GPU each (``cuda:LOCAL_RANK``), with BatchNorm converted to
-SyncBatchNorm; CPU processes use gloo and keep per-process BatchNorm (SyncBatchNorm has no CPU
-implementation). Only rank 0 writes files; every collective here is called by every rank.
+CUDA processes use NCCL (and gloo for the loop's small CPU-side reductions), one GPU each
+(``cuda:LOCAL_RANK``), with BatchNorm converted to SyncBatchNorm. CPU processes use gloo and
+keep per-process BatchNorm (SyncBatchNorm has no CPU implementation). Only rank 0 writes files;
+every collective here is called by every rank.
 """
 from __future__ import annotations
 
@@ -135,13 +136,15 @@ def device_for(ctx: DistContext, name: str) -> str:
 
 
 def start(ctx: DistContext, device: torch.device, timeout_s: float = 1800.0) -> bool:
-    """Join the process group (NCCL on CUDA, gloo on CPU); returns whether this call created it
+    """Join the process group (NCCL for CUDA tensors, gloo for CPU ones); returns whether this call created it
     (then :func:`stop` destroys it at the end of the run)."""
     if not ctx.enabled or dist.is_initialized():
         return False
     if device.type == "cuda":
         torch.cuda.set_device(device)
-    backend = "nccl" if device.type == "cuda" else "gloo"
+    # CUDA tensors (DDP's gradients, buffers) go through NCCL; the small CPU tensors and objects of
+    # the loop's own collectives (loss sums, validation partials, checks) through gloo
+    backend = "cpu:gloo,cuda:nccl" if device.type == "cuda" else "gloo"
     timeout = datetime.timedelta(seconds=timeout_s)
     # torchrun's agent keeps its key-value store across restarts of the group: without a prefix per
     # attempt, a restarted rank can read a dead rank's address from the previous attempt and fail
