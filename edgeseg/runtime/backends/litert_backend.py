@@ -97,10 +97,14 @@ class LiteRTBackend(Backend):
         ins, outs = runner.get_input_details(), runner.get_output_details()
         if len(ins) != 1:
             raise ModelError(f"{self.path.name} has {len(ins)} inputs; edgeseg models have one image input")
-        io = json.loads(entries[IO_KEY]) if IO_KEY in entries else None
-        out_keys = sorted(outs, key=lambda k: (len(k), k))  # output_0, output_1, ..., output_10
-        names = io["outputs"] if io else out_keys
-        nhwc = io["nhwc"] if io else [False] * len(out_keys)
+        try:
+            io = json.loads(entries[IO_KEY]) if IO_KEY in entries else None
+            out_keys = sorted(outs, key=lambda k: (len(k), k))  # output_0, output_1, ..., output_10
+            names = [str(n) for n in io["outputs"]] if io else out_keys
+            nhwc = list(io["nhwc"]) if io else [False] * len(out_keys)
+        except (ValueError, TypeError, KeyError, RecursionError):  # JSONDecodeError is a ValueError
+            raise ModelError(f"{self.path.name}: its {IO_KEY!r} metadata is not the JSON edgeseg writes (outputs, "
+                             "nhwc); re-export the model") from None
         if len(names) != len(out_keys):
             raise ModelError(f"{self.path.name}: metadata lists {len(names)} outputs, the model has {len(out_keys)}")
         d_in = next(iter(ins.values()))

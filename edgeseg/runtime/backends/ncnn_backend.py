@@ -119,7 +119,7 @@ class NcnnBackend(Backend):
             return {}
         try:
             record = json.loads(f.read_text())
-        except (OSError, json.JSONDecodeError) as e:
+        except (OSError, json.JSONDecodeError, RecursionError) as e:  # RecursionError: nested thousands deep
             raise ModelError(f"{str(f)!r} is not valid JSON ({e}); re-export the model") from None
         if not isinstance(record, dict):
             raise ModelError(f"{str(f)!r} must hold a JSON object; re-export the model")

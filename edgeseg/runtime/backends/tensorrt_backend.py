@@ -96,7 +96,7 @@ def read_engine_header(path: str | Path) -> tuple[dict[str, Any], int]:
         raise ModelError(f"{str(p)!r} is truncated inside its header; rebuild the engine")
     try:
         header = json.loads(text.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:  # RecursionError: nested thousands deep
         raise ModelError(f"{str(p)!r}: the engine header is not valid JSON ({e}); rebuild the engine") from None
     if not isinstance(header, dict) or "meta" not in header or "tensorrt_version" not in header:
         raise ModelError(f"{str(p)!r}: the engine header lacks 'meta' / 'tensorrt_version'; rebuild the engine")
