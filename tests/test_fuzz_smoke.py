@@ -64,3 +64,39 @@ def test_core_libfuzzer_smoke(tmp_path):
                     str(ROOT / "csrc" / "fuzz" / "fuzz_core.cpp"), *sources, "-pthread", "-o", str(binary)],
                    check=True, timeout=600)
     _fuzz([str(binary), "-max_len=4096"], "core", tmp_path, seconds=20)
+
+
+# ------------------------------------------- what the fuzzers found, replayed without atheris
+def test_findings_in_model_files_are_model_errors():
+    import edgeseg
+    from edgeseg.errors import ModelError
+    from edgeseg.runtime.model_files import check_onnx
+
+    for name in ("regress_truncated_opset.onnx", "regress_dims_wire_type.onnx", "external_dot.onnx"):
+        with pytest.raises(ModelError):
+            check_onnx(FUZZ / "corpus" / "model" / name)
+    pytest.importorskip("onnxruntime")
+    with pytest.raises(ModelError, match="not valid UTF-8"):
+        edgeseg.load(FUZZ / "corpus" / "model" / "regress_bad_utf8_metadata.onnx", mean=(0, 0, 0), std=(1, 1, 1))
+
+
+def test_findings_in_metadata_are_model_errors():
+    from edgeseg.errors import ModelError
+    from edgeseg.meta import ModelMeta
+    from edgeseg.runtime.conventions.base import parse_pair
+
+    with pytest.raises(ModelError, match="nested too deeply"):
+        ModelMeta.from_json("[" * 100_000)
+    for bad in ([640, float("inf")], [640.5, 640]):
+        with pytest.raises(ModelError, match="imgsz"):
+            parse_pair(bad, "metadata 'imgsz'")
+    assert parse_pair([640.0, 480], "metadata 'imgsz'") == (640, 480)
+
+
+def test_png_chunk_bomb_is_refused_before_decoding(tmp_path):
+    """136 bytes declaring a 3.7 GB chunk: OpenCV 5.1 allocated 3.6 GB for 7 s decoding it."""
+    from edgeseg._io import read_image
+    from edgeseg.errors import InputFileError
+
+    with pytest.raises(InputFileError, match="PNG chunk at byte 124 declares 3769919516 bytes"):
+        read_image(FUZZ / "corpus" / "image" / "regress_png_chunk_bomb.png")  # refused by the header walk
