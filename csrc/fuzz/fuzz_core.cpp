@@ -7,7 +7,7 @@
 // overflow or bad float->int conversion into a crash. Shapes stay small (<= 64 per side) so a run
 // makes thousands of calls a second; the thread pool runs with 1 and 3 threads.
 //
-// Build and run (clang; see tools/fuzz.sh, or CMake -DEDGESEG_FUZZ=ON):
+// Build and run (clang; tools/fuzz.sh does this):
 //   clang++ -std=c++17 -O1 -g -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
 //       -ffp-contract=off -Icsrc csrc/fuzz/fuzz_core.cpp csrc/core/*.cpp -pthread -o /tmp/fuzz_core
 //   /tmp/fuzz_core -max_total_time=60 /tmp/corpus tests/fuzz/corpus/core
