@@ -226,3 +226,27 @@ def test_stored_metadata_that_contradicts_the_graph_is_refused(tmp_path):
         onnx.save(model, str(bad))
         with pytest.raises(ModelError, match=match):
             edgeseg.load(bad)
+
+
+@pytest.mark.parametrize("fmt", [["--format", "onnx", "--int8", "--calib-images", "4"], ["--format", "openvino"]])
+def test_int8_and_openvino_exports_of_a_foreign_model(tmp_path, capsys, fmt):
+    """A model from elsewhere (here the shipped semantic model with its metadata stripped, so that
+    the synthetic validation data has its classes) exports to INT8 / OpenVINO with the facts given
+    once, gated like every export; the result needs no facts."""
+    if fmt[1] == "openvino":
+        pytest.importorskip("openvino")
+    src = edgeseg.load()  # the shipped model, for its facts
+    m = onnx.load(str(src.path))
+    del m.metadata_props[:]
+    foreign = tmp_path / "foreign.onnx"
+    onnx.save(m, str(foreign))
+    facts = ["--classes", ",".join(src.meta.classes), "--mean", ",".join(map(str, src.meta.mean)),
+             "--std", ",".join(map(str, src.meta.std))]
+    out = tmp_path / ("m.int8.onnx" if fmt[1] == "onnx" else "m_ov")
+    assert main(["export", str(foreign), *fmt, *facts, "--val-images", "4", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "parity PASS" in printed
+    p = edgeseg.load(out)
+    assert p.meta.classes == src.meta.classes and p.meta.mean == src.meta.mean
+    frame = np.random.default_rng(1).integers(0, 255, (96, 128, 3), np.uint8)
+    assert np.mean(p(frame).labels == src(frame).labels) > 0.9

@@ -112,7 +112,7 @@ def _backend_runner(backend: Any, meta: ModelMeta) -> Runner:
         missing = [n for n in names if n not in out]
         if missing:
             raise AssertionError(f"{backend.name} returned outputs {sorted(out)}; metadata names {names}")
-        return [np.ascontiguousarray(out[n], np.float32) for n in names]
+        return [np.ascontiguousarray(out[n], np.float32 if out[n].dtype.kind == "f" else None) for n in names]
 
     return run
 
@@ -168,6 +168,7 @@ def check_semantic_parity(
     :func:`check_parity`)."""
     from ..data.synthetic import generate
     from ..runtime.base import preprocess
+    from ..runtime.conventions import convention_of
     from ..runtime.semantic import postprocess
 
     if n_images < 1:
@@ -175,6 +176,11 @@ def check_semantic_parity(
     backend = _candidate_backend(candidate)
     run_ref = _reference_runner(model, meta)
     run_got = _backend_runner(backend, meta)
+    conv = convention_of(meta)
+
+    def adapt(first: np.ndarray) -> np.ndarray:
+        return conv.adapt({meta.output_names[0]: first}, meta, ("output",))["output"]
+
     sizes = _network_sizes(meta)
     images: list[dict[str, Any]] = []
     agree_l = total_l = agree_f = total_f = 0
@@ -185,13 +191,13 @@ def check_semantic_parity(
         net_hw = sizes[i % len(sizes)]
         frame = generate(i, seed=seed, size=frame_hw).image
         x, info = preprocess(frame, meta, np.float32, input_size=net_hw)
-        ref = run_ref(x)[0]
-        got = run_got(x)[0]
-        if got.shape != ref.shape:
-            raise AssertionError(f"{backend.name} output shape {got.shape} != reference {ref.shape} "
+        raw_ref, raw_got = run_ref(x)[0], run_got(x)[0]
+        if raw_got.shape != raw_ref.shape:
+            raise AssertionError(f"{backend.name} output shape {raw_got.shape} != reference {raw_ref.shape} "
                                  f"at input {net_hw}")
-        diff = np.abs(got - ref)
-        lab_ref, lab_got = ref[0].argmax(0), got[0].argmax(0)
+        diff = np.abs(raw_got.astype(np.float64) - raw_ref)
+        ref, got = adapt(raw_ref), adapt(raw_got)  # logits (N, C, h, w) or labels, as the runtime reads them
+        lab_ref, lab_got = (ref[0].argmax(0), got[0].argmax(0)) if ref.dtype.kind == "f" else (ref[0], got[0])
         fr_ref, fr_got = postprocess(ref[0], info), postprocess(got[0], info)
         a_l, a_f = int((lab_ref == lab_got).sum()), int((fr_ref == fr_got).sum())
         agree_l, total_l = agree_l + a_l, total_l + lab_ref.size
@@ -266,14 +272,16 @@ def check_instance_parity(
     the worse of detection agreement and mask-pixel agreement. ``model`` and ``candidate`` as in
     :func:`check_parity`."""
     from ..data.synthetic import generate
-    from ..runtime.instance import OUTPUTS, InstanceThresholds
     from ..runtime.base import preprocess
+    from ..runtime.conventions import convention_of
+    from ..runtime.instance import OUTPUTS, InstanceThresholds
 
     if n_images < 1:
         raise ValueError(f"n_images must be >= 1, got {n_images}")
     backend = _candidate_backend(candidate)
     run_ref = _reference_runner(model, meta)
     run_got = _backend_runner(backend, meta)
+    conv = convention_of(meta)
     thr = InstanceThresholds.for_model(meta)
     thr.score = min(thr.score, PARITY_SCORE_THRESHOLD)
     sizes = _network_sizes(meta)
@@ -286,8 +294,10 @@ def check_instance_parity(
         net_hw = sizes[i % len(sizes)]
         frame = generate(i, seed=seed, size=frame_hw).image
         x, info = preprocess(frame, meta, np.float32, input_size=net_hw)
-        ref = {k: np.ascontiguousarray(t[0]) for k, t in zip(OUTPUTS, run_ref(x))}
-        got = {k: np.ascontiguousarray(t[0]) for k, t in zip(OUTPUTS, run_got(x))}
+        raw_ref = dict(zip(meta.output_names, run_ref(x)))
+        raw_got = dict(zip(meta.output_names, run_got(x)))
+        ref = {k: np.ascontiguousarray(v[0]) for k, v in conv.adapt(raw_ref, meta, OUTPUTS).items()}
+        got = {k: np.ascontiguousarray(v[0]) for k, v in conv.adapt(raw_got, meta, OUTPUTS).items()}
         img_max = 0.0
         for k in OUTPUTS:
             if got[k].shape != ref[k].shape:

@@ -21,7 +21,9 @@ _FLOAT_INPUTS = (np.dtype(np.float32), np.dtype(np.float16))
 
 def preprocess(frame: np.ndarray, meta: ModelMeta, dtype: Any = np.float32,
                input_size: tuple[int, int] | None = None) -> tuple[np.ndarray, "ops.LetterboxInfo"]:
-    """Letterbox a BGR uint8 frame into the normalised (1, 3, h, w) RGB tensor the model takes.
+    """Letterbox a BGR uint8 frame into the input tensor the model takes: normalised RGB
+    (1, 3, h, w) in ``dtype``, or what the metadata names instead (``meta.layout`` "NHWC",
+    ``extra["channel_order"]`` "BGR", ``extra["input_dtype"]`` "uint8" raw pixels).
 
     ``meta.extra["resize"] == "opencv-uint8"`` (models whose tool resizes with OpenCV into uint8
     before normalising, as Ultralytics does) resizes with ``cv2.resize`` first, so the model sees
@@ -29,16 +31,26 @@ def preprocess(frame: np.ndarray, meta: ModelMeta, dtype: Any = np.float32,
     """
     size = input_size or meta.input_size
     frame = np.ascontiguousarray(frame)
+    info = None
     if meta.extra.get("resize") == "opencv-uint8" and frame.ndim == 3:
         import cv2
 
         info = ops.letterbox_info(frame.shape[:2], size)
         rh, rw = info.resized_hw
         if (rh, rw) != frame.shape[:2]:
-            small = cv2.resize(frame, (rw, rh), interpolation=cv2.INTER_LINEAR)
-            x, _ = ops.letterbox(small, size, mean=meta.mean, std=meta.std, dtype=dtype, pad_value=meta.pad_value)
-            return x, info
-    return ops.letterbox(frame, size, mean=meta.mean, std=meta.std, dtype=dtype, pad_value=meta.pad_value)
+            frame = cv2.resize(frame, (rw, rh), interpolation=cv2.INTER_LINEAR)
+        else:
+            info = None
+    x, own = ops.letterbox(frame, size, mean=meta.mean, std=meta.std, dtype=dtype, pad_value=meta.pad_value)
+    extra = meta.extra
+    if meta.layout != "NCHW" or extra.get("channel_order") == "BGR" or extra.get("input_dtype") == "uint8":
+        if extra.get("channel_order") == "BGR":
+            x = x[:, ::-1]
+        if meta.layout == "NHWC":
+            x = x.transpose(0, 2, 3, 1)
+        x = np.clip(np.rint(x), 0, 255).astype(np.uint8) if extra.get("input_dtype") == "uint8" \
+            else np.ascontiguousarray(x)
+    return x, info or own
 
 
 # ----------------------------------------------------------------------------- predictor
@@ -75,8 +87,6 @@ class Predictor:
             raise ModelError(f"{backend.path}: input {self._in.name!r} has dtype {self._in.dtype}; the metadata "
                              f"says the model takes {'uint8' if self._uint8 else 'float32 or float16'} images")
         self.input_dtype = np.dtype(np.float32) if self._uint8 else self._in.dtype
-        self._bgr = meta.extra.get("channel_order") == "BGR"
-        self._nhwc = meta.layout == "NHWC"
         self._batch_dynamic = self._in.static_dim(0) is None
 
     @property
@@ -99,21 +109,7 @@ class Predictor:
 
     def pre(self, frame: np.ndarray) -> tuple[np.ndarray, "ops.LetterboxInfo"]:
         """Stage 1: letterbox a BGR frame -> ((1, 3, h, w) input tensor, LetterboxInfo)."""
-        x, info = preprocess(frame, self.meta, self.input_dtype)
-        if self._bgr or self._nhwc or self._uint8:
-            x = self._adapt_input(x)
-        return x, info
-
-    def _adapt_input(self, x: np.ndarray) -> np.ndarray:
-        """The letterboxed (1, 3, h, w) RGB tensor in the layout, channel order and dtype the
-        model's metadata names."""
-        if self._bgr:
-            x = x[:, ::-1]
-        if self._nhwc:
-            x = x.transpose(0, 2, 3, 1)
-        if self._uint8:
-            return np.clip(np.rint(x), 0, 255).astype(np.uint8)
-        return np.ascontiguousarray(x)
+        return preprocess(frame, self.meta, self.input_dtype)
 
     def run(self, tensor: np.ndarray) -> dict[str, np.ndarray]:
         """Run the backend and map its outputs to this kind's roles (batch axis first)."""

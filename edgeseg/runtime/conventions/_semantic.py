@@ -64,3 +64,13 @@ def to_nchw(a: np.ndarray, meta: ModelMeta) -> np.ndarray:
     if meta.extra.get("output_layout") == "NHWC" and a.ndim == 4:
         return np.ascontiguousarray(a.transpose(0, 3, 1, 2))
     return a
+
+
+def spatial_ok(out: TensorSpec, hw_axes: tuple[int, int], img: ImageInput) -> bool:
+    """Whether the output's (h, w) can be a label map of the input: the same whole-number stride
+    on both axes (where static). Anything else (a detection table, a feature vector) is no map."""
+    (ih, iw), oh, ow = img.static_hw, out.static_dim(hw_axes[0]), out.static_dim(hw_axes[1])
+    if None in (ih, iw, oh, ow):
+        return True
+    sh, sw = ih / oh, iw / ow
+    return sh == sw and (sh.is_integer() or (1 / sh).is_integer())

@@ -12,7 +12,7 @@ import numpy as np
 
 from ...errors import ModelError
 from ...meta import ModelMeta
-from ._semantic import channels_axis, first_output, semantic_meta, to_nchw
+from ._semantic import spatial_ok, channels_axis, first_output, semantic_meta, to_nchw
 from .base import Convention, GraphView
 
 #: Classes of a one-channel model unless the user names them.
@@ -35,6 +35,8 @@ class BinaryConvention(Convention):
             return None
         axis = channels_axis(out, img, facts) if len(out.shape) == 4 else None
         if axis is not None and out.static_dim(axis) != 1:
+            return None
+        if not spatial_ok(out, (1, 2) if len(out.shape) == 3 or axis == 3 else (2, 3), img):
             return None
         kind = facts.get("binary_output")
         if kind is None:

@@ -8,7 +8,7 @@ import numpy as np
 
 from ...errors import ModelError
 from ...meta import ModelMeta
-from ._semantic import first_output, semantic_meta
+from ._semantic import spatial_ok, first_output, semantic_meta
 from .base import Convention, GraphView
 
 
@@ -25,6 +25,8 @@ class LabelsConvention(Convention):
         if not (len(out.shape) == 3 or (len(out.shape) == 4 and 1 in (out.static_dim(1), out.static_dim(3)))):
             raise ModelError(f"{graph.path}: output {out.name!r} holds integers shaped {out.shape}; edgeseg reads "
                              "class ids shaped (N, H, W) or (N, 1, H, W)")
+        if not spatial_ok(out, (1, 2) if len(out.shape) == 3 or out.static_dim(3) == 1 else (2, 3), img):
+            return None
         extra: dict[str, Any] = {"convention": self.name}
         return semantic_meta(graph, facts, out, img, None, None,
                              "a graph ending in argmax: integer labels, class count not in the graph", extra)

@@ -8,7 +8,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from ...meta import ModelMeta
-from ._semantic import channels_axis, first_output, semantic_meta, to_nchw
+from ._semantic import spatial_ok, channels_axis, first_output, semantic_meta, to_nchw
 from .base import Convention, GraphView
 
 
@@ -23,6 +23,8 @@ class SemanticLogitsConvention(Convention):
         if len(out.shape) != 4 or out.dtype.kind != "f":
             return None
         axis = channels_axis(out, img, facts)
+        if not spatial_ok(out, (1, 2) if axis == 3 else (2, 3), img):
+            return None
         c = out.static_dim(axis)
         if c == 1:
             return None  # one channel: see the binary convention
