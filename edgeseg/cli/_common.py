@@ -33,7 +33,8 @@ def _triple(text: str) -> tuple[float, float, float]:
 def _add_model_facts(p: argparse.ArgumentParser) -> None:
     """Options that describe an ONNX model exported without edgeseg's metadata."""
     g = p.add_argument_group("model facts (only for models exported without edgeseg metadata)")
-    g.add_argument("--backend", default="auto", help="inference backend: auto, onnxruntime, torch (default: auto)")
+    g.add_argument("--backend", default="auto", help="inference backend: auto (by file), onnxruntime, openvino, tensorrt, litert, ncnn, torch "
+                        "(default: auto)")
     g.add_argument("--imgsz", type=_size, help="network input size N or HxW")
     add_foreign_facts(g)
 

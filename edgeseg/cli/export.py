@@ -89,31 +89,56 @@ def cmd_export(args: argparse.Namespace) -> int:
                                 ("--int8-ops", args.int8_ops)) if v is not None]
     if int8_only and not args.int8:
         raise EdgesegError(f"{', '.join(int8_only)}: only for INT8 exports; add --int8")
+    import importlib.util
+
+    needs = ["onnx"] + (["torch"] if source.suffix.lower() != ".onnx" else [])
+    missing = [m for m in needs if importlib.util.find_spec(m) is None]
+    if missing:
+        raise EdgesegError(f"export needs {' and '.join(missing)} (not installed); install with: "
+                           "pip install 'edgeseg[train]'")
+    if args.source == "default":
+        from ..runtime import default_model_path
+
+        source = default_model_path(getattr(args, "task", "semantic"))
+    tmp: Path | None = None
+    created = _missing_out(args.out)
     try:
-        from ..export import accuracy  # noqa: F401 (fails early without PyTorch and onnx)
-    except ImportError as e:
-        raise EdgesegError(f"export needs PyTorch and onnx ({e}); install with: pip install 'edgeseg[train]'") from None
-    if source.suffix.lower() == ".onnx" and source.is_file():
-        from ..export.foreign import embed_metadata, has_edgeseg_metadata
+        if source.suffix.lower() == ".onnx" and source.is_file():
+            from ..export.foreign import embed_metadata, has_edgeseg_metadata
 
-        facts = model_facts(args)
-        if not has_edgeseg_metadata(source):  # a model from another tool: store the facts inside it first
-            if fmt.name == "onnx" and precision == "fp32":
-                embed_metadata(source, args.out or source.with_name(f"{source.stem}.edgeseg.onnx"), facts,
-                               verbose=True)
-                return 0
-            import tempfile
+            facts = model_facts(args)
+            if not has_edgeseg_metadata(source):  # a model from another tool: store the facts inside it first
+                if fmt.name == "onnx" and precision == "fp32":
+                    embed_metadata(source, args.out or source.with_name(f"{source.stem}.edgeseg.onnx"), facts,
+                                   verbose=True)
+                    return 0
+                import tempfile
 
-            tmp = Path(tempfile.mkdtemp(prefix="edgeseg_foreign_"))
-            embedded = tmp / source.name
-            embed_metadata(source, embedded, facts, verbose=True)
-            args.out = args.out or str(fmt.default_out(source, precision))
-            source = embedded
-        elif any(v is not None for k, v in facts.items() if k != "input_size"):
-            raise EdgesegError(f"{source} already carries edgeseg metadata; model facts (--classes, --mean, ...) are "
-                               "for models from other tools")
-    common = dict(input_size=args.imgsz, dynamic=True if args.dynamic else None, opset=args.opset,
-                  val=args.val, val_images=args.val_images, min_agreement=args.min_agreement,
-                  max_drop=defaults.GATE_MAX_DROP if args.accept_drop is None else args.accept_drop, verbose=True)
-    fmt.run(source, args.out, precision, args, common)
+                args.out = args.out or str(fmt.default_out(source, precision))
+                created = _missing_out(args.out)
+                tmp = Path(tempfile.mkdtemp(prefix="edgeseg_foreign_"))
+                embedded = tmp / source.name
+                embed_metadata(source, embedded, facts, verbose=False)
+                source = embedded
+            elif any(v is not None for k, v in facts.items() if k != "input_size"):
+                raise EdgesegError(f"{source} already carries edgeseg metadata; model facts (--classes, --mean, ...) "
+                                   "are for models from other tools")
+        common = dict(input_size=args.imgsz, dynamic=True if args.dynamic else None, opset=args.opset,
+                      val=args.val, val_images=args.val_images, min_agreement=args.min_agreement,
+                      max_drop=defaults.GATE_MAX_DROP if args.accept_drop is None else args.accept_drop, verbose=True)
+        fmt.run(source, args.out, precision, args, common)
+    except BaseException:
+        if created is not None and created.is_dir() and not any(created.iterdir()):
+            created.rmdir()  # nothing is left behind by a failed export: not even its empty folder
+        raise
+    finally:
+        if tmp is not None:
+            import shutil
+
+            shutil.rmtree(tmp, ignore_errors=True)
     return 0
+
+
+def _missing_out(out: str | None) -> Path | None:
+    """``--out`` when it does not exist yet (so a failed export can remove the folder it made)."""
+    return Path(out) if out and not Path(out).exists() else None

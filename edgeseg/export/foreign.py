@@ -48,6 +48,8 @@ def embed_metadata(source: str | Path, out: str | Path, facts: dict[str, Any] | 
     facts = {k: v for k, v in (facts or {}).items() if v is not None}
     original = load(source, "onnxruntime", **facts)  # recognition errors name what is missing
     meta = original.meta
+    meta = meta.replace(extra={**meta.extra, "source": f"edgeseg metadata stored by `edgeseg export` from {source.name} "
+                                                      f"(recognised as {meta.extra.get('convention', 'edgeseg')})"})
     model = onnx.load(str(source))
     props = {p.key: p.value for p in model.metadata_props}
     props[defaults.META_KEY] = meta.to_json()

@@ -127,8 +127,9 @@ class OpenVINOBackend(Backend):
         self._precision = precision or "default"
         if self._device == "CPU":  # what the plugin actually computes in (it may refuse f16/bf16)
             self._precision = self.compiled.get_property(hints.inference_precision).to_string()
-        self._inputs = [self._spec(p) for p in self.compiled.inputs]
-        self._outputs = [self._spec(p) for p in self.compiled.outputs]
+        wanted = set(self._meta.output_names) | {self._meta.input_name} if self._meta is not None else set()
+        self._inputs = [self._spec(p, wanted) for p in self.compiled.inputs]
+        self._outputs = [self._spec(p, wanted) for p in self.compiled.outputs]
 
     @staticmethod
     def _device_name(core: Any, device: str | None) -> str:
@@ -152,9 +153,12 @@ class OpenVINOBackend(Backend):
             raise ModelError(f"{self.xml}: {e}") from None
 
     @staticmethod
-    def _spec(port: Any) -> TensorSpec:
+    def _spec(port: Any, wanted: set[str] = frozenset()) -> TensorSpec:
+        # A tensor may carry several names (an Identity removed by the conversion merges them):
+        # prefer the one the metadata uses.
         names = port.get_names()
-        name = port.get_any_name() if names else f"output_{port.get_index()}"
+        match = sorted(names & wanted) if names else []
+        name = match[0] if match else port.get_any_name() if names else f"output_{port.get_index()}"
         return TensorSpec(name, tuple(_dim(d) for d in port.get_partial_shape()),
                           np.dtype(port.get_element_type().to_dtype()))
 
