@@ -78,6 +78,8 @@ def test_findings_in_model_files_are_model_errors():
     pytest.importorskip("onnxruntime")
     with pytest.raises(ModelError, match="not valid UTF-8"):
         edgeseg.load(FUZZ / "corpus" / "model" / "regress_bad_utf8_metadata.onnx", mean=(0, 0, 0), std=(1, 1, 1))
+    with pytest.raises(ModelError, match="0 outputs"):
+        edgeseg.load(FUZZ / "corpus" / "model" / "regress_no_outputs.onnx", mean=(0, 0, 0), std=(1, 1, 1))
 
 
 def test_findings_in_metadata_are_model_errors():

@@ -45,6 +45,10 @@ def convention_of(meta: ModelMeta) -> Convention:
 def recognise(backend: Backend, facts: dict[str, Any]) -> ModelMeta:
     """The ModelMeta of the model ``backend`` holds: from the first convention that recognises it."""
     graph = GraphView.of(backend)
+    if not graph.inputs or not graph.outputs:  # every convention reads an image input and an output
+        raise ModelError(f"{backend.path} has {len(graph.inputs)} inputs and {len(graph.outputs)} outputs; a "
+                         "segmentation model needs an image input and at least one output. Seen: "
+                         f"{graph.describe()}")
     for c in CONVENTIONS:
         meta = c.detect(graph, facts)
         if meta is not None:
