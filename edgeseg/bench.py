@@ -301,12 +301,12 @@ def measure_pipeline(predictor: Any, frames: Sequence[np.ndarray], n: int, rende
     return out
 
 
-def _load(target: Target, task: str, policy: ThreadPolicy) -> Any:
+def _load(target: Target, task: str, policy: ThreadPolicy, facts: dict[str, Any] | None = None) -> Any:
     from .runtime import load
     from .runtime.backends import get_backend
 
     threads = policy.ort_threads if "threads" in get_backend(target.backend).options else None
-    return load(target.model, backend=target.backend, threads=threads, task=task)
+    return load(target.model, backend=target.backend, threads=threads, task=task, **(facts or {}))
 
 
 # ------------------------------------------------------------------------------------ the run
@@ -316,8 +316,9 @@ def run_bench(models: Sequence[str | Path | None] | None = None, *, task: str = 
               backend: str = "auto", frame_size: tuple[int, int] | None = None, runs: int = 100,
               warmup: int = 10, threads: int | None = None, pipeline_frames: int | None = None,
               out_dir: str | Path | None = "edgeseg_bench", progress: bool = True, seed: int = 0,
-              log: Callable[[str], None] | None = None) -> dict[str, Any]:
+              log: Callable[[str], None] | None = None, facts: dict[str, Any] | None = None) -> dict[str, Any]:
     """Benchmark each model on each chosen backend; write bench.json / .md / .png to ``out_dir``.
+    ``facts``: keywords of :func:`edgeseg.load` for models from other tools (mean, std, ...).
 
     Args:
         models: model paths (.onnx, checkpoint directories ...); None or empty = the shipped
@@ -360,7 +361,7 @@ def run_bench(models: Sequence[str | Path | None] | None = None, *, task: str = 
         frames = synthetic_frames(size, seed=seed)
         results = []
         for target in targets:
-            predictor = _load(target, task, policy)
+            predictor = _load(target, task, policy, facts)
             name = f"{predictor.path.name} / {target.backend}"
             bar = Progress(warmup + runs + n_pipe, desc=f"bench {name}", enabled=progress)
             seq, samples = measure_sequential(predictor, frames, runs, warmup, bar)

@@ -16,7 +16,7 @@ from .pipeline.stats import LatencyStats
 def run_demo(out_dir: str | Path = "edgeseg_demo", frames: int = 300, size: tuple[int, int] = (480, 480),
              model: str | Path | None = None, backend: str = "auto", seed: int = 0,
              alpha: float = defaults.OVERLAY_ALPHA, progress: bool = True,
-             task: str = "semantic") -> dict[str, Any]:
+             task: str = "semantic", facts: dict[str, Any] | None = None) -> dict[str, Any]:
     """Generate a synthetic video, segment every frame, write the overlay video and a latency summary.
 
     ``task`` picks the shipped model ("semantic" or "instance") when ``model`` is None.
@@ -28,7 +28,7 @@ def run_demo(out_dir: str | Path = "edgeseg_demo", frames: int = 300, size: tupl
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     video = make_video(out / "input.mp4", n_frames=frames, size=size, fps=30.0, seed=seed)
-    predictor = load(model, backend=backend, task=task)
+    predictor = load(model, backend=backend, task=task, **(facts or {}))
     stats = LatencyStats()
     with VideoFileSource(video) as source, VideoSink(out / "overlay.mp4", fps=source.fps or 30.0) as sink:
         bar = track(source, total=getattr(source, "frame_count", None), desc="demo", enabled=progress)

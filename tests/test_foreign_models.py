@@ -236,3 +236,15 @@ def test_yolov5_objectness_layout_matches_the_reference(tmp_path):
     # random coefficients over random prototypes draw ragged masks, where the one-step sampling
     # and Ultralytics' two-step resize differ most; trained models' masks are smooth (>= 0.99 above)
     assert np.mean([R.mask_iou(dense[i], ref.masks[j]) for i, j in pairs]) >= 0.98
+
+
+def test_demo_and_bench_take_facts_for_foreign_models(tmp_path):
+    unet = str(FIXTURES / MANIFEST["fixtures"]["smp-unet-multiclass"]["file"])
+    facts = ["--mean", "123.675,116.28,103.53", "--std", "58.395,57.12,57.375"]
+    assert main(["demo", "--model", unet, *facts, "--frames", "4", "--size", "96x128", "--quiet",
+                 "--out", str(tmp_path / "d")]) == 0
+    assert (tmp_path / "d" / "overlay.mp4").exists()
+    assert main(["bench", unet, *facts, "--runs", "3", "--warmup", "1", "--pipeline-frames", "0",
+                 "--imgsz", "96x128", "--quiet", "--out", str(tmp_path / "b")]) == 0
+    assert (tmp_path / "b" / "bench.json").exists()
+    assert main(["bench", unet, "--runs", "3", "--quiet", "--out", str(tmp_path / "c")]) == 2  # facts missing

@@ -84,6 +84,7 @@ def _load_predictor(args: argparse.Namespace, **overrides: Any):
 def model_facts(args: argparse.Namespace) -> dict[str, Any]:
     """The model facts given on the command line, as :func:`edgeseg.load` keywords."""
     classes = args.classes.split(",") if getattr(args, "classes", None) else None
-    return dict(num_classes=args.num_classes, classes=classes, input_size=args.imgsz, mean=args.mean, std=args.std,
+    return dict(num_classes=args.num_classes, classes=classes, input_size=getattr(args, "imgsz", None), mean=args.mean,
+                std=args.std,
                 output_stride=args.output_stride, layout=args.layout, channel_order=args.channel_order,
                 binary_output=args.binary_output, binary_threshold=args.binary_threshold)

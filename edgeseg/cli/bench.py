@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from ._common import _size, _add_task
+from ._common import _add_task, _size, add_foreign_facts, model_facts
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
@@ -13,7 +13,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     models = [None if m == "default" else m for m in args.models] or [None]
     report = run_bench(models, task=args.task, backend=args.backend, frame_size=args.imgsz, runs=args.runs,
                        warmup=args.warmup, threads=args.threads, pipeline_frames=args.pipeline_frames,
-                       out_dir=args.out, progress=not args.quiet)
+                       out_dir=args.out, progress=not args.quiet, facts=_facts(args))
     print(format_summary(report))
     for path in report["files"].values():
         print(f"wrote {path}")
@@ -43,4 +43,10 @@ def add_parser(sub: Any, fmt: Any) -> None:
                    help="inference threads (ONNX Runtime intra-op / torch); default: cores - 1, as edgeseg run")
     p.add_argument("--out", default="edgeseg_bench", help="output directory")
     p.add_argument("--quiet", action="store_true", help="no progress line")
+    add_foreign_facts(p.add_argument_group("models from other tools (an .onnx without edgeseg metadata)"))
     p.set_defaults(func=cmd_bench)
+
+
+def _facts(args: argparse.Namespace) -> dict:
+    """The model facts given (input size excluded: this command's --imgsz/--size is the frame's)."""
+    return {k: v for k, v in model_facts(args).items() if v is not None and k != "input_size"}

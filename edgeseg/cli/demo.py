@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from ._common import _size, _add_task
+from ._common import _add_task, _size, add_foreign_facts, model_facts
 
 
 def add_parser(sub: Any, fmt: Any) -> None:
@@ -20,6 +20,7 @@ def add_parser(sub: Any, fmt: Any) -> None:
     p.add_argument("--backend", default="auto", help="inference backend: auto, onnxruntime, torch")
     p.add_argument("--quiet", action="store_true", help="no progress line")
     _add_task(p, "which shipped model to show: semantic (class per pixel) or instance (one mask per object)")
+    add_foreign_facts(p.add_argument_group("models from other tools (an .onnx without edgeseg metadata)"))
     p.set_defaults(func=cmd_demo)
 
 
@@ -27,9 +28,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from ..demo import run_demo
 
     res = run_demo(args.out, frames=args.frames, size=args.size, model=args.model, backend=args.backend,
-                   progress=not args.quiet, task=args.task)
+                   progress=not args.quiet, task=args.task, facts=_facts(args))
     print(res["table"])
     print(f"input video:   {res['input']}")
     print(f"overlay video: {res['overlay']}")
     print(f"latency JSON:  {res['latency']}")
     return 0
+
+
+def _facts(args: argparse.Namespace) -> dict:
+    """The model facts given (input size excluded: this command's --imgsz/--size is the frame's)."""
+    return {k: v for k, v in model_facts(args).items() if v is not None and k != "input_size"}
