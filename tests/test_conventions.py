@@ -263,3 +263,15 @@ def test_a_refused_foreign_export_leaves_nothing(tmp_path, capsys):
                  "--out", str(out)]) == 2
     assert "labelled images" in capsys.readouterr().err
     assert not out.exists() and set(glob.glob(f"{tempfile.gettempdir()}/edgeseg_foreign_*")) == before
+
+
+def test_ultralytics_models_of_other_tasks_are_refused_by_name(tmp_path):
+    shape = numpy_helper.from_array(np.array([1, 84, 84], np.int64), "shape")
+    nodes = [helper.make_node("ReduceMean", ["images"], ["r"], keepdims=1),
+             helper.make_node("Expand", ["r", "shape"], ["output0"])]
+    path = _save(tmp_path / "yolo11n.onnx", nodes,
+                 [helper.make_tensor_value_info("images", TensorProto.FLOAT, [1, 3, 64, 64])],
+                 [helper.make_tensor_value_info("output0", TensorProto.FLOAT, [1, 84, 84])], [shape],
+                 props={"author": "Ultralytics", "task": "detect", "names": "{0: 'a'}", "imgsz": "[64, 64]"})
+    with pytest.raises(ModelError, match="Ultralytics 'detect' model; edgeseg runs segmentation"):
+        edgeseg.load(path)

@@ -79,6 +79,9 @@ class UltralyticsConvention(Convention):
     example = "edgeseg.load('yolo11n-seg.onnx')"
 
     def detect(self, graph: GraphView, facts: dict[str, Any]) -> ModelMeta | None:
+        if graph.props.get("author", "").startswith("Ultralytics") and graph.props.get("task", "segment") != "segment":
+            raise ModelError(f"{graph.path} is an Ultralytics {graph.props['task']!r} model; edgeseg runs segmentation "
+                             "models (export a '-seg' model, task 'segment')")
         dets = [o for o in graph.outputs if len(o.shape) == 3 and o.dtype.kind == "f"]
         protos = [o for o in graph.outputs if len(o.shape) == 4 and o.dtype.kind == "f"]
         if len(graph.outputs) != 2 or len(dets) != 1 or len(protos) != 1 or protos[0].static_dim(1) is None:
