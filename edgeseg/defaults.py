@@ -43,6 +43,22 @@ EVAL_SCORE_THRESHOLD: float = 0.001
 #: The default instance model shipped inside the package (relative to edgeseg/assets/).
 DEFAULT_INSTANCE_MODEL: str = "instance_default.onnx"
 
+# ---- tracking (ByteTrack's thresholds, expressed as IoU)
+#: How detections are matched to tracks: "mask" (mask IoU) or "box" (box IoU).
+TRACK_MATCHING: str = "mask"
+#: Detections at or above this score are matched first and may start tracks; the second pass
+#: takes those from TRACK_LOW_SCORE up.
+TRACK_HIGH_SCORE: float = 0.5
+TRACK_LOW_SCORE: float = 0.1
+#: A detection left unmatched starts a (tentative) track at this score or more.
+TRACK_NEW_SCORE: float = 0.6
+#: Least IoU of a match: first pass, low-score pass, tentative tracks.
+TRACK_MATCH_IOU: float = 0.2
+TRACK_LOW_MATCH_IOU: float = 0.5
+TRACK_TENTATIVE_IOU: float = 0.3
+#: Frames a lost track is kept (and can be found again with its id).
+TRACK_BUFFER: int = 30
+
 # ---- training
 #: Model trained by ``edgeseg train`` per task when none is named.
 TRAIN_MODEL: dict[str, str] = {"semantic": "liteseg_t", "instance": "yoloseg_n"}

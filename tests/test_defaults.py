@@ -55,3 +55,15 @@ def test_cli_help_states_the_package_defaults(capsys):
         main(["predict", "--help"])
     text = " ".join(capsys.readouterr().out.split())
     assert f"else {defaults.IOU_THRESHOLD})" in text and f"(default {defaults.MAX_DETECTIONS})" in text
+
+
+def test_tracker_defaults_are_the_package_defaults():
+    from dataclasses import fields
+
+    from edgeseg.tracking import TrackerConfig
+
+    want = {"matching": defaults.TRACK_MATCHING, "high": defaults.TRACK_HIGH_SCORE, "low": defaults.TRACK_LOW_SCORE,
+            "new_track": defaults.TRACK_NEW_SCORE, "match_iou": defaults.TRACK_MATCH_IOU,
+            "low_match_iou": defaults.TRACK_LOW_MATCH_IOU, "tentative_iou": defaults.TRACK_TENTATIVE_IOU,
+            "buffer": defaults.TRACK_BUFFER}
+    assert want.items() <= {f.name: f.default for f in fields(TrackerConfig)}.items()

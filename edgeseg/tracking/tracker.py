@@ -31,7 +31,7 @@ from typing import Any, Optional
 
 import numpy as np
 
-from .. import ops
+from .. import defaults, ops
 from ..errors import ArrayError, EdgesegError
 from ..masks import MaskSet
 from . import kalman
@@ -42,16 +42,16 @@ TENTATIVE, TRACKED, LOST = 0, 1, 2
 
 @dataclass(frozen=True)
 class TrackerConfig:
-    """Thresholds of :class:`Tracker` (ByteTrack's defaults, expressed as IoU)."""
+    """Thresholds of :class:`Tracker` (defaults: ``edgeseg.defaults.TRACK_*``)."""
 
-    matching: str = "mask"
-    high: float = 0.5
-    low: float = 0.1
-    new_track: float = 0.6
-    match_iou: float = 0.2
-    low_match_iou: float = 0.5
-    tentative_iou: float = 0.3
-    buffer: int = 30
+    matching: str = defaults.TRACK_MATCHING
+    high: float = defaults.TRACK_HIGH_SCORE
+    low: float = defaults.TRACK_LOW_SCORE
+    new_track: float = defaults.TRACK_NEW_SCORE
+    match_iou: float = defaults.TRACK_MATCH_IOU
+    low_match_iou: float = defaults.TRACK_LOW_MATCH_IOU
+    tentative_iou: float = defaults.TRACK_TENTATIVE_IOU
+    buffer: int = defaults.TRACK_BUFFER
     class_aware: bool = True
 
     def __post_init__(self) -> None:
