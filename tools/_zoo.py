@@ -1,13 +1,70 @@
-"""What the tools/train_*.py scripts share: installing a finished run into tools/zoo/ (and
-edgeseg/assets/); for the instance models also training, export and evaluation."""
+"""What the tools/train_*.py scripts share: their common command-line options, installing a
+finished run into tools/zoo/ (and edgeseg/assets/); for the instance models also the training
+config, training, export, evaluation and the report."""
 from __future__ import annotations
 
+import argparse
 import json
 import shutil
 from pathlib import Path
 from typing import Any, Optional
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def script_parser(doc: str, *, epochs: int, batch_size: int, lr: float, iters_per_epoch: int, val_images: int,
+                  out: str, install_to: str = "edgeseg/assets") -> argparse.ArgumentParser:
+    """The options every training script has (training length, data, threads, run directory,
+    final evaluation, resume, --checkpoint, --no-install), with that script's defaults."""
+    ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--epochs", type=int, default=epochs)
+    ap.add_argument("--batch-size", type=int, default=batch_size)
+    ap.add_argument("--lr", type=float, default=lr)
+    ap.add_argument("--train-images", type=int, default=6000)
+    ap.add_argument("--iters-per-epoch", type=int, default=iters_per_epoch)
+    ap.add_argument("--val-images", type=int, default=val_images, help="validation images per epoch (model selection)")
+    ap.add_argument("--threads", type=int, default=None,
+                    help="torch threads (default: all cores; use 1 when another job shares the CPU)")
+    ap.add_argument("--out", default=out, help="training run directory")
+    ap.add_argument("--eval-split", default="test", help="synthetic split for the final figure")
+    ap.add_argument("--eval-images", type=int, default=200)
+    ap.add_argument("--resume", action="store_true")
+    ap.add_argument("--checkpoint", default=None,
+                    help="skip training and export this checkpoint directory (e.g. the zoo copy)")
+    ap.add_argument("--no-install", action="store_true", help=f"do not copy into {install_to}")
+    return ap
+
+
+def instance_parser(doc: str, **defaults: Any) -> argparse.ArgumentParser:
+    """:func:`script_parser` plus the instance scripts' --imgsz and --workers."""
+    ap = script_parser(doc, **defaults)
+    ap.add_argument("--imgsz", type=int, default=256)
+    ap.add_argument("--workers", type=int, default=1, help="data loader processes")
+    return ap
+
+
+def instance_main(args: argparse.Namespace, model: str, name: str, onnx_name: str, asset: Optional[str] = None,
+                  **config: Any) -> int:
+    """Train (unless --checkpoint), export, evaluate and install an instance model: the
+    InstanceTrainConfig of ``args`` on the synthetic scenes (seed 0) with ``config`` on top; the
+    ONNX model goes to ``edgeseg/assets/ASSET`` when ``asset`` is given."""
+    from edgeseg.train.instance_trainer import InstanceTrainConfig
+
+    cfg = InstanceTrainConfig(model=model, data=f"synthetic:{args.train_images}", val_data="synthetic",
+                              epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, **config,
+                              input_size=(args.imgsz, args.imgsz), out_dir=args.out, resume=args.resume, seed=0,
+                              max_iters_per_epoch=args.iters_per_epoch, max_val_samples=args.val_images,
+                              num_threads=args.threads, workers=args.workers)
+    best, onnx_path, facts = train_export_instance(cfg, args.checkpoint, onnx_name)
+    trained = args.checkpoint is None
+    report = evaluate_instance(onnx_path, args.eval_split, args.eval_images)
+    report.update({"model": model, "parameters": parameters(best), "onnx_bytes": onnx_path.stat().st_size, **facts})
+    print(json.dumps(report, indent=2))
+
+    if not args.no_install:
+        install_run(name, onnx_path.parent, best, report, cfg.to_dict() if trained else None,
+                    onnx_path=onnx_path, asset=asset)
+    return 0
 
 
 def install_run(name: str, out: Path, best: Path, report: dict[str, Any], recipe: Optional[dict[str, Any]],

@@ -22,39 +22,24 @@ Usage: python tools/train_default_model.py [--epochs N] [--out runs/default]
 """
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import sys
 import time
 from pathlib import Path
 
-from _zoo import install_run  # noqa: E402  (tools/ is on sys.path when run as a script)
-
+from _zoo import install_run, script_parser  # noqa: E402  (tools/ is on sys.path when run as a script)
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = script_parser(__doc__, epochs=72, batch_size=12, lr=4e-3, iters_per_epoch=250, val_images=64,
+                       out="runs/default")
     ap.add_argument("--model", default="liteseg_t")
-    ap.add_argument("--epochs", type=int, default=72)
-    ap.add_argument("--batch-size", type=int, default=12)
-    ap.add_argument("--lr", type=float, default=4e-3)
     ap.add_argument("--loss", default="ce")
-    ap.add_argument("--train-images", type=int, default=6000)
-    ap.add_argument("--iters-per-epoch", type=int, default=250)
-    ap.add_argument("--val-images", type=int, default=64, help="validation images per epoch (model selection)")
     ap.add_argument("--scale-range", type=float, nargs=2, default=(0.75, 1.25))
-    ap.add_argument("--crop", type=int, default=160, help="training crop (the model is deployed at 256x256)")
-    ap.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
-    ap.add_argument("--out", default="runs/default", help="training run directory")
-    ap.add_argument("--eval-split", default="test", help="synthetic split for the final figure")
-    ap.add_argument("--eval-images", type=int, default=200)
-    ap.add_argument("--resume", action="store_true")
+    ap.add_argument("--crop", type=int, default=160, help="training crop (the model is deployed at --deploy-size)")
     ap.add_argument("--init", default=None, help="fine-tune from this checkpoint directory")
-    ap.add_argument("--no-install", action="store_true", help="do not copy into edgeseg/assets")
     ap.add_argument("--deploy-size", type=int, default=288, help="network input size of the exported model")
-    ap.add_argument("--checkpoint", default=None,
-                    help="skip training and export this checkpoint directory (e.g. the zoo copy)")
     args = ap.parse_args(argv)
 
     from edgeseg import load
