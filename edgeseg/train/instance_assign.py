@@ -13,6 +13,7 @@ the anchor nearest its centre, so every GT gets at least one positive.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Tuple
 
 import torch
 
@@ -31,14 +32,21 @@ class Assignment:
     scores: torch.Tensor
 
 
-def box_iou_pairwise(a: torch.Tensor, b: torch.Tensor, eps: float = 1e-9) -> torch.Tensor:
-    """IoU of boxes ``a`` (..., 4) and ``b`` (..., 4) (broadcast, xyxy), element-wise."""
+def box_inter_union(a: torch.Tensor, b: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Intersection and union areas of boxes ``a`` (..., 4) and ``b`` (..., 4) (broadcast, xyxy),
+    element-wise."""
     lt = torch.maximum(a[..., :2], b[..., :2])
     rb = torch.minimum(a[..., 2:], b[..., 2:])
     inter = (rb - lt).clamp(min=0).prod(-1)
     area_a = (a[..., 2:] - a[..., :2]).clamp(min=0).prod(-1)
     area_b = (b[..., 2:] - b[..., :2]).clamp(min=0).prod(-1)
-    return inter / (area_a + area_b - inter + eps)
+    return inter, area_a + area_b - inter
+
+
+def box_iou_pairwise(a: torch.Tensor, b: torch.Tensor, eps: float = 1e-9) -> torch.Tensor:
+    """IoU of boxes ``a`` (..., 4) and ``b`` (..., 4) (broadcast, xyxy), element-wise."""
+    inter, union = box_inter_union(a, b)
+    return inter / (union + eps)
 
 
 @torch.no_grad()

@@ -24,13 +24,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .instance_assign import Assignment, task_aligned_assign
+from .instance_assign import Assignment, box_inter_union, task_aligned_assign
+from .losses import PartWeights
 
 PARTS = ("cls", "box", "l1", "mask", "dice")
 
 
 @dataclass
-class LossWeights:
+class LossWeights(PartWeights):
     """Weights of the loss parts (``total = sum(weight * part)``)."""
 
     cls: float = 1.0
@@ -39,18 +40,11 @@ class LossWeights:
     mask: float = 2.0
     dice: float = 1.0
 
-    def to_dict(self) -> Dict[str, float]:
-        return {k: float(getattr(self, k)) for k in PARTS}
-
 
 def giou_loss(pred: torch.Tensor, target: torch.Tensor, eps: float = 1e-7) -> torch.Tensor:
     """``1 - GIoU`` of matching xyxy boxes (..., 4) -> (...). 0 for identical boxes, up to 2."""
-    lt = torch.maximum(pred[..., :2], target[..., :2])
-    rb = torch.minimum(pred[..., 2:], target[..., 2:])
-    inter = (rb - lt).clamp(min=0).prod(-1)
-    area_p = (pred[..., 2:] - pred[..., :2]).clamp(min=0).prod(-1)
-    area_t = (target[..., 2:] - target[..., :2]).clamp(min=0).prod(-1)
-    union = area_p + area_t - inter + eps
+    inter, union = box_inter_union(pred, target)
+    union = union + eps
     iou = inter / union
     hull = (torch.maximum(pred[..., 2:], target[..., 2:]) - torch.minimum(pred[..., :2], target[..., :2])
             ).clamp(min=0).prod(-1) + eps

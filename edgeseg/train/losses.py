@@ -8,6 +8,7 @@ first) and integer ``target`` N,H,W where ``ignore_index`` pixels contribute not
 """
 from __future__ import annotations
 
+import dataclasses
 from typing import Dict, Optional, Sequence, Union
 
 import torch
@@ -176,6 +177,14 @@ class SegLoss(nn.Module):
 
     def extra_repr(self) -> str:
         return " + ".join(f"{w:g}*{k}" for k, w in self.terms.items())
+
+
+class PartWeights:
+    """Base of a loss's weights dataclass: one float field per loss part, in the order of its
+    ``PARTS`` (``total = sum(weight * part)``)."""
+
+    def to_dict(self) -> Dict[str, float]:
+        return {f.name: float(getattr(self, f.name)) for f in dataclasses.fields(self)}  # type: ignore[arg-type]
 
 
 def parse_loss_spec(spec: Union[str, Dict[str, float]]) -> Dict[str, float]:

@@ -28,6 +28,7 @@ import torch.nn.functional as F
 
 from ..models.instance.maskrcnn import BOX_WEIGHTS, RPN_WEIGHTS, MaskRCNN, box_iou_torch, encode_boxes
 from ..models.instance.maskrcnn.ops import roi_align_per_roi
+from .losses import PartWeights
 
 PARTS = ("rpn_cls", "rpn_box", "cls", "box", "mask")
 #: Matcher labels.
@@ -35,7 +36,7 @@ POSITIVE, NEGATIVE, IGNORE = 1, 0, -1
 
 
 @dataclass
-class MaskRCNNLossWeights:
+class MaskRCNNLossWeights(PartWeights):
     """Weights of the loss parts (``total = sum(weight * part)``)."""
 
     rpn_cls: float = 1.0
@@ -43,9 +44,6 @@ class MaskRCNNLossWeights:
     cls: float = 1.0
     box: float = 1.0
     mask: float = 1.0
-
-    def to_dict(self) -> Dict[str, float]:
-        return {k: float(getattr(self, k)) for k in PARTS}
 
 
 def match(iou: torch.Tensor, high: float, low: float, allow_low_quality: bool) -> Tuple[torch.Tensor, torch.Tensor]:

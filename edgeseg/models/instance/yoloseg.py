@@ -39,7 +39,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..blocks import ConvBNReLU, check_channels
+from ..blocks import ConvBNReLU, StagedEncoder, check_channels
 from ..registry import register_model
 
 STRIDES: Tuple[int, int, int] = (8, 16, 32)
@@ -97,7 +97,7 @@ class SPPF(nn.Module):
         return self.conv2(torch.cat([x, y1, y2, self.pool(y2)], 1))
 
 
-class CSPBackbone(nn.Module):
+class CSPBackbone(StagedEncoder):
     """Stem (3x3 s2 -> 1/2), then per stage a 3x3 s2 conv + CSP block -> 1/4, 1/8, 1/16, 1/32;
     SPPF on the last. ``forward`` returns the 1/8, 1/16 and 1/32 features (``channels``)."""
 
@@ -116,11 +116,7 @@ class CSPBackbone(nn.Module):
         self.channels = list(widths[2:])
 
     def forward(self, x: torch.Tensor) -> List[torch.Tensor]:
-        x = self.stem(x)
-        feats = []
-        for stage in self.stages:
-            x = stage(x)
-            feats.append(x)
+        feats = super().forward(x)
         c3, c4, c5 = feats[1], feats[2], self.sppf(feats[3])
         return [c3, c4, c5]
 

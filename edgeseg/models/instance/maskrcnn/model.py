@@ -46,7 +46,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ...blocks import BasicBlock, ConvBNReLU, check_channels
+from ...blocks import BasicBlock, ConvBNReLU, StagedEncoder, check_channels
 from ...registry import register_model
 from .ops import (_quiet_tracer, assign_levels, batched_nms, cell_anchors, clip_boxes, decode_boxes, grid_anchors,
                   multilevel_roi_align, stack_levels, tie_break, topk_min)
@@ -61,7 +61,7 @@ RPN_TIE_STEP = 2.0 ** -18
 SCORE_TIE_STEP = 2.0 ** -23
 
 
-class ResNetBackbone(nn.Module):
+class ResNetBackbone(StagedEncoder):
     """3x3 stride-2 stem, then per stage ``depths[i]`` BasicBlocks (the first with stride 2):
     features at strides 4, 8, 16, 32 with ``widths[1:]`` channels."""
 
@@ -76,14 +76,6 @@ class ResNetBackbone(nn.Module):
                             for j in range(d)])
             for i, d in enumerate(depths))
         self.channels = list(widths[1:])
-
-    def forward(self, x: torch.Tensor) -> List[torch.Tensor]:
-        x = self.stem(x)
-        feats = []
-        for stage in self.stages:
-            x = stage(x)
-            feats.append(x)
-        return feats
 
 
 class FPN(nn.Module):
