@@ -33,14 +33,13 @@ import numpy as np
 
 import edgeseg
 from edgeseg import defaults
+from edgeseg.bench import cpu_model
 from edgeseg._io import write_json
 from edgeseg.data import open_dataset
 from edgeseg.runtime.backends import open_backend
 from edgeseg.runtime import SemanticPredictor, default_model_path, preprocess
 from edgeseg.eval.confusion import ConfusionMatrix
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_kernels import cpu_model  # noqa: E402
 
 #: (label, how to build it). "ort-int8" is the default export (convolutions + fused activations
 #: quantised); "ort-int8-all" quantises every op ONNX Runtime can: the data point behind that default.

@@ -27,14 +27,12 @@ import argparse
 import datetime as _dt
 import json
 import os
-import platform
 import sys
 import time
 from pathlib import Path
 
 os.environ.setdefault("YOLO_OFFLINE", "1")
 
-import cv2
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -43,17 +41,10 @@ sys.path.insert(0, str(ROOT / "tools"))
 sys.path.insert(0, str(ROOT))
 
 import edgeseg  # noqa: E402
-from make_foreign_fixtures import shapes_image  # noqa: E402
+from edgeseg.bench import cpu_model  # noqa: E402
+from make_foreign_fixtures import origin_input, origin_labels, shapes_image  # noqa: E402
 
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+STAGES = ("pre", "infer", "post")
 
 
 def make_frames(n: int, h: int, w: int) -> list[np.ndarray]:
@@ -88,6 +79,22 @@ def med(xs) -> float:
     return float(np.median(xs)) if len(xs) else float("nan")
 
 
+def timing_lists(*sides: str) -> dict[str, list]:
+    """Empty per-stage and end-to-end millisecond lists of each side (``ul_pre`` ... ``es_e2e``)."""
+    return {f"{side}_{k}": [] for side in sides for k in (*STAGES, "e2e")}
+
+
+def timed(t: dict, side: str, fn, frame, stage_ms):
+    """``fn(frame)``, its end-to-end ms and its ``stage_ms(result)`` per stage appended to ``t[side_*]``."""
+    s = time.perf_counter()
+    out = fn(frame)
+    t[f"{side}_e2e"].append((time.perf_counter() - s) * 1e3)
+    ms = stage_ms(out)
+    for k in STAGES:
+        t[f"{side}_{k}"].append(ms[k])
+    return out
+
+
 def bench_ultralytics(name: str, fx: dict, frames, repeats: int) -> dict:
     from ultralytics import YOLO
 
@@ -99,7 +106,7 @@ def bench_ultralytics(name: str, fx: dict, frames, repeats: int) -> dict:
         ours(frames[0])
     except Exception as e:  # still time Ultralytics, and say why edgeseg could not run the file
         ours, error = None, f"{type(e).__name__}: {e}"[:300]
-    t = {k: [] for k in ("ul_pre", "ul_infer", "ul_post", "ul_e2e", "es_pre", "es_infer", "es_post", "es_e2e")}
+    t = timing_lists("ul", "es")
     ious, n_ref, n_ours, n_matched = [], 0, 0, 0
     for rep in range(repeats):
         for frame in frames:
@@ -112,11 +119,7 @@ def bench_ultralytics(name: str, fx: dict, frames, repeats: int) -> dict:
             if ours is None:
                 n_ref += len(r.boxes) if rep == 0 else 0
                 continue
-            s = time.perf_counter()
-            o = ours(frame)
-            t["es_e2e"].append((time.perf_counter() - s) * 1e3)
-            for k in ("pre", "infer", "post"):
-                t[f"es_{k}"].append(o.timings[k])
+            o = timed(t, "es", ours, frame, lambda r: r.timings)
             if rep == 0:
                 ref_masks = r.masks.data.cpu().numpy() > 0.5 if r.masks is not None else np.zeros((0,) + frame.shape[:2], bool)
                 ref_cls = r.boxes.cls.cpu().numpy().astype(int)
@@ -150,51 +153,15 @@ class OriginSemantic:
         self.size = tuple(fx["input_size_hw"])
 
     def __call__(self, frame):
-        import torch
-        import torch.nn.functional as F
-
-        conv, norm = self.fx["convention"], self.fx["normalisation"]
+        conv = self.fx["convention"]
         t0 = time.perf_counter()
-        h, w = frame.shape[:2]
-        H, W = self.size
-        if self.resize == "stretch":
-            rgb = cv2.resize(frame, (W, H), interpolation=cv2.INTER_LINEAR)[:, :, ::-1]
-            top, left, nh, nw = 0, 0, H, W
-        else:  # keep the aspect ratio, pad around the centre (mmseg keep_ratio + pad, centred)
-            r = min(H / h, W / w)
-            nh, nw = int(round(h * r)), int(round(w * r))
-            top, left = (H - nh) // 2, (W - nw) // 2
-            rgb = np.full((H, W, 3), self.pad_value, np.uint8)
-            rgb[top:top + nh, left:left + nw] = cv2.resize(frame, (nw, nh), interpolation=cv2.INTER_LINEAR)[:, :, ::-1]
-        if self.inp.type == "tensor(uint8)":
-            x = np.ascontiguousarray(rgb.transpose(2, 0, 1)[None])
-        else:
-            x = rgb.astype(np.float32) / 255.0
-            if "std" in norm:
-                x = (x - np.asarray(norm["mean"], np.float32)) / np.asarray(norm["std"], np.float32)
-            x = np.ascontiguousarray(x[None] if conv == "channels-last" else x.transpose(2, 0, 1)[None], np.float32)
+        x, crop = origin_input(frame, self.inp.type, self.size, conv, self.fx["normalisation"],
+                               self.resize != "stretch", self.pad_value)
         t1 = time.perf_counter()
         y = self.sess.run(None, {self.inp.name: x})[0]
         t2 = time.perf_counter()
-        yt = torch.from_numpy(y)
-        with torch.inference_mode():
-            if conv == "labels":
-                lab = yt.reshape(1, 1, *y.shape[-2:])[:, :, top:top + nh, left:left + nw].float()
-                lab = F.interpolate(lab, size=(h, w), mode="nearest")[0, 0]
-            else:
-                if conv == "channels-last":
-                    yt = yt.permute(0, 3, 1, 2)
-                if (top, left, nh, nw) != (0, 0, H, W):  # logits to the input size, padding cut off
-                    yt = F.interpolate(yt, size=(H, W), mode="bilinear", align_corners=False)
-                    yt = yt[:, :, top:top + nh, left:left + nw]
-                up = F.interpolate(yt, size=(h, w), mode="bilinear", align_corners=False)[0]
-                if conv == "binary-logits":
-                    lab = up[0] > 0
-                elif conv == "binary-probabilities":
-                    lab = up[0] > 0.5
-                else:
-                    lab = up.argmax(0)
-            labels = lab.to(torch.uint8).numpy()
+        # logits to the input size (padding cut off) only where there is padding
+        labels = origin_labels(y, conv, frame.shape[:2], self.size, crop, to_input=crop != (0, 0, *self.size))
         t3 = time.perf_counter()
         return labels, {"pre": (t1 - t0) * 1e3, "infer": (t2 - t1) * 1e3, "post": (t3 - t2) * 1e3}
 
@@ -211,20 +178,12 @@ def bench_semantic(name: str, fx: dict, frames, repeats: int, resize: str = "str
     origin = OriginSemantic(path, fx, resize, float(np.mean(ours.meta.pad_value)))
     ours(frames[0])
     origin(frames[0])
-    t = {k: [] for k in ("or_pre", "or_infer", "or_post", "or_e2e", "es_pre", "es_infer", "es_post", "es_e2e")}
+    t = timing_lists("or", "es")
     agree = []
     for rep in range(repeats):
         for frame in frames:
-            s = time.perf_counter()
-            labels, tim = origin(frame)
-            t["or_e2e"].append((time.perf_counter() - s) * 1e3)
-            for k in ("pre", "infer", "post"):
-                t[f"or_{k}"].append(tim[k])
-            s = time.perf_counter()
-            o = ours(frame)
-            t["es_e2e"].append((time.perf_counter() - s) * 1e3)
-            for k in ("pre", "infer", "post"):
-                t[f"es_{k}"].append(o.timings[k])
+            labels = timed(t, "or", origin, frame, lambda r: r[1])[0]
+            o = timed(t, "es", ours, frame, lambda r: r.timings)
             if rep == 0:
                 agree.append(float((o.labels.astype(np.int64) == labels.astype(np.int64)).mean()))
     out = {k: med(v) for k, v in t.items()}
@@ -259,7 +218,7 @@ def main(argv=None) -> int:
         except Exception as e:  # one file edgeseg cannot run yet must not hide the others' figures
             results[name] = {"error": f"{type(e).__name__}: {e}"[:300]}
         report(name, results[name])
-    summary = {"semantic_resize": args.semantic_resize, "machine": cpu_name(), "cores": os.cpu_count(), "date": _dt.datetime.now(_dt.timezone.utc).isoformat(),
+    summary = {"semantic_resize": args.semantic_resize, "machine": cpu_model(), "cores": os.cpu_count(), "date": _dt.datetime.now(_dt.timezone.utc).isoformat(),
                "size": args.size, "frames": args.frames, "repeats": args.repeats, "results": results}
     if args.json:
         tmp = args.json.with_suffix(".tmp")

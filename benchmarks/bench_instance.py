@@ -34,7 +34,10 @@ import numpy as np
 from edgeseg import _C, ops
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_kernels import cpu_model, median_ms  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from bench_kernels import median_ms  # noqa: E402
+from reference import detectron2_paste  # noqa: E402  (the peer: detectron2 paste on CPU)
+from edgeseg.bench import cpu_model  # noqa: E402
 
 try:
     import torch
@@ -221,34 +224,6 @@ def peer(out_t, protos_t, info: ops.LetterboxInfo, interpolate: str = "prob"):
     return anchor.numpy(), masks.gt_(0.5 if interpolate == "prob" else 0.0)
 
 
-# ---- peer: detectron2 paste on CPU -----------------------------------------------------------
-
-
-def detectron2_paste_cpu(masks_t, boxes_t, image_hw, threshold=0.5):
-    """paste_masks_in_image as detectron2 runs it on CPU: chunks of one mask, skip_empty
-    (box-local grid_sample), results written into an N x H x W bool tensor."""
-    N = masks_t.shape[0]
-    H, W = image_hw
-    img_masks = torch.zeros(N, H, W, dtype=torch.bool)
-    for i in range(N):
-        m = masks_t[i:i + 1, None]
-        b = boxes_t[i:i + 1]
-        x0i, y0i = torch.clamp(b.min(dim=0).values.floor()[:2] - 1, min=0).to(torch.int32)
-        x1i = torch.clamp(b[:, 2].max().ceil() + 1, max=W).to(torch.int32)
-        y1i = torch.clamp(b[:, 3].max().ceil() + 1, max=H).to(torch.int32)
-        x0, y0, x1, y1 = torch.split(b, 1, dim=1)
-        img_y = torch.arange(y0i, y1i, dtype=torch.float32) + 0.5
-        img_x = torch.arange(x0i, x1i, dtype=torch.float32) + 0.5
-        img_y = (img_y - y0) / (y1 - y0) * 2 - 1
-        img_x = (img_x - x0) / (x1 - x0) * 2 - 1
-        gx = img_x[:, None, :].expand(1, img_y.size(1), img_x.size(1))
-        gy = img_y[:, :, None].expand(1, img_y.size(1), img_x.size(1))
-        grid = torch.stack([gx, gy], dim=3)
-        chunk = F.grid_sample(m, grid, align_corners=False)[:, 0]
-        img_masks[i:i + 1, y0i:y1i, x0i:x1i] = chunk >= threshold
-    return img_masks
-
-
 # ---- runner ----------------------------------------------------------------------------------
 
 
@@ -263,6 +238,13 @@ def paired_ious(idx, ms, pidx, pm) -> np.ndarray:
     assert sorted(idx.tolist()) == sorted(pidx.tolist()), "the two NMS kept different anchors"
     pos = {a: i for i, a in enumerate(pidx.tolist())}
     return mask_ious(ms.to_dense(), pm.numpy()[[pos[a] for a in idx.tolist()]] > 0.5)
+
+
+def rows_vs_edgeseg(bench: str, case: str, timings: List[Tuple[str, float]]) -> List[Dict]:
+    """A row per (implementation, median ms); ``vs_edgeseg`` is its time over the first's (edgeseg's)."""
+    base = timings[0][1]
+    return [{"bench": bench, "case": case, "impl": impl, "median_ms": round(ms, 3), "vs_edgeseg": round(ms / base, 2)}
+            for impl, ms in timings]
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -312,14 +294,9 @@ def main(argv: Optional[List[str]] = None) -> int:
                                                   max_detections=MAX_DET))
     t_rle = fast_ms(lambda: ms.to_rle())
     case_a = f"{len(idx)} inst {W}x{H} A={A} C={C} M={M}@{P}"
-    rows += [
-        {"bench": "yolo-seg post", "case": case_a, "impl": f"edgeseg ({args.threads} thr)",
-         "median_ms": round(t_ours, 3), "vs_edgeseg": 1.0},
-        {"bench": "yolo-seg post", "case": case_a, "impl": "edgeseg (1 thr)",
-         "median_ms": round(t_ours1, 3), "vs_edgeseg": round(t_ours1 / t_ours, 2)},
-        {"bench": "yolo-seg post", "case": case_a, "impl": "ultralytics-style torch + numpy NMS",
-         "median_ms": round(t_peer, 3), "vs_edgeseg": round(t_peer / t_ours, 2)},
-    ]
+    rows += rows_vs_edgeseg("yolo-seg post", case_a, [(f"edgeseg ({args.threads} thr)", t_ours),
+                                                     ("edgeseg (1 thr)", t_ours1),
+                                                     ("ultralytics-style torch + numpy NMS", t_peer)])
     print(f"(a) {case_a}: edgeseg {t_ours:.2f} ms (select_detections {t_sel:.2f} ms; 1 thr "
           f"{t_ours1:.2f} ms), peer {t_peer:.1f} ms -> {t_peer / t_ours:.1f}x; "
           f"to_rle of all masks {t_rle:.2f} ms", flush=True)
@@ -342,22 +319,17 @@ def main(argv: Optional[List[str]] = None) -> int:
     pboxes = np.concatenate([xy, xy + wh], 1).astype(np.float32)
     mt, bt = torch.from_numpy(masks), torch.from_numpy(pboxes)
     ours_p = ops.paste_masks(masks, pboxes, FRAME_HW)
-    d2 = detectron2_paste_cpu(mt, bt, FRAME_HW).numpy()
+    d2 = detectron2_paste(mt, bt, FRAME_HW, 0.5).numpy()
     od = ours_p.to_dense()
     diff = int((od != d2).sum())
     union = int((od | d2).sum())
     tp = fast_ms(lambda: ops.paste_masks(masks, pboxes, FRAME_HW))
     tpd = fast_ms(lambda: ops.paste_masks(masks, pboxes, FRAME_HW).to_dense())
-    td2 = median_ms(lambda: detectron2_paste_cpu(mt, bt, FRAME_HW), max(1, repeat // 2))
+    td2 = median_ms(lambda: detectron2_paste(mt, bt, FRAME_HW, 0.5), max(1, repeat // 2))
     case_b = f"{N} x 28x28 -> {W}x{H}"
-    rows += [
-        {"bench": "paste_masks", "case": case_b, "impl": f"edgeseg ({args.threads} thr)",
-         "median_ms": round(tp, 3), "vs_edgeseg": 1.0},
-        {"bench": "paste_masks", "case": case_b, "impl": "edgeseg + to_dense (N x H x W bool)",
-         "median_ms": round(tpd, 3), "vs_edgeseg": round(tpd / tp, 2)},
-        {"bench": "paste_masks", "case": case_b, "impl": "detectron2 CPU path (torch)",
-         "median_ms": round(td2, 3), "vs_edgeseg": round(td2 / tp, 2)},
-    ]
+    rows += rows_vs_edgeseg("paste_masks", case_b, [(f"edgeseg ({args.threads} thr)", tp),
+                                                   ("edgeseg + to_dense (N x H x W bool)", tpd),
+                                                   ("detectron2 CPU path (torch)", td2)])
     agree = 1.0 - diff / max(union, 1)
     print(f"(b) {case_b}: edgeseg {tp:.2f} ms (+to_dense {tpd:.2f} ms), detectron2 {td2:.1f} ms "
           f"-> {td2 / tp:.1f}x ({td2 / tpd:.1f}x incl. dense); {diff} differing pixels of "

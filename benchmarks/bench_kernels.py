@@ -27,6 +27,7 @@ import cv2
 import numpy as np
 
 from edgeseg import _C, defaults, ops
+from edgeseg.bench import cpu_model
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from reference import ref_letterbox  # noqa: E402  (naive numpy letterbox)
@@ -65,16 +66,6 @@ def read_bandwidth_gbs(n_bytes: int, repeat: int, threads: int = 1) -> float:
         with ThreadPoolExecutor(threads) as pool:
             ms = median_ms(lambda: list(pool.map(np.max, parts)), repeat)
     return a.nbytes / (ms * 1e-3) / 1e9
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 class Bench:

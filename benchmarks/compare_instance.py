@@ -22,16 +22,15 @@ import json
 import os
 import platform
 import statistics
-import sys
 import tempfile
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 import numpy as np
 
+from edgeseg.bench import cpu_model
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_kernels import cpu_model  # noqa: E402
 
 
 def default_models(work: Path) -> Dict[str, Dict[str, Optional[Path]]]:

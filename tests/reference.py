@@ -268,6 +268,37 @@ def ref_paste_masks(masks, boxes, image_hw, threshold=0.5):
     return out, margin
 
 
+def detectron2_paste(masks, boxes, image_hw, threshold=None):
+    """detectron2's paste_masks_in_image as it runs on CPU, in torch: one mask per chunk,
+    skip_empty (each mask grid_sampled over its box's pixel region only). masks (N, M, M) and
+    boxes (N, 4) xyxy are float32 tensors. Returns (N, H, W) bool (sample >= threshold), or the
+    sampled float values (0 outside the regions) when threshold is None."""
+    import torch
+    import torch.nn.functional as F
+
+    H, W = image_hw
+    out = torch.zeros((masks.shape[0], H, W), dtype=torch.float32 if threshold is None else torch.bool)
+    for i in range(masks.shape[0]):
+        m = masks[i:i + 1, None]
+        b = boxes[i:i + 1]
+        x0i, y0i = torch.clamp(b.min(dim=0).values.floor()[:2] - 1, min=0).to(torch.int32)
+        x1i = torch.clamp(b[:, 2].max().ceil() + 1, max=W).to(torch.int32)
+        y1i = torch.clamp(b[:, 3].max().ceil() + 1, max=H).to(torch.int32)
+        if x1i <= x0i or y1i <= y0i:  # box outside the frame: torch.arange would raise;
+            continue                    # detectron2 clips boxes before pasting
+        x0, y0, x1, y1 = torch.split(b, 1, dim=1)
+        img_y = torch.arange(y0i, y1i, dtype=torch.float32) + 0.5
+        img_x = torch.arange(x0i, x1i, dtype=torch.float32) + 0.5
+        img_y = (img_y - y0) / (y1 - y0) * 2 - 1
+        img_x = (img_x - x0) / (x1 - x0) * 2 - 1
+        gx = img_x[:, None, :].expand(1, img_y.size(1), img_x.size(1))
+        gy = img_y[:, :, None].expand(1, img_y.size(1), img_x.size(1))
+        grid = torch.stack([gx, gy], dim=3)
+        val = F.grid_sample(m, grid, align_corners=False)[:, 0]
+        out[i:i + 1, y0i:y1i, x0i:x1i] = val if threshold is None else val >= threshold
+    return out
+
+
 def ref_rle(mask: np.ndarray) -> dict:
     """pycocotools.mask.encode of a dense HxW mask, counts as str."""
     from pycocotools import mask as mask_utils

@@ -13,7 +13,7 @@ from edgeseg.errors import ArrayError
 from edgeseg.masks import MaskSet
 
 from kernel_modes import in_every_mode, threads
-from reference import (ref_assemble_masks, ref_nms, ref_overlay_instances, ref_paste_masks,
+from reference import (detectron2_paste, ref_assemble_masks, ref_nms, ref_overlay_instances, ref_paste_masks,
                        ref_rle, ref_select_detections)
 
 SETTINGS = settings(max_examples=40, deadline=None,
@@ -256,34 +256,6 @@ def test_paste_masks_matches_reference(H, W, mh, mw, n, dtype, threshold, seed):
         assert (x0, y0, x1, y1) == (0, 0, 0, 0)
 
 
-def torch_detectron2_paste(masks, boxes, image_hw, threshold):
-    """detectron2 paste_masks_in_image on CPU (one mask per chunk, skip_empty region), written
-    with torch.nn.functional.grid_sample; returns (N, H, W) float values (0 outside regions)."""
-    torch = pytest.importorskip("torch")
-    F = torch.nn.functional
-    H, W = image_hw
-    out = torch.zeros((len(masks), H, W), dtype=torch.float32)
-    for i in range(len(masks)):
-        m = torch.from_numpy(masks[i:i + 1, None].astype(np.float32))
-        b = torch.from_numpy(boxes[i:i + 1].astype(np.float32))
-        x0i, y0i = torch.clamp(b.min(dim=0).values.floor()[:2] - 1, min=0).to(torch.int32)
-        x1i = int(torch.clamp(b[:, 2].max().ceil() + 1, max=W))
-        y1i = int(torch.clamp(b[:, 3].max().ceil() + 1, max=H))
-        if x1i <= int(x0i) or y1i <= int(y0i):  # box outside the frame: torch.arange would
-            continue                             # raise; detectron2 clips boxes before pasting
-        x0, y0, x1, y1 = torch.split(b, 1, dim=1)
-        img_y = torch.arange(int(y0i), y1i, dtype=torch.float32) + 0.5
-        img_x = torch.arange(int(x0i), x1i, dtype=torch.float32) + 0.5
-        img_y = (img_y - y0) / (y1 - y0) * 2 - 1
-        img_x = (img_x - x0) / (x1 - x0) * 2 - 1
-        gx = img_x[:, None, :].expand(1, img_y.size(1), img_x.size(1))
-        gy = img_y[:, :, None].expand(1, img_y.size(1), img_x.size(1))
-        grid = torch.stack([gx, gy], dim=3)
-        val = F.grid_sample(m, grid, align_corners=False)[:, 0]
-        out[i, int(y0i):y1i, int(x0i):x1i] = val[0]
-    return out.numpy()
-
-
 @settings(max_examples=15, deadline=None)
 @given(H=st.integers(1, 50), W=st.integers(1, 50), mh=st.integers(1, 14),
        n=st.integers(1, 5), seed=st.integers(0, 2**31))
@@ -295,7 +267,7 @@ def test_reference_paste_agrees_with_torch_grid_sample(H, W, mh, n, seed):
     xy = rng.uniform(-0.3 * W, 1.1 * W, (n, 2))
     wh = rng.uniform(0.3, 0.9 * max(H, W), (n, 2))  # non-degenerate boxes
     boxes = np.concatenate([xy, xy + wh], 1).astype(np.float32)
-    vals = torch_detectron2_paste(masks, boxes, (H, W), 0.5)
+    vals = detectron2_paste(torch.from_numpy(masks), torch.from_numpy(boxes), (H, W)).numpy()
     want, margin = ref_paste_masks(masks, boxes, (H, W), 0.5)
     ref_vals = np.where(np.isinf(margin), 0.0, 0.5 + np.where(want, 1, -1) * margin)
     np.testing.assert_allclose(vals, ref_vals, atol=1e-5)

@@ -383,50 +383,71 @@ def export_torch(model, example, names: tuple[str, str], path: Path) -> None:
                           opset_version=17, dynamo=False)
 
 
-def _semantic_labels(sess, img: np.ndarray, convention: str, facts: dict, letterbox: bool):
-    """One frame through the origin recipe; returns (labels at the frame size, the graph's labels
-    for the labels convention or None)."""
+def origin_input(img: np.ndarray, input_type: str, size_hw: tuple[int, int], convention: str, norm: dict,
+                 letterbox: bool, pad: float) -> tuple[np.ndarray, tuple[int, int, int, int]]:
+    """The origin recipe's network input for a BGR frame: a plain resize to ``size_hw``, or a centred
+    letterbox padded with ``pad`` (keep ratio, as edgeseg and mmseg do); RGB, /255 and (x - mean) / std
+    when ``norm`` has them (uint8 inputs as they are); NCHW, NHWC for channels-last. Returns the input
+    and (top, left, height, width) of the image inside it."""
+    h, w = img.shape[:2]
+    H, W = size_hw
+    if letterbox:
+        r = min(H / h, W / w)
+        nh, nw = int(round(h * r)), int(round(w * r))
+        top, left = (H - nh) // 2, (W - nw) // 2
+        rgb = np.full((H, W, 3), pad, np.uint8)
+        rgb[top:top + nh, left:left + nw] = cv2.resize(img, (nw, nh), interpolation=cv2.INTER_LINEAR)[:, :, ::-1]
+    else:
+        top, left, nh, nw = 0, 0, H, W
+        rgb = cv2.resize(img, (W, H), interpolation=cv2.INTER_LINEAR)[:, :, ::-1]
+    if input_type == "tensor(uint8)":
+        return np.ascontiguousarray(rgb.transpose(2, 0, 1)[None]), (top, left, nh, nw)
+    x = rgb.astype(np.float32) / 255.0
+    if "std" in norm:
+        x = (x - np.asarray(norm["mean"], np.float32)) / np.asarray(norm["std"], np.float32)
+    x = x[None] if convention == "channels-last" else x.transpose(2, 0, 1)[None]
+    return np.ascontiguousarray(x, np.float32), (top, left, nh, nw)
+
+
+def origin_labels(y: np.ndarray, convention: str, frame_hw: tuple[int, int], size_hw: tuple[int, int],
+                  crop: tuple[int, int, int, int], to_input: bool) -> np.ndarray:
+    """The origin recipe's labels at the frame size from the model's output ``y``: in-graph labels
+    cropped to ``crop`` and resized nearest; logits resized to the input first when ``to_input``
+    (mmseg's keep-ratio decode: logits to the input size, padding cut off), then torch bilinear
+    (align_corners=False) to the frame + argmax, or a threshold for one channel."""
     import torch
     import torch.nn.functional as F
 
+    top, left, nh, nw = crop
+    yt = torch.from_numpy(y)
+    with torch.inference_mode():
+        if convention == "labels":
+            lab = yt.reshape(1, 1, *y.shape[-2:])[:, :, top:top + nh, left:left + nw].float()
+            return F.interpolate(lab, size=frame_hw, mode="nearest")[0, 0].to(torch.uint8).numpy()
+        if convention == "channels-last":
+            yt = yt.permute(0, 3, 1, 2)
+        if to_input:
+            yt = F.interpolate(yt, size=size_hw, mode="bilinear", align_corners=False)
+            yt = yt[:, :, top:top + nh, left:left + nw]
+        up = F.interpolate(yt, size=frame_hw, mode="bilinear", align_corners=False)[0]
+        if convention == "binary-logits":
+            lab = up[0] > 0
+        elif convention == "binary-probabilities":
+            lab = up[0] > 0.5
+        else:
+            lab = up.argmax(0)
+        return lab.to(torch.uint8).numpy()
+
+
+def _semantic_labels(sess, img: np.ndarray, convention: str, facts: dict, letterbox: bool):
+    """One frame through the origin recipe; returns (labels at the frame size, the graph's labels
+    for the labels convention or None)."""
     inp = sess.get_inputs()[0]
-    h, w = img.shape[:2]
-    S = SEM_SIZE
-    if letterbox:  # keep the ratio, centred, pad 114 (what edgeseg does); mmseg-style decode below
-        r = min(S / h, S / w)
-        nh, nw = int(round(h * r)), int(round(w * r))
-        top, left = (S - nh) // 2, (S - nw) // 2
-        canvas = np.full((S, S, 3), LETTERBOX_PAD, np.uint8)
-        canvas[top:top + nh, left:left + nw] = cv2.resize(img, (nw, nh), interpolation=cv2.INTER_LINEAR)
-        rgb = canvas[:, :, ::-1]
-    else:
-        top, left, nh, nw = 0, 0, S, S
-        rgb = cv2.resize(img, (S, S), interpolation=cv2.INTER_LINEAR)[:, :, ::-1]
-    if inp.type == "tensor(uint8)":
-        x = np.ascontiguousarray(rgb.transpose(2, 0, 1)[None])
-    else:
-        x = rgb.astype(np.float32) / 255.0
-        if "std" in facts:
-            x = (x - np.array(facts["mean"], np.float32)) / np.array(facts["std"], np.float32)
-        x = x[None] if convention == "channels-last" else x.transpose(2, 0, 1)[None]
-        x = np.ascontiguousarray(x, np.float32)
-    y = torch.from_numpy(sess.run(None, {inp.name: x})[0])
-    if convention == "labels":
-        graph = y.numpy().reshape(y.shape[-2:]).astype(np.uint8)
-        lab = y.reshape(1, 1, *y.shape[-2:])[:, :, top:top + nh, left:left + nw].float()
-        return F.interpolate(lab, size=(h, w), mode="nearest")[0, 0].to(torch.uint8).numpy(), graph
-    if convention == "channels-last":
-        y = y.permute(0, 3, 1, 2)
-    if letterbox:  # logits to the input size, the padding cut off
-        y = F.interpolate(y, size=(S, S), mode="bilinear", align_corners=False)[:, :, top:top + nh, left:left + nw]
-    up = F.interpolate(y, size=(h, w), mode="bilinear", align_corners=False)[0]
-    if convention == "binary-logits":
-        lab = up[0] > 0
-    elif convention == "binary-probabilities":
-        lab = up[0] > 0.5
-    else:
-        lab = up.argmax(0)
-    return lab.to(torch.uint8).numpy(), None
+    size = (SEM_SIZE, SEM_SIZE)
+    x, crop = origin_input(img, inp.type, size, convention, facts, letterbox, LETTERBOX_PAD)
+    y = sess.run(None, {inp.name: x})[0]
+    graph = y.reshape(y.shape[-2:]).astype(np.uint8) if convention == "labels" else None
+    return origin_labels(y, convention, img.shape[:2], size, crop, to_input=letterbox), graph
 
 
 def semantic_expected(path: Path, convention: str, facts: dict, images: list[np.ndarray]) -> dict[str, np.ndarray]:
