@@ -10,7 +10,6 @@ dequantised here with the scales stored in the model. The ModelMeta travels in t
 """
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 from typing import Any, Mapping
@@ -19,9 +18,8 @@ import numpy as np
 
 from ... import defaults
 from ...errors import BackendError, InputFileError, ModelError
-from ...meta import ModelMeta
 from . import register_backend
-from .base import Backend, TensorSpec
+from .base import CPUBackend, TensorSpec, positive_threads, stored_meta
 
 #: Flatbuffer metadata entry holding the layout of the edgeseg interface (see :func:`io_record`).
 IO_KEY = "edgeseg.io"
@@ -53,7 +51,7 @@ def io_record(outputs: list[str], nhwc: list[bool]) -> dict[str, Any]:
 
 
 @register_backend
-class LiteRTBackend(Backend):
+class LiteRTBackend(CPUBackend):
     """Runs a ``.tflite`` model with the LiteRT interpreter.
 
     Options:
@@ -65,26 +63,20 @@ class LiteRTBackend(Backend):
     suffixes = (".tflite",)
     options = ("device", "threads")
     install_hint = "pip install ai-edge-litert (or pip install 'edgeseg[litert]')"
-
-    @classmethod
-    def is_available(cls) -> bool:
-        return importlib.util.find_spec("ai_edge_litert") is not None
+    engine_module = "ai_edge_litert"
 
     def __init__(self, path: str | Path, device: str | None = None, threads: int | None = None) -> None:
         super().__init__(path, device=device, threads=threads)
         from ai_edge_litert.interpreter import Interpreter
 
-        if device not in (None, "cpu", "CPU"):
-            raise BackendError(f"device={device!r}: the litert backend runs on the CPU here; use device='cpu'")
-        if threads is not None and int(threads) < 1:
-            raise BackendError(f"threads must be >= 1, got {threads}")
+        threads = positive_threads(threads)
         if not self.path.is_file():
             raise InputFileError(f"LiteRT model not found: {str(self.path)!r}; check the path")
         data = self.path.read_bytes()
         entries = read_metadata(data)
-        self._meta = self._parse_meta(entries)
+        self._meta = stored_meta(entries[defaults.META_KEY], self.path) if defaults.META_KEY in entries else None
         try:
-            self.interp = Interpreter(model_content=data, num_threads=None if threads is None else int(threads))
+            self.interp = Interpreter(model_content=data, num_threads=threads)
             self.interp.allocate_tensors()
         except Exception as e:  # LiteRT raises ValueError/RuntimeError with its own text
             raise ModelError(f"LiteRT could not load {str(self.path)!r}: {str(e).strip().splitlines()[0]}") from None
@@ -135,18 +127,6 @@ class LiteRTBackend(Backend):
                              "parameters; edgeseg runs float or full-integer INT8 LiteRT models")
         return float(scale), int(zero)
 
-    def _parse_meta(self, entries: dict[str, bytes]) -> ModelMeta | None:
-        if defaults.META_KEY not in entries:
-            return None
-        try:
-            return ModelMeta.from_json(entries[defaults.META_KEY].decode("utf-8"))
-        except (ModelError, UnicodeDecodeError) as e:
-            raise ModelError(f"{self.path}: {e}") from None
-
-    @property
-    def device(self) -> str:
-        return "cpu"
-
     @property
     def provider(self) -> str:
         """e.g. "litert-xnnpack-int8"."""
@@ -154,9 +134,7 @@ class LiteRTBackend(Backend):
 
     def infer(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         spec = self._inputs[0]
-        if spec.name not in inputs:
-            raise BackendError(f"LiteRT model {self.path.name} needs input {spec.name!r}; got {sorted(inputs)}")
-        x = np.asarray(inputs[spec.name])
+        x = np.asarray(self._take_inputs(inputs, f"LiteRT model {self.path.name}")[0])
         if tuple(x.shape) != spec.shape:
             raise BackendError(f"LiteRT model {self.path.name} takes a {spec.shape} input (static shapes), "
                                f"got {tuple(x.shape)}")

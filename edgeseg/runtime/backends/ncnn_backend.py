@@ -7,17 +7,16 @@ outputs are given back with it). ``path`` may be the ``.param`` file or a direct
 """
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 from typing import Any, Mapping
 
 import numpy as np
 
-from ...errors import BackendError, InputFileError, ModelError
+from ...errors import BackendError, ModelError
 from ...meta import ModelMeta
 from . import register_backend
-from .base import Backend, TensorSpec
+from .base import CPUBackend, TensorSpec, find_model_file, positive_threads, stored_meta
 
 PARAM_SUFFIX = ".ncnn.param"
 
@@ -29,24 +28,12 @@ def side_file(param: Path) -> Path:
 
 def find_param(path: str | Path) -> Path:
     """The ``.param`` for ``path``: the file itself, or the one ``*.param`` in a directory
-    (``*.rejected.*`` files kept by a failed export are ignored)."""
-    p = Path(path)
-    if p.is_dir():
-        found = sorted(x for x in p.glob("*.param") if ".rejected." not in x.name)
-        if len(found) != 1:
-            what = "no" if not found else f"{len(found)} ({', '.join(x.name for x in found)})"
-            raise ModelError(f"{str(p)!r} holds {what} ncnn .param files; pass the .param path itself")
-        p = found[0]
-    if not p.is_file():
-        raise InputFileError(f"ncnn model not found: {str(p)!r}; check the path")
-    if not p.with_suffix(".bin").is_file():
-        raise ModelError(f"{str(p)!r} has no weights file {p.with_suffix('.bin').name!r} beside it; "
-                         "copy the .param and .bin together")
-    return p
+    (``*.rejected.*`` files kept by a failed export are ignored), with its ``.bin``."""
+    return find_model_file(path, ".param", "ncnn")
 
 
 @register_backend
-class NcnnBackend(Backend):
+class NcnnBackend(CPUBackend):
     """Runs an ncnn model on the CPU.
 
     Options:
@@ -62,35 +49,25 @@ class NcnnBackend(Backend):
     opens_directories = True
     options = ("device", "threads", "fp16")
     install_hint = "pip install ncnn (or pip install 'edgeseg[ncnn]')"
-
-    @classmethod
-    def is_available(cls) -> bool:
-        return importlib.util.find_spec("ncnn") is not None
+    engine_module = "ncnn"
 
     def __init__(self, path: str | Path, device: str | None = None, threads: int | None = None,
                  fp16: bool | None = None) -> None:
         super().__init__(path, device=device, threads=threads, fp16=fp16)
         import ncnn
 
-        if device not in (None, "cpu", "CPU"):
-            raise BackendError(f"device={device!r}: the ncnn backend runs on the CPU here; use device='cpu'")
-        if threads is not None and int(threads) < 1:
-            raise BackendError(f"threads must be >= 1, got {threads}")
+        threads = positive_threads(threads)
         self.param = find_param(self.path)
         record = self._read_side()
-        self._meta = None
-        if record.get("meta") is not None:
-            try:
-                self._meta = ModelMeta.from_dict(record["meta"])
-            except ModelError as e:
-                raise ModelError(f"{side_file(self.param)}: {e}") from None
+        meta = record.get("meta")
+        self._meta = None if meta is None else stored_meta(meta, side_file(self.param), ModelMeta.from_dict)
         self._fp16 = bool(fp16)
         net = ncnn.Net()
         opt = net.opt
         opt.use_fp16_packed = opt.use_fp16_storage = opt.use_fp16_arithmetic = self._fp16
         opt.use_vulkan_compute = False
         if threads is not None:
-            opt.num_threads = int(threads)
+            opt.num_threads = threads
         self._int8 = bool(record.get("int8", False))
         opt.use_int8_inference = True
         if net.load_param(str(self.param)) != 0 or net.load_model(str(self.param.with_suffix(".bin"))) != 0:
@@ -126,10 +103,6 @@ class NcnnBackend(Backend):
         return record
 
     @property
-    def device(self) -> str:
-        return "cpu"
-
-    @property
     def provider(self) -> str:
         """e.g. "ncnn-cpu-fp32", "ncnn-cpu-int8"."""
         return f"ncnn-cpu-{'int8' if self._int8 else 'fp16' if self._fp16 else 'fp32'}"
@@ -138,9 +111,7 @@ class NcnnBackend(Backend):
         import ncnn
 
         spec = self._inputs[0]
-        if spec.name not in inputs:
-            raise BackendError(f"ncnn model {self.param.name} needs input {spec.name!r}; got {sorted(inputs)}")
-        x = np.asarray(inputs[spec.name], dtype=np.float32)
+        x = np.asarray(self._take_inputs(inputs, f"ncnn model {self.param.name}")[0], dtype=np.float32)
         if x.ndim != 4 or x.shape[0] != 1 or (spec.is_static and tuple(x.shape) != spec.shape):
             raise BackendError(f"ncnn model {self.param.name} takes one (1, 3, h, w) image"
                                f"{' of ' + str(spec.shape) if spec.is_static else ''}, got {tuple(x.shape)}")

@@ -1,7 +1,6 @@
 """ONNX Runtime backend: runs .onnx files; the deployment path (no torch)."""
 from __future__ import annotations
 
-import importlib.util
 import os
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -12,7 +11,7 @@ from ... import defaults
 from ...errors import BackendError, ModelError
 from ...meta import ModelMeta
 from . import register_backend
-from .base import Backend, TensorSpec
+from .base import Backend, TensorSpec, positive_threads, stored_meta
 
 CPU = "CPUExecutionProvider"
 CUDA = "CUDAExecutionProvider"
@@ -58,10 +57,7 @@ class OnnxRuntimeBackend(Backend):
     suffixes = (".onnx",)
     options = ("providers", "device", "threads")
     install_hint = "pip install onnxruntime (or onnxruntime-gpu for CUDA)"
-
-    @classmethod
-    def is_available(cls) -> bool:
-        return importlib.util.find_spec("onnxruntime") is not None
+    engine_module = "onnxruntime"
 
     def __init__(
         self,
@@ -80,9 +76,7 @@ class OnnxRuntimeBackend(Backend):
         so = ort.SessionOptions()
         so.log_severity_level = 3  # errors only; fallbacks are reported through .provider
         if threads is not None:
-            if int(threads) < 1:
-                raise BackendError(f"threads must be >= 1, got {threads}")
-            so.intra_op_num_threads = int(threads)
+            so.intra_op_num_threads = positive_threads(threads)
         try:
             self.session = ort.InferenceSession(str(self.path), sess_options=so, providers=requested)
         except Exception as e:  # ORT raises its own (non-public) exception types
@@ -142,12 +136,7 @@ class OnnxRuntimeBackend(Backend):
         props = self.session.get_modelmeta().custom_metadata_map
         self._props = dict(props)
         text = props.get(defaults.META_KEY)
-        if text is None:
-            return None
-        try:
-            return ModelMeta.from_json(text)
-        except ModelError as e:
-            raise ModelError(f"{self.path}: {e}") from None
+        return None if text is None else stored_meta(text, self.path)
 
     @property
     def provider(self) -> str:
@@ -169,10 +158,5 @@ class OnnxRuntimeBackend(Backend):
         try:
             outs = self.session.run(self._output_names, dict(inputs))
         except Exception as e:
-            got = {k: (tuple(v.shape), str(v.dtype)) for k, v in inputs.items()}
-            want = {s.name: (s.shape, str(s.dtype)) for s in self._inputs}
-            raise BackendError(
-                f"ONNX Runtime failed to run {self.path.name} on inputs {got} "
-                f"(model expects {want}): {e}"
-            ) from None
+            raise self._run_error("ONNX Runtime", self.path.name, inputs, e) from None
         return dict(zip(self._output_names, outs))

@@ -6,16 +6,15 @@ sidecar file. ``path`` may be the ``.xml`` or a directory holding exactly one mo
 """
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 from typing import Any, Mapping
 
 import numpy as np
 
-from ...errors import BackendError, InputFileError, ModelError
+from ...errors import BackendError, ModelError
 from ...meta import ModelMeta
 from . import register_backend
-from .base import Backend, TensorSpec
+from .base import Backend, TensorSpec, find_model_file, positive_threads, stored_meta
 
 #: Where export writes the ModelMeta JSON inside the IR's rt_info.
 RT_INFO_PATH = ("edgeseg", "meta")
@@ -26,23 +25,8 @@ HINTS = ("latency", "throughput")
 
 def find_ir(path: str | Path) -> Path:
     """The IR ``.xml`` for ``path``: the file itself, or the single model ``.xml`` inside a
-    directory (``*.rejected.xml`` files, kept by a failed export, are ignored)."""
-    p = Path(path)
-    if p.is_dir():
-        found = sorted(x for x in p.glob("*.xml") if not x.name.endswith(".rejected.xml"))
-        if len(found) != 1:
-            what = "no" if not found else f"{len(found)} ({', '.join(x.name for x in found)})"
-            raise ModelError(f"{str(p)!r} holds {what} OpenVINO model .xml files; pass the .xml path itself")
-        p = found[0]
-    if p.suffix.lower() != ".xml":
-        raise ModelError(f"{str(p)!r} is not an OpenVINO IR (.xml); export one with "
-                         "`edgeseg export CKPT --format openvino --out DIR`")
-    if not p.is_file():
-        raise InputFileError(f"OpenVINO model not found: {str(p)!r}; check the path")
-    if not p.with_suffix(".bin").is_file():
-        raise ModelError(f"{str(p)!r} has no weights file {p.with_suffix('.bin').name!r} beside it; "
-                         "copy the .xml and .bin together")
-    return p
+    directory (``*.rejected.*`` files, kept by a failed export, are ignored), with its ``.bin``."""
+    return find_model_file(path, ".xml", "OpenVINO", export_format="openvino")
 
 
 def _dim(d: Any) -> int | str | None:
@@ -72,10 +56,7 @@ class OpenVINOBackend(Backend):
     opens_directories = True
     options = ("device", "threads", "precision", "fp16", "hint")
     install_hint = "pip install openvino (or pip install 'edgeseg[openvino]')"
-
-    @classmethod
-    def is_available(cls) -> bool:
-        return importlib.util.find_spec("openvino") is not None
+    engine_module = "openvino"
 
     def __init__(
         self,
@@ -109,9 +90,7 @@ class OpenVINOBackend(Backend):
         if precision is not None:
             config[hints.inference_precision] = getattr(ov.Type, precision)
         if threads is not None:
-            if int(threads) < 1:
-                raise BackendError(f"threads must be >= 1, got {threads}")
-            config[props.inference_num_threads] = int(threads)
+            config[props.inference_num_threads] = positive_threads(threads)
         try:
             model = core.read_model(str(self.xml))
         except Exception as e:  # OpenVINO raises RuntimeError with its own text
@@ -146,11 +125,7 @@ class OpenVINOBackend(Backend):
     def _read_meta(self, model: Any) -> ModelMeta | None:
         if not model.has_rt_info(list(RT_INFO_PATH)):
             return None
-        text = model.get_rt_info(list(RT_INFO_PATH)).astype(str)
-        try:
-            return ModelMeta.from_json(text)
-        except ModelError as e:
-            raise ModelError(f"{self.xml}: {e}") from None
+        return stored_meta(model.get_rt_info(list(RT_INFO_PATH)).astype(str), self.xml)
 
     @staticmethod
     def _spec(port: Any, wanted: set[str] = frozenset()) -> TensorSpec:
@@ -172,16 +147,10 @@ class OpenVINOBackend(Backend):
         return f"openvino-{self._device}-{self._precision}"
 
     def infer(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        names = [s.name for s in self._inputs]
-        missing = [n for n in names if n not in inputs]
-        if missing:
-            raise BackendError(f"OpenVINO model {self.xml.name} needs input(s) {missing}; got {sorted(inputs)}")
+        arrays = self._take_inputs(inputs, f"OpenVINO model {self.xml.name}")
         try:
-            self.request.infer({n: np.ascontiguousarray(inputs[n]) for n in names})
+            self.request.infer({s.name: np.ascontiguousarray(a) for s, a in zip(self._inputs, arrays)})
         except Exception as e:
-            got = {k: (tuple(v.shape), str(v.dtype)) for k, v in inputs.items()}
-            want = {s.name: (s.shape, str(s.dtype)) for s in self._inputs}
-            raise BackendError(f"OpenVINO failed to run {self.xml.name} on inputs {got} "
-                               f"(model expects {want}): {e}") from None
+            raise self._run_error("OpenVINO", self.xml.name, inputs, e) from None
         # The request reuses its output buffers on the next call: hand out copies.
         return {s.name: self.request.get_output_tensor(i).data.copy() for i, s in enumerate(self._outputs)}

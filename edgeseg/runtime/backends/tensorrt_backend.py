@@ -297,10 +297,7 @@ class TensorRTBackend(Backend):
     suffixes = (".engine",)
     options = ("device", "cuda")
     install_hint = INSTALL_HINT
-
-    @classmethod
-    def is_available(cls) -> bool:
-        return importlib.util.find_spec("tensorrt") is not None
+    engine_module = "tensorrt"
 
     def __init__(self, path: str | Path, device: str | None = None, cuda: str | None = None) -> None:
         super().__init__(path, device=device, cuda=cuda)

@@ -5,7 +5,6 @@ registering it (on ``import edgeseg.runtime``) costs nothing on the ONNX path.
 """
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 from typing import Mapping
 
@@ -14,7 +13,7 @@ import numpy as np
 from ...errors import BackendError, ModelError
 from ...meta import ModelMeta
 from . import DIRECTORY, register_backend
-from .base import Backend, TensorSpec
+from .base import Backend, TensorSpec, positive_threads
 
 
 @register_backend
@@ -31,10 +30,7 @@ class TorchBackend(Backend):
     suffixes = (DIRECTORY, ".safetensors")
     options = ("device", "fp16", "threads")
     install_hint = "pip install 'edgeseg[train]' (PyTorch)"
-
-    @classmethod
-    def is_available(cls) -> bool:
-        return importlib.util.find_spec("torch") is not None
+    engine_module = "torch"
 
     def __init__(
         self,
@@ -50,7 +46,7 @@ class TorchBackend(Backend):
 
         ckpt = self.path.parent if self.path.is_file() else self.path
         if threads is not None:
-            torch.set_num_threads(int(threads))
+            torch.set_num_threads(positive_threads(threads))
         if device is None:
             device = "cuda" if torch.cuda.is_available() else "cpu"
         if device.startswith("cuda") and not torch.cuda.is_available():
@@ -86,10 +82,8 @@ class TorchBackend(Backend):
     def infer(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         import torch
 
-        name = self._inputs[0].name
-        if name not in inputs:
-            raise BackendError(f"torch backend: missing input {name!r}; got {sorted(inputs)}")
-        x = torch.from_numpy(np.ascontiguousarray(inputs[name])).to(self._device, self._dtype)
+        (image,) = self._take_inputs(inputs, f"torch checkpoint {self.path.name}")
+        x = torch.from_numpy(np.ascontiguousarray(image)).to(self._device, self._dtype)
         with torch.inference_mode():
             y = self.model(x)
         names = [s.name for s in self._outputs]
