@@ -10,6 +10,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from edgeseg.errors import EdgesegError  # noqa: E402
+from edgeseg.geometry import LetterboxInfo, letterbox_info  # noqa: E402
 from edgeseg.models import create_model  # noqa: E402
 from edgeseg.models.instance import make_anchors  # noqa: E402
 from edgeseg.train.dataset import normalize  # noqa: E402
@@ -183,11 +184,13 @@ def test_masks_in_frame_samples_protos_through_the_letterbox():
     logits[0, :, :8] = 5.0
     box = torch.tensor([[0.0, 0.0, 128.0, 64.0]])
     # frame 64x128 letterboxed into 64x64: scale 0.5, rh=32 at top=16, rw=64
-    m = masks_in_frame(logits, box, (64, 128), (64, 64), (16, 0, 32, 64))
+    lb = LetterboxInfo(src_hw=(64, 128), dst_hw=(64, 64), scale=0.5, resized_hw=(32, 64), pad_top=16, pad_left=0)
+    assert letterbox_info((64, 128), (64, 64)) == lb
+    m = masks_in_frame(logits, box, lb)
     assert m.shape == (1, 64, 128)
     cols = m[0].any(0)
     assert cols[:63].all() and not cols[65:].any()  # input x < 32  <=>  frame x < 64
-    m2 = masks_in_frame(logits, torch.tensor([[10.0, 5.0, 20.0, 9.0]]), (64, 128), (64, 64), (16, 0, 32, 64))
+    m2 = masks_in_frame(logits, torch.tensor([[10.0, 5.0, 20.0, 9.0]]), lb)
     assert m2[0].sum() == 10 * 4 and m2[0, 5:9, 10:20].all()  # cropped to the box, pixel centres inside
 
 
@@ -407,7 +410,7 @@ class _Oracle(torch.nn.Module):
         import cv2
 
         self.dummy = torch.nn.Parameter(torch.zeros(1))
-        top, left, rh, rw = lb
+        (top, left), (rh, rw) = (lb.pad_top, lb.pad_left), lb.resized_hw
         h, w = sample.image.shape[:2]
         g = len(sample.class_ids)
         a = sum((input_hw[0] // s) * (input_hw[1] // s) for s in (8, 16, 32))
@@ -451,7 +454,7 @@ def test_evaluate_instances_scores_an_oracle_through_the_letterbox_as_perfect():
     for i in range(3):
         one = One(i)
         _, lb = letterbox(one.s.image, (128, 128))
-        assert lb[0] > 0  # really letterboxed (padding on top and bottom)
+        assert lb.pad_top > 0  # really letterboxed (padding on top and bottom)
         oracle = _Oracle(one.s, (128, 128), lb, len(ds.classes))
         for evaluator in ("builtin", "cocoeval"):
             res = evaluate_instances(oracle, one, (128, 128), evaluator=evaluator)
@@ -461,7 +464,8 @@ def test_evaluate_instances_scores_an_oracle_through_the_letterbox_as_perfect():
         assert res["box_ap"] == pytest.approx(1.0) and 0.3 < res["mask_ap"] <= 1.0  # boxes exact, masks at 1/4
         # and the frame masks/boxes match the GT closely (AP50 alone would accept IoU 0.5)
         img = to_chw_rgb(letterbox(one.s.image, (128, 128))[0])
-        det = predict_instances(oracle, img[None], [lb], [(96, 160)], 0.1)[0]
+        assert lb.src_hw == (96, 160)
+        det = predict_instances(oracle, img[None], [lb], 0.1)[0]
         order = np.argsort(-np.asarray([0.9 - 0.01 * k for k in range(len(one.s.class_ids))]), kind="stable")
         for k, j in enumerate(order):
             m, g = det["masks"][k], one.s.masks[j]

@@ -120,7 +120,8 @@ def test_evaluate_matches_manual_computation_and_handles_letterbox():
     res = evaluate(model, ds, (64, 64), batch_size=2)
     cm = ConfusionMatrix(3)
     for img, lab in ds:
-        boxed, (top, left, rh, rw) = letterbox(img, (64, 64))
+        boxed, info = letterbox(img, (64, 64))
+        (top, left), (rh, rw) = (info.pad_top, info.pad_left), info.resized_hw
         with torch.no_grad():
             lg = model(normalize(to_chw_rgb(boxed)[None]))
         lg = torch.nn.functional.interpolate(lg, size=(64, 64), mode="bilinear", align_corners=False)
@@ -137,8 +138,9 @@ def test_letterbox_keeps_aspect_and_centres():
     from edgeseg.train.dataset import letterbox
 
     img = np.full((50, 100, 3), 7, np.uint8)
-    out, (top, left, rh, rw) = letterbox(img, (64, 64))
-    assert out.shape == (64, 64, 3) and (rh, rw) == (32, 64) and (top, left) == (16, 0)
+    out, info = letterbox(img, (64, 64))
+    assert out.shape == (64, 64, 3) and info.resized_hw == (32, 64) and (info.pad_top, info.pad_left) == (16, 0)
+    assert info.src_hw == (50, 100) and info.dst_hw == (64, 64)
     assert (out[:16] == 114).all() and (out[48:] == 114).all() and (out[16:48] == 7).all()
 
 

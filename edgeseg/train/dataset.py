@@ -13,6 +13,7 @@ from torch.utils.data import Dataset
 
 from .. import defaults
 from ..data.transforms import letterbox_image
+from ..geometry import LetterboxInfo
 
 
 def to_chw_rgb(image: np.ndarray) -> torch.Tensor:
@@ -72,17 +73,17 @@ class TrainDataset(Dataset):
         return to_chw_rgb(image), torch.from_numpy(label.astype(np.int64))
 
 
-def letterbox(image: np.ndarray, size: Tuple[int, int], pad_value: int = defaults.PAD_VALUE):
+def letterbox(image: np.ndarray, size: Tuple[int, int], pad_value: int = defaults.PAD_VALUE
+              ) -> Tuple[np.ndarray, LetterboxInfo]:
     """Resize keeping aspect to fit ``size`` = (h, w), pad centred (as the runtime does).
 
-    Returns ``(image h x w x 3, (top, left, rh, rw))``.
+    Returns ``(image h x w x 3, its LetterboxInfo)``.
     """
-    image, info = letterbox_image(image, size, pad_value)
-    return image, (info.pad_top, info.pad_left, *info.resized_hw)
+    return letterbox_image(image, size, pad_value)
 
 
 class EvalDataset(Dataset):
-    """Letterboxed samples for evaluation: ``(RGB uint8 3xhxw, label uint8 HxW numpy, box)``."""
+    """Letterboxed samples for evaluation: ``(RGB uint8 3xhxw, label uint8 HxW numpy, LetterboxInfo)``."""
 
     def __init__(self, dataset: Any, input_size: Tuple[int, int], limit: Optional[int] = None) -> None:
         self.dataset = dataset
@@ -94,11 +95,11 @@ class EvalDataset(Dataset):
 
     def __getitem__(self, i: int):
         image, label = self.dataset[i]
-        image, box = letterbox(image, self.input_size)
-        return to_chw_rgb(image), label, box
+        image, info = letterbox(image, self.input_size)
+        return to_chw_rgb(image), label, info
 
 
 def eval_collate(batch):
-    """Stack images; keep labels (varying sizes) and letterbox boxes as lists."""
-    images, labels, boxes = zip(*batch)
-    return torch.stack(images), list(labels), list(boxes)
+    """Stack images; keep labels (varying sizes) and LetterboxInfos as lists."""
+    images, labels, infos = zip(*batch)
+    return torch.stack(images), list(labels), list(infos)

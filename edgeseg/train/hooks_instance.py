@@ -11,6 +11,7 @@ import torch
 
 from .. import defaults
 from ..errors import EdgesegError
+from ..geometry import LetterboxInfo
 from ..meta import ModelMeta
 from ..models import create_model
 from .common import lr_at, open_datasets
@@ -53,10 +54,11 @@ class InstanceHooks(TrainHooks):
         raise NotImplementedError
 
     @staticmethod
-    def predict(model: torch.nn.Module, images: torch.Tensor, lb_boxes: Sequence[Tuple[int, int, int, int]],
-                frame_sizes: Sequence[Tuple[int, int]], score_threshold: float, iou_threshold: float,
-                max_detections: int, mean: Sequence[float], std: Sequence[float]) -> List[Dict[str, np.ndarray]]:
-        """Frame detections of letterboxed images (see :func:`~.instance_eval.predict_instances`)."""
+    def predict(model: torch.nn.Module, images: torch.Tensor, letterboxes: Sequence[LetterboxInfo],
+                score_threshold: float, iou_threshold: float, max_detections: int, mean: Sequence[float],
+                std: Sequence[float]) -> List[Dict[str, np.ndarray]]:
+        """Frame detections of letterboxed images, each placed as its LetterboxInfo says (see
+        :func:`~.instance_eval.predict_instances`)."""
         raise NotImplementedError
 
     # ------------------------------------------------------------------------ shared

@@ -13,6 +13,7 @@ from typing import Any, Dict, List, Sequence, Tuple
 import numpy as np
 import torch
 
+from ..geometry import LetterboxInfo, clip_boxes
 from .dataset import normalize
 from .hooks_instance import InstanceHooks
 from .maskrcnn_losses import PARTS, MaskRCNNLoss, MaskRCNNLossWeights
@@ -48,22 +49,19 @@ class MaskRCNNHooks(InstanceHooks):
 
     @staticmethod
     @torch.no_grad()
-    def predict(model: Any, images: torch.Tensor, lb_boxes: Sequence[Tuple[int, int, int, int]],
-                frame_sizes: Sequence[Tuple[int, int]], score_threshold: float, iou_threshold: float,
-                max_detections: int, mean: Sequence[float], std: Sequence[float]) -> List[Dict[str, np.ndarray]]:
+    def predict(model: Any, images: torch.Tensor, letterboxes: Sequence[LetterboxInfo],
+                score_threshold: float, iou_threshold: float, max_detections: int, mean: Sequence[float],
+                std: Sequence[float]) -> List[Dict[str, np.ndarray]]:
         from .. import ops
 
         dets = model.detect(normalize(images, mean, std), score_threshold=score_threshold, nms_iou=iou_threshold,
                             max_detections=max_detections)
         out = []
-        for d, (top, left, rh, rw), (h, w) in zip(dets, lb_boxes, frame_sizes):
-            b = d["boxes"].float().cpu().numpy()
-            fb = np.empty((len(b), 4), np.float32)  # unclipped: the mask was predicted over the whole box
-            fb[:, 0::2] = (b[:, 0::2] - left) * (w / rw)
-            fb[:, 1::2] = (b[:, 1::2] - top) * (h / rh)
-            masks = ops.paste_masks(np.ascontiguousarray(d["masks"].float().cpu().numpy()), fb, (h, w)).to_dense()
-            fb[:, 0::2] = fb[:, 0::2].clip(0, w)
-            fb[:, 1::2] = fb[:, 1::2].clip(0, h)
+        for d, info in zip(dets, letterboxes):
+            # unclipped: the mask was predicted over the whole box
+            fb = info.to_frame(d["boxes"].float().cpu().numpy(), clip=False)
+            masks = ops.paste_masks(np.ascontiguousarray(d["masks"].float().cpu().numpy()), fb, info.src_hw).to_dense()
+            clip_boxes(fb, info.src_hw)
             out.append({"boxes": fb, "scores": d["scores"].float().cpu().numpy(),
                         "classes": d["labels"].cpu().numpy().astype(np.int64), "masks": masks.astype(bool)})
         return out

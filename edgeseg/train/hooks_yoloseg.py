@@ -8,12 +8,13 @@ masks ``sigmoid(coeffs . protos) > 0.5`` sampled bilinearly at each frame pixel 
 from __future__ import annotations
 
 import math
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..geometry import LetterboxInfo
 from .dataset import normalize
 from .hooks_instance import InstanceHooks
 from .instance_losses import PARTS, InstanceLoss, LossWeights
@@ -79,21 +80,21 @@ def _pixel_span(lo: float, hi: float, n: int) -> Tuple[int, int]:
     return a, max(a, b)
 
 
-def masks_in_frame(mask_logits: torch.Tensor, boxes: torch.Tensor, frame_hw: Tuple[int, int],
-                   input_hw: Tuple[int, int], lb: Tuple[int, int, int, int], threshold: float = 0.5) -> np.ndarray:
+def masks_in_frame(mask_logits: torch.Tensor, boxes: Union[torch.Tensor, np.ndarray], letterbox: LetterboxInfo,
+                   threshold: float = 0.5) -> np.ndarray:
     """Bool (K, h, w) frame masks from prototype-resolution logits (K, hp, wp), box-local.
 
-    Every frame pixel whose centre lies inside its (frame) box is mapped to the network input
-    (letterbox ``lb`` = (top, left, rh, rw)), then to prototype coordinates (half-pixel, clamped at
-    the edges), the logit is bilinearly interpolated and compared with ``logit(threshold)``.
+    Every frame pixel whose centre lies inside its (frame, xyxy (K, 4)) box is mapped to the
+    network input (through ``letterbox``: the frame is its ``src_hw``, the input its ``dst_hw``),
+    then to prototype coordinates (half-pixel, clamped at the edges), the logit is bilinearly
+    interpolated and compared with ``logit(threshold)``.
     """
-    h, w = frame_hw
-    in_h, in_w = input_hw
-    top, left, rh, rw = lb
+    (h, w), (in_h, in_w) = letterbox.src_hw, letterbox.dst_hw
+    (top, left), (rh, rw) = (letterbox.pad_top, letterbox.pad_left), letterbox.resized_hw
     k = mask_logits.shape[0]
     out = np.zeros((k, h, w), bool)
     cut = math.log(threshold / (1.0 - threshold))
-    bx = boxes.detach().cpu().numpy()
+    bx = boxes.detach().cpu().numpy() if isinstance(boxes, torch.Tensor) else np.asarray(boxes)
     for i in range(k):
         x0, x1 = _pixel_span(bx[i, 0], bx[i, 2], w)
         y0, y1 = _pixel_span(bx[i, 1], bx[i, 3], h)
@@ -144,21 +145,18 @@ class YoloSegHooks(InstanceHooks):
 
     @staticmethod
     @torch.no_grad()
-    def predict(model: torch.nn.Module, images: torch.Tensor, lb_boxes: Sequence[Tuple[int, int, int, int]],
-                frame_sizes: Sequence[Tuple[int, int]], score_threshold: float, iou_threshold: float,
-                max_detections: int, mean: Sequence[float], std: Sequence[float]) -> List[Dict[str, np.ndarray]]:
+    def predict(model: torch.nn.Module, images: torch.Tensor, letterboxes: Sequence[LetterboxInfo],
+                score_threshold: float, iou_threshold: float, max_detections: int, mean: Sequence[float],
+                std: Sequence[float]) -> List[Dict[str, np.ndarray]]:
         x = normalize(images, mean, std)
         boxes, scores, coeffs, protos = model(x)
         dets = postprocess(boxes, scores, score_threshold, iou_threshold, max_detections)
-        in_h, in_w = x.shape[-2:]
         out = []
-        for i, (d, (top, left, rh, rw), (h, w)) in enumerate(zip(dets, lb_boxes, frame_sizes)):
-            b = d["boxes"].clone()
-            b[:, 0::2] = ((b[:, 0::2] - left) * (w / rw)).clamp(0, w)
-            b[:, 1::2] = ((b[:, 1::2] - top) * (h / rh)).clamp(0, h)
+        for i, (d, info) in enumerate(zip(dets, letterboxes)):
+            b = info.to_frame(d["boxes"].cpu().numpy())
             kp, hp, wp = protos.shape[1:]
             logits = (coeffs[i][d["index"]].float() @ protos[i].float().reshape(kp, hp * wp)).view(-1, hp, wp)
-            masks = masks_in_frame(logits, b, (h, w), (in_h, in_w), (top, left, rh, rw))
-            out.append({"boxes": b.cpu().numpy().astype(np.float32), "scores": d["scores"].cpu().numpy(),
+            masks = masks_in_frame(logits, b, info)
+            out.append({"boxes": b, "scores": d["scores"].cpu().numpy(),
                         "classes": d["classes"].cpu().numpy().astype(np.int64), "masks": masks})
         return out

@@ -18,6 +18,7 @@ import torch
 from torch.utils.data import Dataset
 
 from ..errors import DataError
+from ..geometry import LetterboxInfo
 from .dataset import letterbox, to_chw_rgb
 
 
@@ -78,7 +79,7 @@ def instance_collate(batch: Sequence[Tuple[torch.Tensor, Dict[str, torch.Tensor]
 
 
 class InstanceEvalDataset(Dataset):
-    """Letterboxed samples for evaluation: ``(RGB uint8 3xhxw, sample, (top, left, rh, rw))``."""
+    """Letterboxed samples for evaluation: ``(RGB uint8 3xhxw, sample, LetterboxInfo)``."""
 
     def __init__(self, dataset: Any, input_size: Tuple[int, int], limit: Optional[int] = None) -> None:
         self.dataset = dataset
@@ -90,11 +91,11 @@ class InstanceEvalDataset(Dataset):
 
     def __getitem__(self, i: int):
         smp = self.dataset.sample(i)
-        image, box = letterbox(smp.image, self.input_size)
-        return to_chw_rgb(image), smp, box
+        image, info = letterbox(smp.image, self.input_size)
+        return to_chw_rgb(image), smp, info
 
 
-def instance_eval_collate(batch) -> Tuple[torch.Tensor, List[Any], List[Tuple[int, int, int, int]]]:
-    """Stack images; keep samples and letterbox boxes as lists."""
-    images, samples, boxes = zip(*batch)
-    return torch.stack(images), list(samples), list(boxes)
+def instance_eval_collate(batch) -> Tuple[torch.Tensor, List[Any], List[LetterboxInfo]]:
+    """Stack images; keep samples and LetterboxInfos as lists."""
+    images, samples, infos = zip(*batch)
+    return torch.stack(images), list(samples), list(infos)

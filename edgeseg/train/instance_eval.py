@@ -17,6 +17,7 @@ from torch.utils.data import DataLoader, Subset
 
 from .. import defaults
 from ..errors import EdgesegError
+from ..geometry import LetterboxInfo
 from ..eval.ap50 import AP50
 from .._progress import Progress
 from .common import worker_init
@@ -39,21 +40,19 @@ def use_cocoeval(evaluator: str) -> bool:
 
 
 @torch.no_grad()
-def predict_instances(model: torch.nn.Module, images: torch.Tensor, lb_boxes: Sequence[Tuple[int, int, int, int]],
-                      frame_sizes: Sequence[Tuple[int, int]], score_threshold: float = 0.25,
-                      iou_threshold: float = 0.5, max_detections: int = 100,
+def predict_instances(model: torch.nn.Module, images: torch.Tensor, letterboxes: Sequence[LetterboxInfo],
+                      score_threshold: float = 0.25, iou_threshold: float = 0.5, max_detections: int = 100,
                       mean: Sequence[float] = defaults.MEAN_RGB, std: Sequence[float] = defaults.STD_RGB
                       ) -> List[Dict[str, np.ndarray]]:
-    """Detections for a batch of letterboxed RGB uint8 images, mapped back to each frame, by the
-    post-processing of ``model``'s kind.
+    """Detections for a batch of letterboxed RGB uint8 images (``letterboxes``: how each frame was
+    placed), mapped back to each frame, by the post-processing of ``model``'s kind.
 
     Returns per image ``{"boxes" (K,4) float32 frame xyxy, "scores" (K,), "classes" (K,) int64,
     "masks" (K,h,w) bool}``.
     """
     model.eval()
     hooks = hooks_for_model(model, "instance")
-    return hooks.predict(model, images, lb_boxes, frame_sizes, score_threshold, iou_threshold, max_detections,
-                         mean, std)
+    return hooks.predict(model, images, letterboxes, score_threshold, iou_threshold, max_detections, mean, std)
 
 
 @dataclass
@@ -92,9 +91,8 @@ def score_instances(model: torch.nn.Module, dataset: Any, input_size: Tuple[int,
     loader = DataLoader(ds, batch_size=batch_size, shuffle=False, num_workers=workers,
                         collate_fn=instance_eval_collate, worker_init_fn=worker_init if workers else None)
     bar = Progress(len(loader), "val", enabled=progress)
-    for images, samples, lbs in loader:
-        dets = predict_instances(model, images.to(device), lbs, [s.image.shape[:2] for s in samples],
-                                 score_threshold, iou_threshold, max_detections)
+    for images, samples, infos in loader:
+        dets = predict_instances(model, images.to(device), infos, score_threshold, iou_threshold, max_detections)
         for d, s in zip(dets, samples):
             gt = {"boxes": np.asarray(s.boxes, np.float32).reshape(-1, 4), "classes": np.asarray(s.class_ids),
                   "iscrowd": np.asarray(s.iscrowd, bool), "masks": np.asarray(s.masks, bool)}

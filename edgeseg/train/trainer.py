@@ -17,6 +17,7 @@ from torch.utils.data import DataLoader, Subset
 
 from .. import defaults
 from ..errors import EdgesegError
+from ..geometry import LetterboxInfo
 from ..eval.confusion import ConfusionMatrix
 from ..meta import ModelMeta
 from ..models import create_model
@@ -113,10 +114,11 @@ def lr_at(it: int, total: int, base_lr: float, warmup: int, power: float) -> flo
 
 
 @torch.no_grad()
-def predict_labels(model: torch.nn.Module, images: torch.Tensor, boxes: Sequence[Tuple[int, int, int, int]],
+def predict_labels(model: torch.nn.Module, images: torch.Tensor, letterboxes: Sequence[LetterboxInfo],
                    out_sizes: Sequence[Tuple[int, int]], mean: Sequence[float] = defaults.MEAN_RGB,
                    std: Sequence[float] = defaults.STD_RGB) -> List[np.ndarray]:
-    """Labels for a batch of letterboxed RGB uint8 images, mapped back to each frame's size.
+    """Labels for a batch of letterboxed RGB uint8 images (``letterboxes``: how each was placed),
+    mapped back to ``out_sizes`` (each frame's size).
 
     Logits are upsampled bilinearly to the network input, the letterbox padding is cut off, the
     rest is resized bilinearly to the frame size, and the argmax is taken there.
@@ -125,7 +127,8 @@ def predict_labels(model: torch.nn.Module, images: torch.Tensor, boxes: Sequence
     logits = model(x).float()
     logits = F.interpolate(logits, size=x.shape[-2:], mode="bilinear", align_corners=False)
     out = []
-    for i, ((top, left, rh, rw), (h, w)) in enumerate(zip(boxes, out_sizes)):
+    for i, (info, (h, w)) in enumerate(zip(letterboxes, out_sizes)):
+        (top, left), (rh, rw) = (info.pad_top, info.pad_left), info.resized_hw
         lg = logits[i:i + 1, :, top:top + rh, left:left + rw]
         if (rh, rw) != (h, w):
             lg = F.interpolate(lg, size=(h, w), mode="bilinear", align_corners=False)
@@ -159,8 +162,8 @@ def confusion(model: torch.nn.Module, dataset: Any, input_size: Tuple[int, int],
                         worker_init_fn=worker_init if workers else None)
     model.eval()
     bar = Progress(len(loader), "val", enabled=progress)
-    for images, labels, boxes in loader:
-        preds = predict_labels(model, images.to(device), boxes, [lb.shape[:2] for lb in labels], mean, std)
+    for images, labels, infos in loader:
+        preds = predict_labels(model, images.to(device), infos, [lb.shape[:2] for lb in labels], mean, std)
         for p, lb in zip(preds, labels):
             cm.update(p, lb)
         bar.update(1)
