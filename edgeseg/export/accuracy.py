@@ -1,4 +1,4 @@
-"""The accuracy gate that ends every deployment export (OpenVINO, ONNX INT8, TensorRT).
+"""The accuracy gate that ends every deployment export (OpenVINO, ONNX INT8, TensorRT, LiteRT, ncnn).
 
 An exported model is compared with its reference (the PyTorch checkpoint, or the FP32 ONNX it
 was built from) on labelled validation images, both run through the runtime's own predictors
@@ -13,27 +13,25 @@ The gate fails when the drop exceeds ``max_drop`` (default one point, 0.01); the
 artefact as ``*.rejected.*`` beside the report. FP32 exports are additionally held to the strict
 label-agreement parity check of :mod:`edgeseg.export.parity`.
 
-This module also holds what the deployment exporters share: opening the source (a checkpoint,
-exported to ONNX first, or an edgeseg ONNX file) with its reference backend, running the gate,
-and the :class:`DeployReport` each exporter returns.
+:class:`GateSettings` are the gate's settings, given to every deployment exporter as keywords
+and run by :func:`run_gate`; :mod:`edgeseg.export.deploy` holds the rest those exporters share.
 """
 from __future__ import annotations
 
 import math
-import os
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .. import defaults
-from .._io import write_json
 from ..errors import EdgesegError, ExportError
 from ..eval.matching import match_detections
-from ..geometry import parse_size
 from ..meta import ModelMeta
 from .parity import ParityReport, check_parity
+
+if TYPE_CHECKING:
+    from .deploy import Source
 
 
 # ------------------------------------------------------------------------------------- report
@@ -215,77 +213,31 @@ def _instance_gate(ref: Any, cand: Any, meta: ModelMeta, data: str, split: str, 
     )
 
 
-# ------------------------------------------------------------------------------------- sources
-@dataclass
-class Source:
-    """What a deployment export starts from: an FP32 ONNX with edgeseg metadata, and the model
-    the export is gated against (the PyTorch checkpoint when there is one)."""
-
-    path: Path  # what the user passed
-    kind: str  # "checkpoint" or "onnx"
-    onnx: Path  # the FP32 ONNX the deployment artefact is built from
-    meta: ModelMeta
-    reference: Any  # a runtime Backend
-
-    @property
-    def reference_name(self) -> str:
-        return "PyTorch checkpoint" if self.kind == "checkpoint" else "FP32 ONNX (ONNX Runtime)"
-
-
-def is_checkpoint(path: Path) -> bool:
-    return path.is_dir() and (path / "config.json").is_file()
-
-
-def open_source(
-    source: str | Path,
-    workdir: str | Path,
-    input_size: int | tuple[int, int] | None = None,
-    dynamic: bool | None = None,
-    opset: int | None = None,
-    parity_images: int | None = None,
-    min_agreement: float = defaults.PARITY_MIN_AGREEMENT,
-    seed: int = 0,
-) -> Source:
-    """Open ``source``: a checkpoint directory is first exported to ONNX in ``workdir`` (with
-    the strict ONNX parity gate) and gated against PyTorch; an ``.onnx`` written by ``edgeseg
-    export`` is used as is and gated against itself on ONNX Runtime (then ``input_size``,
-    ``dynamic`` and ``opset`` cannot change and must be left unset or match)."""
-    from ..runtime.backends import open_backend
-
-    src = Path(source)
-    if not src.exists():
-        raise ExportError(f"export source not found: {str(src)!r}; give a checkpoint directory or an .onnx file")
-    if is_checkpoint(src) or (src.is_file() and src.suffix == ".safetensors"):
-        from .onnx import export_onnx
-
-        ckpt = src if src.is_dir() else src.parent
-        kw: dict[str, Any] = {} if opset is None else {"opset": opset}
-        rep = export_onnx(ckpt, Path(workdir) / "model.onnx", dynamic=bool(dynamic), input_size=input_size,
-                          parity_images=parity_images, min_agreement=min_agreement, seed=seed,
-                          verbose=False, **kw)
-        return Source(src, "checkpoint", rep.onnx_path, rep.meta, open_backend(ckpt, "torch", device="cpu"))
-    if src.suffix.lower() != ".onnx":
-        raise ExportError(f"cannot export from {str(src)!r}: give a checkpoint directory (with config.json) "
-                          "or an .onnx file written by `edgeseg export`")
-    ref = open_backend(src, "onnxruntime", device="cpu")
-    meta = ref.meta
-    if meta is None:
-        raise ExportError(f"{str(src)!r} carries no edgeseg metadata; export it from its checkpoint with "
-                          "`edgeseg export CKPT --format onnx` first (or export from the checkpoint directly)")
-    fixed = []
-    if input_size is not None and parse_size(input_size, "input_size", ExportError) != meta.input_size:
-        fixed.append(f"input size {meta.input_size}")
-    if dynamic is not None and bool(dynamic) != meta.dynamic:
-        fixed.append(f"{'dynamic' if meta.dynamic else 'static'} shapes")
-    if opset is not None and opset != meta.extra.get("export", {}).get("opset", opset):
-        fixed.append(f"opset {meta.extra['export']['opset']}")
-    if fixed:
-        raise ExportError(f"{src.name} is already exported with {', '.join(fixed)}; an ONNX source keeps them. "
-                          "Export from the checkpoint to change them")
-    return Source(src, "onnx", src, meta, ref)
-
-
 # ------------------------------------------------------------------------------------- the gate
+@dataclass(frozen=True)
+class GateSettings:
+    """How a deployment export is gated. Every exporter (OpenVINO, ONNX INT8, TensorRT, LiteRT,
+    ncnn) takes these fields as keyword arguments, e.g. ``export_openvino(src, out, val_images=8)``.
+
+    Attributes:
+        val: labelled validation data of the accuracy gate (a dataset spec; default: synthetic val).
+        val_images: validation images scored (default :data:`edgeseg.defaults.GATE_VAL_IMAGES`).
+        max_drop: largest allowed mIoU / mask AP drop vs the reference (0.01 = one point).
+        parity_images: synthetic frames of the strict parity check (None: the default count;
+            0 skips it), which is gated for FP32 only and also gates the ONNX export of a
+            checkpoint source.
+        min_agreement: minimum label agreement of that parity check.
+        seed: seed of the synthetic parity frames.
+    """
+
+    val: str | None = None
+    val_images: int | None = None
+    max_drop: float = defaults.GATE_MAX_DROP
+    parity_images: int | None = None
+    min_agreement: float = defaults.PARITY_MIN_AGREEMENT
+    seed: int = 0
+
+
 @dataclass
 class GateResult:
     """Parity (strict; gated for FP32 only) and accuracy (gated always) of one export."""
@@ -313,87 +265,14 @@ class GateResult:
                 "accuracy": self.accuracy.to_dict()}
 
 
-def run_gate(
-    source: Source,
-    candidate: Any,
-    precision: str,
-    val: str | None = None,
-    val_images: int | None = None,
-    max_drop: float = defaults.GATE_MAX_DROP,
-    parity_images: int | None = None,
-    min_agreement: float = defaults.PARITY_MIN_AGREEMENT,
-    seed: int = 0,
-) -> GateResult:
-    """Parity on synthetic frames (gated with ``min_agreement`` for "fp32", reported otherwise;
-    ``parity_images=0`` skips it) and the accuracy gate against ``source.reference``."""
-    n_par = defaults.PARITY_IMAGES if parity_images is None else int(parity_images)
+def run_gate(source: Source, candidate: Any, precision: str, settings: GateSettings = GateSettings()) -> GateResult:
+    """Parity on synthetic frames against ``source.reference``, gated with ``settings.min_agreement`` for "fp32"
+    and reported otherwise (``parity_images=0`` skips it), and the accuracy gate."""
+    n_par = defaults.PARITY_IMAGES if settings.parity_images is None else int(settings.parity_images)
     parity = None
     if n_par > 0:
         parity = check_parity(source.reference, candidate, source.meta, n_images=n_par,
-                              min_agreement=min_agreement, seed=seed)
-    acc = accuracy_gate(source.reference, candidate, source.meta, data=val, n_images=val_images,
-                        max_drop=max_drop)
+                              min_agreement=settings.min_agreement, seed=settings.seed)
+    acc = accuracy_gate(source.reference, candidate, source.meta, data=settings.val, n_images=settings.val_images,
+                        max_drop=settings.max_drop)
     return GateResult(parity, acc, parity_gated=precision == "fp32")
-
-
-@dataclass
-class DeployReport:
-    """What a deployment export (OpenVINO, ONNX INT8, TensorRT) produced."""
-
-    format: str  # "openvino", "onnx", "tensorrt"
-    precision: str  # "fp32", "fp16", "int8"
-    path: Path  # the artefact (model.xml, model.int8.onnx, model.engine)
-    source: Path
-    reference: str
-    meta: ModelMeta
-    size_bytes: int
-    seconds: float
-    gate: GateResult
-    report_path: Path
-    details: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def passed(self) -> bool:
-        return self.gate.passed
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"format": self.format, "precision": self.precision, "path": str(self.path),
-                "source": str(self.source), "reference": self.reference, "size_bytes": self.size_bytes,
-                "seconds": round(self.seconds, 3), "details": self.details, **self.gate.to_dict(),
-                "meta": self.meta.to_dict()}
-
-    def summary(self) -> str:
-        m = self.meta
-        lines = [f"exported {self.source} -> {self.path} ({self.format} {self.precision}, "
-                 f"{self.size_bytes / 1e6:.2f} MB, {self.seconds:.1f} s)",
-                 f"  model {m.arch} ({m.task}): {m.num_classes} classes, input {m.input_size[0]}x{m.input_size[1]}"]
-        if self.gate.parity is not None:
-            text = self.gate.parity.summary()
-            if not self.gate.parity_gated:  # below fp32 exact label parity is not expected
-                text = text.split(": ", 1)[1].split(", need >=")[0]
-                text = f"parity (not gated for {self.precision}): {text}"
-            lines.append(f"  {text}")
-        lines.append(f"  {self.gate.accuracy.summary()}")
-        lines.append(f"  report: {self.report_path}")
-        return "\n".join(lines)
-
-
-def finish(files: Sequence[tuple[Path, Path, Path]], report: DeployReport, verbose: bool = True,
-           hint: str = "") -> DeployReport:
-    """Write the report, then move each ``(temporary, final, rejected)`` file to ``final`` when the
-    gate passed, or to ``rejected`` (raising ExportError that says where everything is, plus
-    ``hint``: what else to try) when not."""
-    write_json(report.report_path, report.to_dict())
-    passed = report.passed
-    for tmp, final, rejected in files:
-        os.replace(tmp, final if passed else rejected)
-    if verbose:
-        print(report.summary())
-    if not passed:
-        kept = ", ".join(str(r) for _, _, r in files)
-        raise ExportError(
-            f"the {report.format} {report.precision} export fails the gate: {'; '.join(report.gate.reasons())}. "
-            f"It was NOT written to {report.path}; it is kept as {kept} for inspection, details in "
-            f"{report.report_path}. Accept a larger drop with --accept-drop X (API: max_drop=X)"
-            + (f", or {hint}" if hint else ""))
-    return report

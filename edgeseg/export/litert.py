@@ -24,10 +24,11 @@ from typing import Any, Iterable
 
 import numpy as np
 
-from .. import __version__, defaults
+from .. import defaults
 from ..errors import ExportError
 from ..meta import ModelMeta
-from .accuracy import DeployReport, finish, open_source, run_gate
+from .accuracy import GateSettings
+from .deploy import DeployReport, export_meta, finish, open_source, staged
 
 PRECISIONS = ("fp32", "fp16", "int8")
 INSTALL = "pip install ai-edge-litert litert-torch (or pip install 'edgeseg[export-litert]')"
@@ -50,19 +51,15 @@ def report_path(out: Path) -> Path:
 
 def _convert_fp32(onnx_path: Path, meta: ModelMeta, what: str) -> tuple[bytes, list[bool]]:
     """FP32 flatbuffer bytes of the ONNX graph (NHWC in and out) and which outputs are NHWC."""
-    import onnx
     import torch
 
     os.environ.setdefault("LITERT_TORCH_SHOW_PROGRESS", "n")
     import litert_torch
 
-    from .onnx_torch import build_module
+    from .onnx_torch import load_module
 
     h, w = meta.input_size
-    try:
-        graph = build_module(onnx.load(str(onnx_path)), (1, 3, h, w))
-    except ExportError as e:
-        raise ExportError(f"--format litert cannot convert {what}: {e}") from None
+    graph = load_module(onnx_path, (h, w), "litert", what)
     with torch.no_grad():
         nhwc = [o.ndim == 4 for o in graph(torch.zeros(1, 3, h, w))]
 
@@ -153,14 +150,9 @@ def export_litert(
     input_size: int | tuple[int, int] | None = None,
     dynamic: bool | None = None,
     opset: int | None = None,
-    val: str | None = None,
-    val_images: int | None = None,
-    max_drop: float = defaults.GATE_MAX_DROP,
-    parity_images: int | None = None,
-    min_agreement: float = defaults.PARITY_MIN_AGREEMENT,
-    seed: int = 0,
     threads: int | None = None,
     verbose: bool = True,
+    **gate: Any,
 ) -> DeployReport:
     """Export a checkpoint (or an edgeseg ``.onnx``) to a LiteRT ``.tflite`` and gate it.
 
@@ -170,20 +162,20 @@ def export_litert(
         precision: "fp32", "fp16" (float16 weights) or "int8" (full integer, calibrated).
         calib, calib_images: INT8 calibration frames (``"synthetic"`` or a folder; default 32).
         input_size, dynamic, opset: as for ONNX (checkpoint sources; LiteRT needs static shapes).
-        val, val_images, max_drop, parity_images, min_agreement, seed: the gate (see
-            :func:`edgeseg.export.openvino.export_openvino`).
         threads: interpreter threads while gating.
         verbose: print the summary.
+        **gate: the fields of :class:`~edgeseg.export.accuracy.GateSettings`.
 
     Returns a DeployReport; raises ExportError when conversion or the gate fails (the model
     is then kept as ``*.rejected.tflite``), or when the graph has an op without a LiteRT
     equivalent (named in the message).
     """
+    settings = GateSettings(**gate)
     if precision not in PRECISIONS:
         raise ExportError(f"precision must be one of {PRECISIONS}, got {precision!r}")
     try:
         import ai_edge_litert  # noqa: F401
-        import litert_torch  # noqa: F401
+        import litert_torch
         if precision != "fp32":
             import ai_edge_quantizer  # noqa: F401
     except ImportError as e:
@@ -191,21 +183,13 @@ def export_litert(
     from ..runtime.backends.litert_backend import IO_KEY, LiteRTBackend, io_record
     from .quantize import calibration_frames
 
-    if dynamic:
-        raise ExportError("LiteRT models have static shapes: drop --dynamic (choose the size with --imgsz)")
     t0 = time.perf_counter()
     dst = Path(out) if out is not None else default_path(source, precision)
     if dst.suffix.lower() != ".tflite":
         raise ExportError(f"a LiteRT model is written to a .tflite file, got {str(dst)!r}")
-    dst.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="edgeseg-litert-") as work:
-        src = open_source(source, work, input_size=input_size, dynamic=dynamic, opset=opset,
-                          parity_images=parity_images, min_agreement=min_agreement, seed=seed)
-        if src.meta.dynamic:
-            raise ExportError(f"{src.path.name} has dynamic shapes; LiteRT needs static ones: export the ONNX "
-                              "without --dynamic (or export from the checkpoint)")
-        import litert_torch
-
+        src = open_source(source, work, input_size=input_size, dynamic=dynamic, opset=opset, gate=settings,
+                          static="litert")
         data, nhwc = _convert_fp32(src.onnx, src.meta, src.path.name)
         details: dict[str, Any] = {"litert_torch": litert_torch.__version__, "weights": precision,
                                    "layout": "NHWC"}
@@ -215,32 +199,19 @@ def export_litert(
             data = _quantize(data, precision, frames, src.meta)
             if precision == "int8":
                 details.update(calibration=str(calib), calib_images=n)
-        meta = src.meta.replace(edgeseg_version=__version__, extra={
-            **src.meta.extra,
-            "export": {**src.meta.extra.get("export", {}), "format": "litert", "precision": precision,
-                       "graph_layout": "NHWC", "litert_torch": litert_torch.__version__,
-                       "source": src.path.name}})
+        meta = export_meta(src.meta, format="litert", precision=precision, graph_layout="NHWC",
+                           litert_torch=litert_torch.__version__, source=src.path.name)
         data = _with_metadata(data, {
             defaults.META_KEY: meta.to_json().encode(),
             IO_KEY: json.dumps(io_record(list(src.meta.output_names), nhwc)).encode()})
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{dst.stem}.", suffix=".tflite", dir=dst.parent)
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        tmp = Path(tmp_name)
-        try:
-            candidate = LiteRTBackend(tmp, threads=threads)
-            gate = run_gate(src, candidate, precision, val=val, val_images=val_images, max_drop=max_drop,
-                            parity_images=parity_images, min_agreement=min_agreement, seed=seed)
-            report = DeployReport(
-                format="litert", precision=precision, path=dst, source=src.path,
-                reference=src.reference_name, meta=meta, size_bytes=len(data),
-                seconds=time.perf_counter() - t0, gate=gate, report_path=report_path(dst), details=details)
-            return finish([(tmp, dst, rejected_path(dst))], report, verbose,
-                          hint="export FP32 or FP16" if precision == "int8" else
-                               "report the architecture (an FP32 LiteRT model should match the checkpoint)")
-        finally:
-            if tmp.exists():
-                tmp.unlink()
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        with staged(dst, ".tflite") as tmp:
+            tmp.write_bytes(data)
+            return finish(src, LiteRTBackend(tmp, threads=threads), settings, [(tmp, dst, rejected_path(dst))],
+                          t0=t0, verbose=verbose, hint="export FP32 or FP16" if precision == "int8" else
+                          "report the architecture (an FP32 LiteRT model should match the checkpoint)",
+                          format="litert", precision=precision, path=dst, meta=meta, size_bytes=len(data),
+                          report_path=report_path(dst), details=details)
 
 
 __all__ = ["export_litert", "default_path", "PRECISIONS"]

@@ -19,18 +19,19 @@ a model that fails it is kept as ``model.rejected.ncnn.*`` beside its report.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import tempfile
 import time
 import warnings
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
-from .. import __version__, defaults
+from .. import defaults
 from ..errors import ExportError
-from .accuracy import DeployReport, finish, open_source, run_gate
+from .accuracy import GateSettings
+from .deploy import DeployReport, export_meta, finish, open_source, staged
 
 INSTALL = "pip install ncnn pnnx (or pip install 'edgeseg[export-ncnn]')"
 #: Files of one export inside the output directory.
@@ -58,16 +59,12 @@ def pnnx_executable() -> Path:
 
 def _convert(onnx_path: Path, meta: Any, work: Path, what: str) -> tuple[Path, Path, dict[str, Any]]:
     """(param, bin, io record) in ``work`` for the ONNX graph."""
-    import onnx
     import torch
 
-    from .onnx_torch import build_module
+    from .onnx_torch import load_module
 
     h, w = meta.input_size
-    try:
-        module = build_module(onnx.load(str(onnx_path)), (1, 3, h, w))
-    except ExportError as e:
-        raise ExportError(f"--format ncnn cannot convert {what}: {e}") from None
+    module = load_module(onnx_path, (h, w), "ncnn", what)
     x = torch.zeros(1, 3, h, w)
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # tracer notes on the folded shape arithmetic
@@ -126,14 +123,9 @@ def export_ncnn(
     input_size: int | tuple[int, int] | None = None,
     dynamic: bool | None = None,
     opset: int | None = None,
-    val: str | None = None,
-    val_images: int | None = None,
-    max_drop: float = defaults.GATE_MAX_DROP,
-    parity_images: int | None = None,
-    min_agreement: float = defaults.PARITY_MIN_AGREEMENT,
-    seed: int = 0,
     threads: int | None = None,
     verbose: bool = True,
+    **gate: Any,
 ) -> DeployReport:
     """Export a checkpoint (or an edgeseg ``.onnx``) to ncnn and gate it.
 
@@ -146,10 +138,11 @@ def export_ncnn(
         keep_float: INT8 layers left in FP32: "first" (default: the convolutions reading the
             image), "none", or ncnn layer names (comma-separated or a list).
         input_size, dynamic, opset: as for ONNX (checkpoint sources; ncnn export is static).
-        val, val_images, max_drop, parity_images, min_agreement, seed: the gate.
         threads: ncnn threads while gating.
         verbose: print the summary.
+        **gate: the fields of :class:`~edgeseg.export.accuracy.GateSettings`.
     """
+    settings = GateSettings(**gate)
     try:
         import ncnn  # noqa: F401
     except ImportError:
@@ -157,20 +150,14 @@ def export_ncnn(
     pnnx_executable()
     from ..runtime.backends.ncnn_backend import NcnnBackend
 
-    if dynamic:
-        raise ExportError("ncnn export is static: drop --dynamic (choose the size with --imgsz)")
     t0 = time.perf_counter()
     dst = Path(out) if out is not None else default_dir(source, "int8" if int8 else "fp32")
     if dst.suffix.lower() in (".param", ".bin"):
         raise ExportError(f"--out for ncnn is a directory (it gets {STEM}.ncnn.param/.bin/.json), got {str(dst)!r}")
-    dst.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="edgeseg-ncnn-") as tmp:
         work = Path(tmp)
-        src = open_source(source, work, input_size=input_size, dynamic=dynamic, opset=opset,
-                          parity_images=parity_images, min_agreement=min_agreement, seed=seed)
-        if src.meta.dynamic:
-            raise ExportError(f"{src.path.name} has dynamic shapes; ncnn export needs static ones: export the "
-                              "ONNX without --dynamic (or export from the checkpoint)")
+        src = open_source(source, work, input_size=input_size, dynamic=dynamic, opset=opset, gate=settings,
+                          static="ncnn")
         conv = work / "convert"
         conv.mkdir()
         param, bin_, io = _convert(src.onnx, src.meta, conv, src.path.name)
@@ -193,41 +180,30 @@ def export_ncnn(
         import pnnx
 
         version = getattr(pnnx, "__version__", "unknown")
-        meta = src.meta.replace(edgeseg_version=__version__, extra={
-            **src.meta.extra,
-            "export": {**src.meta.extra.get("export", {}), "format": "ncnn", "precision": precision,
-                       "pnnx": version, "source": src.path.name}})
+        meta = export_meta(src.meta, format="ncnn", precision=precision, pnnx=version, source=src.path.name)
         side = param.with_suffix(".json")
         side.write_text(json.dumps({"meta": meta.to_dict(), "io": io, "int8": bool(int8)}, indent=1))
-        # Stage the three files in the output directory under temporary names, gate, then rename.
-        staged = []
-        for f in (param, bin_, side):
-            fd, name = tempfile.mkstemp(prefix=f".{f.name}.", dir=dst)
-            os.close(fd)
-            shutil.copyfile(f, name)
-            staged.append(Path(name))
+        files = (param, bin_, side)
         stage_dir = work / "stage"
         stage_dir.mkdir()
-        for f, s in zip((param, bin_, side), staged):  # the backend reads <stem>.ncnn.{param,bin,json}
-            shutil.copyfile(s, stage_dir / f.name)
-        try:
-            candidate = NcnnBackend(stage_dir / param.name, threads=threads)
-            gate = run_gate(src, candidate, precision, val=val, val_images=val_images, max_drop=max_drop,
-                            parity_images=parity_images, min_agreement=min_agreement, seed=seed)
-            finals = [dst / f.name for f in (param, bin_, side)]
-            rejected = [dst / f.name.replace(f"{STEM}.", f"{STEM}.rejected.", 1) for f in (param, bin_, side)]
-            report = DeployReport(
-                format="ncnn", precision=precision, path=dst / param.name, source=src.path,
-                reference=src.reference_name, meta=meta, size_bytes=param.stat().st_size + bin_.stat().st_size,
-                seconds=time.perf_counter() - t0, gate=gate, report_path=dst / f"{STEM}.parity.json",
-                details={"pnnx": version, "ncnn_params": str(finals[0]), "side_file": str(finals[2]), **details})
-            return finish(list(zip(staged, finals, rejected)), report, verbose,
+        for f in files:  # the backend reads <stem>.ncnn.{param,bin,json}
+            shutil.copyfile(f, stage_dir / f.name)
+        dst.mkdir(parents=True, exist_ok=True)
+        with ExitStack() as stack:  # the three files, in the output directory under temporary names
+            staged_files = [stack.enter_context(staged(dst / f.name)) for f in files]
+            for f, s in zip(files, staged_files):
+                shutil.copyfile(f, s)
+            finals = [dst / f.name for f in files]
+            rejected = [dst / f.name.replace(f"{STEM}.", f"{STEM}.rejected.", 1) for f in files]
+            return finish(src, NcnnBackend(stage_dir / param.name, threads=threads), settings,
+                          list(zip(staged_files, finals, rejected)), t0=t0, verbose=verbose,
                           hint="export FP32 (drop --int8)" if int8 else
-                               "report the architecture (an FP32 ncnn model should match the checkpoint)")
-        finally:
-            for s in staged:
-                if s.exists():
-                    s.unlink()
+                               "report the architecture (an FP32 ncnn model should match the checkpoint)",
+                          format="ncnn", precision=precision, path=dst / param.name, meta=meta,
+                          size_bytes=param.stat().st_size + bin_.stat().st_size,
+                          report_path=dst / f"{STEM}.parity.json",
+                          details={"pnnx": version, "ncnn_params": str(finals[0]), "side_file": str(finals[2]),
+                                   **details})
 
 
 __all__ = ["export_ncnn", "default_dir", "pnnx_executable"]

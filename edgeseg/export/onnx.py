@@ -229,7 +229,14 @@ def _torch_export(model: Any, dummy: Any, path: Path, meta: ModelMeta, opset: in
 
 
 def _set_meta(proto: Any, meta: ModelMeta, exporter: str) -> None:
-    """Store ModelMeta JSON under defaults.META_KEY in the model's metadata_props."""
+    """:func:`store_meta`, and a doc string that names the model and the exporter."""
+    store_meta(proto, meta)
+    proto.doc_string = f"edgeseg {meta.arch} ({meta.task}, {meta.num_classes} classes); {exporter} exporter"
+
+
+def store_meta(proto: Any, meta: ModelMeta) -> None:
+    """Store ModelMeta JSON under defaults.META_KEY in the model's metadata_props (replacing an
+    earlier entry, keeping other keys), with edgeseg as the producer."""
     keep = [p for p in proto.metadata_props if p.key != defaults.META_KEY]
     del proto.metadata_props[:]
     proto.metadata_props.extend(keep)
@@ -237,4 +244,3 @@ def _set_meta(proto: Any, meta: ModelMeta, exporter: str) -> None:
     entry.key, entry.value = defaults.META_KEY, meta.to_json()
     proto.producer_name = "edgeseg"
     proto.producer_version = __version__
-    proto.doc_string = f"edgeseg {meta.arch} ({meta.task}, {meta.num_classes} classes); {exporter} exporter"

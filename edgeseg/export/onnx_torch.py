@@ -11,6 +11,7 @@ attribute) without an exact equivalent is refused by name before anything is con
 """
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
@@ -413,4 +414,16 @@ def build_module(model: Any, input_shape: tuple[int, ...]) -> Any:
     return module
 
 
-__all__ = ["build_module", "supported_ops", "unsupported_ops", "CONSTANT_ONLY"]
+def load_module(onnx_path: str | Path, input_size: tuple[int, int], fmt: str, what: str) -> Any:
+    """The ONNX file at ``onnx_path`` as :func:`build_module` builds it for one frame of
+    ``input_size`` (height, width); the ExportError says that ``--format fmt`` cannot convert
+    ``what``."""
+    import onnx
+
+    try:
+        return build_module(onnx.load(str(onnx_path)), (1, 3, *input_size))
+    except ExportError as e:
+        raise ExportError(f"--format {fmt} cannot convert {what}: {e}") from None
+
+
+__all__ = ["build_module", "load_module", "supported_ops", "unsupported_ops", "CONSTANT_ONLY"]

@@ -13,14 +13,14 @@ reference (FP32 only) and the mIoU / mask AP drop on validation images (all prec
 """
 from __future__ import annotations
 
-import os
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
-from .. import __version__, defaults
 from ..errors import ExportError
-from .accuracy import DeployReport, finish, open_source, run_gate
+from .accuracy import GateSettings
+from .deploy import DeployReport, export_meta, finish, open_source, staged
 
 #: Name of the IR written into an output directory.
 IR_NAME = "model.xml"
@@ -52,13 +52,8 @@ def export_openvino(
     input_size: int | tuple[int, int] | None = None,
     dynamic: bool | None = None,
     opset: int | None = None,
-    val: str | None = None,
-    val_images: int | None = None,
-    max_drop: float = defaults.GATE_MAX_DROP,
-    parity_images: int | None = None,
-    min_agreement: float = defaults.PARITY_MIN_AGREEMENT,
-    seed: int = 0,
     verbose: bool = True,
+    **gate: Any,
 ) -> DeployReport:
     """Export a checkpoint (or an edgeseg ``.onnx``) to OpenVINO IR and gate it.
 
@@ -69,16 +64,14 @@ def export_openvino(
         fp16: store FP16 weights (compute stays FP32 on CPU by default).
         input_size, dynamic, opset: as in :func:`~edgeseg.export.onnx.export_onnx`
             (checkpoint sources only).
-        val, val_images: validation data spec and image count of the accuracy gate (default:
-            synthetic val, 32 images).
-        max_drop: largest allowed mIoU / mask AP drop vs the reference (0.01 = one point).
-        parity_images, min_agreement: strict parity check (gated for FP32 only; 0 skips).
-        seed: seed of the synthetic parity frames.
         verbose: print the summary.
+        **gate: the gate's settings, the fields of :class:`~edgeseg.export.accuracy.GateSettings`
+            (val, val_images, max_drop, parity_images, min_agreement, seed).
 
-    Returns a :class:`~edgeseg.export.accuracy.DeployReport`. When the gate fails, the IR is
+    Returns a :class:`~edgeseg.export.deploy.DeployReport`. When the gate fails, the IR is
     kept as ``model.rejected.xml``/``.bin`` beside the report and ExportError is raised.
     """
+    settings = GateSettings(**gate)
     try:
         import openvino as ov
     except ImportError:
@@ -91,41 +84,26 @@ def export_openvino(
     xml.parent.mkdir(parents=True, exist_ok=True)
     precision = "fp16" if fp16 else "fp32"
     with tempfile.TemporaryDirectory(prefix="edgeseg-ov-") as work:
-        src = open_source(source, work, input_size=input_size, dynamic=dynamic, opset=opset,
-                          parity_images=parity_images, min_agreement=min_agreement, seed=seed)
-        meta = src.meta.replace(edgeseg_version=__version__, extra={
-            **src.meta.extra,
-            "export": {**src.meta.extra.get("export", {}), "format": "openvino", "precision": precision,
-                       "openvino": ov.__version__, "source": src.path.name}})
+        src = open_source(source, work, input_size=input_size, dynamic=dynamic, opset=opset, gate=settings)
+        meta = export_meta(src.meta, format="openvino", precision=precision, openvino=ov.__version__,
+                           source=src.path.name)
         try:
             model = ov.Core().read_model(str(src.onnx))
         except Exception as e:  # OpenVINO's frontends raise their own exception types
             raise ExportError(f"OpenVINO could not convert {src.onnx.name}: {e}") from None
         model.set_rt_info(meta.to_json(), list(RT_INFO_PATH))
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{xml.stem}.", suffix=".xml", dir=xml.parent)
-        os.close(fd)
-        tmp_xml = Path(tmp_name)
-        tmp_bin = tmp_xml.with_suffix(".bin")
-        try:
+        with staged(xml, ".xml", siblings=(".bin",)) as tmp_xml:
+            tmp_bin = tmp_xml.with_suffix(".bin")
             ov.save_model(model, str(tmp_xml), compress_to_fp16=bool(fp16))
             candidate = OpenVINOBackend(tmp_xml, device="cpu")
-            gate = run_gate(src, candidate, precision, val=val, val_images=val_images, max_drop=max_drop,
-                            parity_images=parity_images, min_agreement=min_agreement, seed=seed)
             rej_xml, rej_bin = rejected_ir(xml)
-            report = DeployReport(
-                format="openvino", precision=precision, path=xml, source=src.path,
-                reference=src.reference_name, meta=meta,
-                size_bytes=tmp_xml.stat().st_size + tmp_bin.stat().st_size,
-                seconds=time.perf_counter() - t0, gate=gate, report_path=report_path(xml),
-                details={"openvino": ov.__version__, "weights": precision, "bin": str(bin_),
-                         "inference_precision_cpu": candidate.provider.rsplit("-", 1)[-1]})
-            return finish([(tmp_xml, xml, rej_xml), (tmp_bin, bin_, rej_bin)], report, verbose,
-                          hint="export FP32 (drop --fp16)" if fp16 else
-                               "report the architecture (an FP32 IR should match the checkpoint)")
-        finally:
-            for p in (tmp_xml, tmp_bin):
-                if p.exists():
-                    p.unlink()
+            return finish(src, candidate, settings, [(tmp_xml, xml, rej_xml), (tmp_bin, bin_, rej_bin)], t0=t0,
+                          verbose=verbose, hint="export FP32 (drop --fp16)" if fp16 else
+                          "report the architecture (an FP32 IR should match the checkpoint)",
+                          format="openvino", precision=precision, path=xml, meta=meta,
+                          size_bytes=tmp_xml.stat().st_size + tmp_bin.stat().st_size, report_path=report_path(xml),
+                          details={"openvino": ov.__version__, "weights": precision, "bin": str(bin_),
+                                   "inference_precision_cpu": candidate.provider.rsplit("-", 1)[-1]})
 
 
 __all__ = ["export_openvino", "ir_paths", "rejected_ir", "report_path", "IR_NAME"]

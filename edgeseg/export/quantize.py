@@ -33,12 +33,13 @@ from typing import Any, Iterable, Iterator, Sequence
 
 import numpy as np
 
-from .. import __version__, defaults
+from .. import defaults
 from .._io import IMAGE_SUFFIXES, atomic_path, read_image
 from ..errors import ExportError
 from ..meta import ModelMeta
-from .accuracy import DeployReport, finish, open_source, run_gate
-from .onnx import parity_path, rejected_path
+from .accuracy import GateSettings
+from .deploy import DeployReport, export_meta, finish, open_source, staged
+from .onnx import parity_path, rejected_path, store_meta
 from .parity import FRAME_SIZES
 
 #: Seed of synthetic calibration scenes: a stream of its own (train uses 0, val 1_000_003,
@@ -366,10 +367,8 @@ def quantize_onnx(
                         "avgpool_as_depthwise_conv": depthwise,
                         "onnxruntime": _ort_version(), "seconds": round(time.perf_counter() - t0, 2)}
             q = onnx.load(str(tmp))
-            qmeta = meta.replace(edgeseg_version=__version__, extra={
-                **meta.extra, "export": {**meta.extra.get("export", {}), "precision": "int8",
-                                         "quantization": settings}})
-            _store_meta(q, qmeta)
+            qmeta = export_meta(meta, precision="int8", quantization=settings)
+            store_meta(q, qmeta)
             try:
                 onnx.checker.check_model(q)
             except onnx.checker.ValidationError as e:
@@ -382,16 +381,6 @@ def _ort_version() -> str:
     import onnxruntime
 
     return onnxruntime.__version__
-
-
-def _store_meta(proto: Any, meta: ModelMeta) -> None:
-    keep = [p for p in proto.metadata_props if p.key != defaults.META_KEY]
-    del proto.metadata_props[:]
-    proto.metadata_props.extend(keep)
-    entry = proto.metadata_props.add()
-    entry.key, entry.value = defaults.META_KEY, meta.to_json()
-    proto.producer_name = "edgeseg"
-    proto.producer_version = __version__
 
 
 # ----------------------------------------------------------------------------- export
@@ -414,24 +403,20 @@ def export_onnx_int8(
     input_size: int | tuple[int, int] | None = None,
     dynamic: bool | None = None,
     opset: int | None = None,
-    val: str | None = None,
-    val_images: int | None = None,
-    max_drop: float = defaults.GATE_MAX_DROP,
-    parity_images: int | None = None,
-    min_agreement: float = defaults.PARITY_MIN_AGREEMENT,
-    seed: int = 0,
     verbose: bool = True,
+    **gate: Any,
 ) -> DeployReport:
     """Export a checkpoint (or an edgeseg FP32 ``.onnx``) to a QDQ INT8 ONNX and gate it.
 
     Quantisation arguments as in :func:`quantize_onnx`; ``input_size``/``dynamic``/``opset``
-    as in :func:`~edgeseg.export.onnx.export_onnx` (checkpoint sources only); gate arguments as
-    in :func:`~edgeseg.export.openvino.export_openvino`. The model is written to ``out`` only if
+    as in :func:`~edgeseg.export.onnx.export_onnx` (checkpoint sources only); ``gate``: the
+    fields of :class:`~edgeseg.export.accuracy.GateSettings`. The model is written to ``out`` only if
     the mIoU / mask AP drop against the reference is within ``max_drop``; otherwise it is kept
     as ``<out>.rejected.onnx`` beside the report ``<out>.parity.json`` and ExportError is raised.
     """
     from ..runtime.backends.onnxruntime_backend import OnnxRuntimeBackend
 
+    settings = GateSettings(**gate)
     t0 = time.perf_counter()
     op_types = resolve_op_types(op_types)  # bad names fail before any work
     out = Path(out)
@@ -439,29 +424,18 @@ def export_onnx_int8(
         raise ExportError(f"the INT8 model path must end in .onnx (got {str(out)!r}); e.g. model.int8.onnx")
     out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="edgeseg-int8-") as work:
-        src = open_source(source, work, input_size=input_size, dynamic=dynamic, opset=opset,
-                          parity_images=parity_images, min_agreement=min_agreement, seed=seed)
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{out.stem}.", suffix=".onnx", dir=out.parent)
-        os.close(fd)
-        tmp = Path(tmp_name)
-        try:
-            settings = quantize_onnx(src.onnx, tmp, src.meta, calib=calib, calib_images=calib_images,
-                                     keep_float=keep_float, per_channel=per_channel, method=method,
-                                     activations=activations, op_types=op_types)
+        src = open_source(source, work, input_size=input_size, dynamic=dynamic, opset=opset, gate=settings)
+        with staged(out, ".onnx") as tmp:
+            settings_q = quantize_onnx(src.onnx, tmp, src.meta, calib=calib, calib_images=calib_images,
+                                       keep_float=keep_float, per_channel=per_channel, method=method,
+                                       activations=activations, op_types=op_types)
             candidate = OnnxRuntimeBackend(tmp, device="cpu")
-            gate = run_gate(src, candidate, "int8", val=val, val_images=val_images, max_drop=max_drop,
-                            parity_images=parity_images, min_agreement=min_agreement, seed=seed)
-            report = DeployReport(
-                format="onnx", precision="int8", path=out, source=src.path, reference=src.reference_name,
-                meta=candidate.meta or src.meta, size_bytes=tmp.stat().st_size,
-                seconds=time.perf_counter() - t0, gate=gate, report_path=parity_path(out),
-                details={"quantization": settings})
-            return finish([(tmp, out, rejected_path(out))], report, verbose,
+            return finish(src, candidate, settings, [(tmp, out, rejected_path(out))], t0=t0, verbose=verbose,
                           hint="calibrate on more representative images (--calib DIR), try --calib-method "
-                               "entropy, or keep sensitive layers in float (--keep-float head,first)")
-        finally:
-            if tmp.exists():
-                tmp.unlink()
+                               "entropy, or keep sensitive layers in float (--keep-float head,first)",
+                          format="onnx", precision="int8", path=out, meta=candidate.meta or src.meta,
+                          size_bytes=tmp.stat().st_size, report_path=parity_path(out),
+                          details={"quantization": settings_q})
 
 
 __all__ = ["quantize_onnx", "export_onnx_int8", "calibration_frames", "calibration_reader",

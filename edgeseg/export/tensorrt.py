@@ -52,7 +52,8 @@ from .. import __version__, defaults
 from .._io import atomic_write_bytes
 from ..errors import ExportError
 from ..meta import ModelMeta
-from .accuracy import DeployReport, finish, open_source, run_gate
+from .accuracy import GateSettings
+from .deploy import DeployReport, export_meta, finish, open_source, staged
 from .quantize import CALIB_SEED, calibration_frames, quantize_onnx
 
 PRECISIONS = ("fp32", "fp16", "int8")
@@ -407,13 +408,8 @@ def export_engine(
     input_size: int | tuple[int, int] | None = None,
     opset: int | None = None,
     device: str = "cuda",
-    val: str | None = None,
-    val_images: int | None = None,
-    max_drop: float = defaults.GATE_MAX_DROP,
-    parity_images: int | None = None,
-    min_agreement: float = defaults.PARITY_MIN_AGREEMENT,
-    seed: int = 0,
     verbose: bool = True,
+    **gate: Any,
 ) -> DeployReport:
     """Build a TensorRT engine from a checkpoint (or an edgeseg ``.onnx``) and gate it.
 
@@ -429,11 +425,13 @@ def export_engine(
             calibration cache (default ``<out>.calib.cache``; reused only for the same ONNX and
             calibration images, see ``calibration_key``), layers kept in float (Q/DQ mode).
         device: "cuda" / "cuda:N" to build on.
+        **gate: the fields of :class:`~edgeseg.export.accuracy.GateSettings`.
         Other arguments as in :func:`~edgeseg.export.openvino.export_openvino`.
 
     The engine is written to ``out`` only when it passes the gate; otherwise it is kept as
     ``<out>.rejected.engine`` beside the report and ExportError is raised.
     """
+    settings = GateSettings(**gate)
     trt = _require_tensorrt()
     from ..runtime.backends.tensorrt_backend import TensorRTBackend, write_engine
     from ..runtime.base import preprocess
@@ -445,8 +443,7 @@ def export_engine(
     plan = plan_build(trt.__version__, precision, int8_mode)
     out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="edgeseg-trt-") as work:
-        src = open_source(source, work, input_size=input_size, dynamic=dynamic, opset=opset,
-                          parity_images=parity_images, min_agreement=min_agreement, seed=seed)
+        src = open_source(source, work, input_size=input_size, dynamic=dynamic, opset=opset, gate=settings)
         meta = src.meta
         prof = profile or default_profile(meta, meta.dynamic, max_batch)
         onnx_in = src.onnx
@@ -462,34 +459,25 @@ def export_engine(
         if plan.calibrator:
             tensors = [preprocess(f, meta, np.float32, input_size=prof.opt[1:])[0]
                        for f in calibration_frames(calib, calib_images, CALIB_SEED)]
-        meta = meta.replace(edgeseg_version=__version__, extra={
-            **meta.extra, "export": {**meta.extra.get("export", {}), "format": "tensorrt", "precision": precision,
-                                     "tensorrt": trt.__version__}})
+        meta = export_meta(meta, format="tensorrt", precision=precision, tensorrt=trt.__version__)
         built = build_engine(onnx_in, meta, plan, prof, workspace_mb, timing_cache, tensors,
                              calib_cache or out.with_suffix(".calib.cache"), device)
         built.header["source"] = str(src.path)
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{out.stem}.", suffix=".engine", dir=out.parent)
-        os.close(fd)
-        tmp = Path(tmp_name)
         candidate = None
-        try:
-            write_engine(tmp, built.plan, built.header)
-            candidate = TensorRTBackend(tmp, device=device)
-            gate = run_gate(src, candidate, precision, val=val, val_images=val_images, max_drop=max_drop,
-                            parity_images=parity_images, min_agreement=min_agreement, seed=seed)
-            details.update(tensorrt=trt.__version__, gpu=built.header["gpu"], build_seconds=round(built.seconds, 2),
-                           profile=built.header["profile"], timing_cache=built.header["timing_cache"])
-            report = DeployReport(
-                format="tensorrt", precision=precision, path=out, source=src.path, reference=src.reference_name,
-                meta=meta, size_bytes=tmp.stat().st_size, seconds=time.perf_counter() - t0, gate=gate,
-                report_path=engine_report_path(out), details=details)
-            return finish([(tmp, out, rejected_engine(out))], report, verbose,
-                          hint="build FP16 instead of INT8, or calibrate on more representative images (--calib DIR)")
-        finally:
-            if candidate is not None:
-                candidate.close()
-            if tmp.exists():
-                tmp.unlink()
+        with staged(out, ".engine") as tmp:
+            try:
+                write_engine(tmp, built.plan, built.header)
+                candidate = TensorRTBackend(tmp, device=device)
+                details.update(tensorrt=trt.__version__, gpu=built.header["gpu"],
+                               build_seconds=round(built.seconds, 2), profile=built.header["profile"],
+                               timing_cache=built.header["timing_cache"])
+                return finish(src, candidate, settings, [(tmp, out, rejected_engine(out))], t0=t0, verbose=verbose,
+                              hint="build FP16 instead of INT8, or calibrate on more representative images "
+                                   "(--calib DIR)", format="tensorrt", precision=precision, path=out, meta=meta,
+                              size_bytes=tmp.stat().st_size, report_path=engine_report_path(out), details=details)
+            finally:
+                if candidate is not None:
+                    candidate.close()
 
 
 __all__ = ["export_engine", "build_engine", "plan_build", "BuildPlan", "Profile", "default_profile",
