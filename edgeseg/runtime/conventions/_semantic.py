@@ -1,5 +1,6 @@
-"""Shared by the semantic conventions (logits, one-channel, labels): the output's layout, and the
-ModelMeta of a model without edgeseg metadata built from the graph plus the user's facts."""
+"""Shared by the semantic conventions (logits, one-channel, labels): their base class, the output's
+layout, and the ModelMeta of a model without edgeseg metadata built from the graph plus the user's
+facts."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -9,8 +10,8 @@ import numpy as np
 
 from ...meta import ModelMeta
 from ..backends import TensorSpec
-from .base import GraphView, ImageInput, classes_from, image_input, input_extra, input_size_from, normalisation, \
-    require
+from .base import Convention, GraphView, ImageInput, classes_from, image_input, input_extra, input_size_from, \
+    normalisation, require
 
 
 def channels_axis(out: TensorSpec, img: ImageInput, facts: dict[str, Any]) -> int:
@@ -55,8 +56,29 @@ def semantic_meta(graph: GraphView, facts: dict[str, Any], out: TensorSpec, img:
         extra={**extra, **input_extra(facts, img), "source": "user-supplied facts (no edgeseg metadata in the model)"})
 
 
-def first_output(graph: GraphView, facts: dict[str, Any]) -> tuple[TensorSpec, ImageInput]:
-    return graph.outputs[0], image_input(graph, facts)
+class SemanticConvention(Convention):
+    """A semantic model's convention read from its first output and its image input: subclasses
+    implement :meth:`detect_output` and build the ModelMeta with :meth:`make_meta`."""
+
+    kind = "semantic"
+
+    def detect(self, graph: GraphView, facts: dict[str, Any]) -> ModelMeta | None:
+        return self.detect_output(graph, facts, graph.outputs[0], image_input(graph, facts))
+
+    def detect_output(self, graph: GraphView, facts: dict[str, Any], out: TensorSpec,
+                      img: ImageInput) -> ModelMeta | None:  # pragma: no cover
+        """:meth:`detect`, given the output ``out`` and the image input ``img``."""
+        raise NotImplementedError
+
+    def make_meta(self, graph: GraphView, facts: dict[str, Any], out: TensorSpec, img: ImageInput, what: str,
+                  n_graph: int | None = None, default_classes: list[str] | None = None, nhwc: bool = False,
+                  **extra: Any) -> ModelMeta:
+        """The ModelMeta (see :func:`semantic_meta`); ``meta.extra`` records this convention, the
+        decoding facts in ``extra`` and, with ``nhwc``, a channels-last output."""
+        extra = {"convention": self.name, **extra}
+        if nhwc:
+            extra["output_layout"] = "NHWC"
+        return semantic_meta(graph, facts, out, img, n_graph, default_classes, what, extra)
 
 
 def to_nchw(a: np.ndarray, meta: ModelMeta) -> np.ndarray:

@@ -12,8 +12,9 @@ import numpy as np
 
 from ...errors import ModelError
 from ...meta import ModelMeta
-from ._semantic import spatial_ok, channels_axis, first_output, semantic_meta, to_nchw
-from .base import Convention, GraphView
+from ..backends import TensorSpec
+from ._semantic import SemanticConvention, channels_axis, spatial_ok, to_nchw
+from .base import GraphView, ImageInput
 
 #: Classes of a one-channel model unless the user names them.
 CLASSES = ["background", "foreground"]
@@ -22,15 +23,14 @@ THRESHOLD = 0.5
 HOW_OUTPUT = "binary_output='logits' or 'probabilities' (CLI: --binary-output logits|probabilities)"
 
 
-class BinaryConvention(Convention):
+class BinaryConvention(SemanticConvention):
     name = "binary"
-    kind = "semantic"
     summary = ("one-channel foreground scores, logits or probabilities (smp classes=1, saliency, text or "
                "road detectors); threshold 0.5 probability")
     example = "edgeseg.load('unet_binary.onnx', mean=(123.675, 116.28, 103.53), std=(58.395, 57.12, 57.375))"
 
-    def detect(self, graph: GraphView, facts: dict[str, Any]) -> ModelMeta | None:
-        out, img = first_output(graph, facts)
+    def detect_output(self, graph: GraphView, facts: dict[str, Any], out: TensorSpec,
+                      img: ImageInput) -> ModelMeta | None:
         if out.dtype.kind != "f" or len(out.shape) not in (3, 4):
             return None
         axis = channels_axis(out, img, facts) if len(out.shape) == 4 else None
@@ -57,10 +57,8 @@ class BinaryConvention(Convention):
         names = facts.get("classes")
         if (names is not None and len(names) != 2) or (n is not None and int(n) != 2):
             raise ModelError("a one-channel model has 2 classes (background, foreground); give 2 class names")
-        extra: dict[str, Any] = {"convention": self.name, "binary_output": kind, "binary_threshold": threshold}
-        if axis == 3:
-            extra["output_layout"] = "NHWC"
-        return semantic_meta(graph, facts, out, img, None, list(CLASSES), f"one-channel {kind}", extra)
+        return self.make_meta(graph, facts, out, img, f"one-channel {kind}", default_classes=list(CLASSES),
+                              nhwc=axis == 3, binary_output=kind, binary_threshold=threshold)
 
     def adapt(self, outputs: Mapping[str, np.ndarray], meta: ModelMeta, roles: tuple[str, ...]) -> dict[str, np.ndarray]:
         a = outputs[meta.output_names[0]]

@@ -8,18 +8,18 @@ import numpy as np
 
 from ...errors import ModelError
 from ...meta import ModelMeta
-from ._semantic import spatial_ok, first_output, semantic_meta
-from .base import Convention, GraphView
+from ..backends import TensorSpec
+from ._semantic import SemanticConvention, spatial_ok
+from .base import GraphView, ImageInput
 
 
-class LabelsConvention(Convention):
+class LabelsConvention(SemanticConvention):
     name = "labels"
-    kind = "semantic"
     summary = "integer class ids from a graph ending in argmax: (N, 1, H, W) int64 (mmdeploy) or (N, H, W) int32 (PaddleSeg)"
     example = "edgeseg.load('pp_liteseg.onnx', num_classes=19, mean=(127.5,) * 3, std=(127.5,) * 3)"
 
-    def detect(self, graph: GraphView, facts: dict[str, Any]) -> ModelMeta | None:
-        out, img = first_output(graph, facts)
+    def detect_output(self, graph: GraphView, facts: dict[str, Any], out: TensorSpec,
+                      img: ImageInput) -> ModelMeta | None:
         if out.dtype.kind not in "iu":
             return None
         if not (len(out.shape) == 3 or (len(out.shape) == 4 and 1 in (out.static_dim(1), out.static_dim(3)))):
@@ -27,9 +27,8 @@ class LabelsConvention(Convention):
                              "class ids shaped (N, H, W) or (N, 1, H, W)")
         if not spatial_ok(out, (1, 2) if len(out.shape) == 3 or out.static_dim(3) == 1 else (2, 3), img):
             return None
-        extra: dict[str, Any] = {"convention": self.name}
-        return semantic_meta(graph, facts, out, img, None, None,
-                             "a graph ending in argmax: integer labels, class count not in the graph", extra)
+        return self.make_meta(graph, facts, out, img,
+                              "a graph ending in argmax: integer labels, class count not in the graph")
 
     def adapt(self, outputs: Mapping[str, np.ndarray], meta: ModelMeta, roles: tuple[str, ...]) -> dict[str, np.ndarray]:
         a = outputs[meta.output_names[0]]

@@ -8,18 +8,18 @@ from typing import Any, Mapping
 import numpy as np
 
 from ...meta import ModelMeta
-from ._semantic import spatial_ok, channels_axis, first_output, semantic_meta, to_nchw
-from .base import Convention, GraphView
+from ..backends import TensorSpec
+from ._semantic import SemanticConvention, channels_axis, spatial_ok, to_nchw
+from .base import GraphView, ImageInput
 
 
-class SemanticLogitsConvention(Convention):
+class SemanticLogitsConvention(SemanticConvention):
     name = "semantic-logits"
-    kind = "semantic"
     summary = "float logits (N, C, h, w) or (N, h, w, C), C >= 2, at any stride (torchvision, smp, SegFormer, mmseg)"
     example = "edgeseg.load('deeplab.onnx', mean=(123.675, 116.28, 103.53), std=(58.395, 57.12, 57.375))"
 
-    def detect(self, graph: GraphView, facts: dict[str, Any]) -> ModelMeta | None:
-        out, img = first_output(graph, facts)
+    def detect_output(self, graph: GraphView, facts: dict[str, Any], out: TensorSpec,
+                      img: ImageInput) -> ModelMeta | None:
         if len(out.shape) != 4 or out.dtype.kind != "f":
             return None
         axis = channels_axis(out, img, facts)
@@ -28,10 +28,7 @@ class SemanticLogitsConvention(Convention):
         c = out.static_dim(axis)
         if c == 1:
             return None  # one channel: see the binary convention
-        extra: dict[str, Any] = {"convention": self.name}
-        if axis == 3:
-            extra["output_layout"] = "NHWC"
-        return semantic_meta(graph, facts, out, img, c, None, "float logits", extra)
+        return self.make_meta(graph, facts, out, img, "float logits", n_graph=c, nhwc=axis == 3)
 
     def adapt(self, outputs: Mapping[str, np.ndarray], meta: ModelMeta, roles: tuple[str, ...]) -> dict[str, np.ndarray]:
         return {roles[0]: to_nchw(outputs[meta.output_names[0]], meta)}
