@@ -64,62 +64,58 @@ def test_ultralytics_reference_matches_ultralytics(name):
     assert total >= 2, "fixture has too few detections to test anything"
 
 
-@pytest.mark.parametrize("name", _by_task("semantic"))
-def test_semantic_reference_matches_torch(name):
-    fx = MANIFEST["fixtures"][name]
+def _stretched_labels(sess, fx, expected, frame, i, input_kw):
+    """Frame resized to the model size -> (labels at frame size, the tool's labels)."""
     conv = fx["convention"]
+    inp = sess.get_inputs()[0]
+    y = sess.run(None, {inp.name: R.semantic_input(frame, tuple(fx["input_size_hw"]), **input_kw)})[0]
+    hw = frame.shape[:2]
+    if conv == "labels":
+        model_labels = y.reshape(y.shape[-2:])
+        np.testing.assert_array_equal(model_labels, expected[f"labels_model_{i}"])
+        got = R.nearest_labels(model_labels, hw)
+    elif conv == "channels-last":
+        got = R.semantic_labels(y[0].transpose(2, 0, 1), hw)
+    elif conv.startswith("binary"):
+        got = R.binary_labels(y[0], hw, probabilities=conv == "binary-probabilities")
+    else:
+        got = R.semantic_labels(y[0], hw)
+    return got, expected[f"labels_{i}"]
+
+
+def _letterboxed_labels(sess, fx, expected, frame, i, input_kw):
+    """Frame letterboxed into the model size -> (labels at frame size, the tool's labels)."""
+    conv = fx["convention"]
+    inp = sess.get_inputs()[0]
+    size = tuple(fx["input_size_hw"])
+    x, (top, left, nh, nw) = R.semantic_input_letterbox(frame, size, **input_kw)
+    y = sess.run(None, {inp.name: x})[0]
+    hw = frame.shape[:2]
+    if conv == "labels":
+        model_labels = y.reshape(y.shape[-2:])
+        np.testing.assert_array_equal(model_labels, expected[f"labels_model_letterbox_{i}"])
+        got = R.nearest_labels(model_labels[top:top + nh, left:left + nw], hw)
+    else:
+        logits = y[0].transpose(2, 0, 1) if conv == "channels-last" else y[0]
+        up = R.letterbox_logits_to_frame(logits, (top, left, nh, nw), size, hw)
+        if conv.startswith("binary"):
+            got = (up[0] > (0.5 if conv == "binary-probabilities" else 0.0)).astype(np.uint8)
+        else:
+            got = up.argmax(0).astype(np.uint8)
+    return got, expected[f"labels_letterbox_{i}"]
+
+
+@pytest.mark.parametrize("labels_of", [_stretched_labels, _letterboxed_labels], ids=["stretched", "letterboxed"])
+@pytest.mark.parametrize("name", _by_task("semantic"))
+def test_semantic_reference_matches_torch(name, labels_of):
+    fx = MANIFEST["fixtures"][name]
     norm = fx["normalisation"]
     expected = np.load(FIXTURES / fx["expected"])
     sess = _session(name)
-    inp = sess.get_inputs()[0]
-    size = tuple(fx["input_size_hw"])
+    input_kw = dict(mean=norm.get("mean"), std=norm.get("std"), uint8=sess.get_inputs()[0].type == "tensor(uint8)",
+                    channels_last=fx["convention"] == "channels-last")
     for i, frame in enumerate(FRAMES):
-        x = R.semantic_input(frame, size, norm.get("mean"), norm.get("std"),
-                             uint8=inp.type == "tensor(uint8)", channels_last=conv == "channels-last")
-        y = sess.run(None, {inp.name: x})[0]
-        hw = frame.shape[:2]
-        if conv == "labels":
-            model_labels = y.reshape(y.shape[-2:])
-            np.testing.assert_array_equal(model_labels, expected[f"labels_model_{i}"])
-            got = R.nearest_labels(model_labels, hw)
-        elif conv == "channels-last":
-            got = R.semantic_labels(y[0].transpose(2, 0, 1), hw)
-        elif conv.startswith("binary"):
-            got = R.binary_labels(y[0], hw, probabilities=conv == "binary-probabilities")
-        else:
-            got = R.semantic_labels(y[0], hw)
-        want = expected[f"labels_{i}"]
-        assert got.shape == want.shape
-        assert (got == want).mean() >= 0.999, f"frame {i}: {(got != want).sum()} pixels differ"
-
-
-@pytest.mark.parametrize("name", _by_task("semantic"))
-def test_semantic_letterbox_reference_matches_torch(name):
-    fx = MANIFEST["fixtures"][name]
-    conv = fx["convention"]
-    norm = fx["normalisation"]
-    expected = np.load(FIXTURES / fx["expected"])
-    sess = _session(name)
-    inp = sess.get_inputs()[0]
-    size = tuple(fx["input_size_hw"])
-    for i, frame in enumerate(FRAMES):
-        x, (top, left, nh, nw) = R.semantic_input_letterbox(
-            frame, size, norm.get("mean"), norm.get("std"), uint8=inp.type == "tensor(uint8)",
-            channels_last=conv == "channels-last")
-        y = sess.run(None, {inp.name: x})[0]
-        hw = frame.shape[:2]
-        if conv == "labels":
-            model_labels = y.reshape(y.shape[-2:])
-            np.testing.assert_array_equal(model_labels, expected[f"labels_model_letterbox_{i}"])
-            got = R.nearest_labels(model_labels[top:top + nh, left:left + nw], hw)
-        else:
-            logits = y[0].transpose(2, 0, 1) if conv == "channels-last" else y[0]
-            up = R.letterbox_logits_to_frame(logits, (top, left, nh, nw), size, hw)
-            if conv.startswith("binary"):
-                got = (up[0] > (0.5 if conv == "binary-probabilities" else 0.0)).astype(np.uint8)
-            else:
-                got = up.argmax(0).astype(np.uint8)
-        want = expected[f"labels_letterbox_{i}"]
+        got, want = labels_of(sess, fx, expected, frame, i, input_kw)
         assert got.shape == want.shape
         assert (got == want).mean() >= 0.999, f"frame {i}: {(got != want).sum()} pixels differ"
 
