@@ -69,6 +69,26 @@ def _add_instance_options(p: argparse.ArgumentParser, conf: float = defaults.SCO
                    help=f"detections kept per frame (default {defaults.MAX_DETECTIONS})")
 
 
+def _add_model_options(p: argparse.ArgumentParser, conf: float = defaults.SCORE_THRESHOLD) -> None:
+    """The options of a command that loads one model: instance thresholds, then model facts."""
+    _add_instance_options(p, conf)
+    _add_model_facts(p)
+
+
+def _add_other_tool_facts(p: argparse.ArgumentParser) -> None:
+    """The model facts, as their own group, for commands whose --imgsz/--size and --backend mean more."""
+    add_foreign_facts(p.add_argument_group("models from other tools (an .onnx without edgeseg metadata)"))
+
+
+def _write_report(args: argparse.Namespace, report: dict) -> None:
+    """Write ``report`` to --json when it was given, and say where."""
+    if args.json:
+        from .._io import write_json
+
+        write_json(args.json, report)
+        print(f"report: {args.json}")
+
+
 def _load_predictor(args: argparse.Namespace, **overrides: Any):
     from ..runtime import load
 

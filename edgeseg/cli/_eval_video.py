@@ -6,7 +6,7 @@ import time
 from typing import Any
 
 from ..errors import EdgesegError
-from ._common import _load_predictor
+from ._common import _load_predictor, _write_report
 
 
 def _predictor(args: argparse.Namespace, task: str) -> Any:
@@ -21,7 +21,6 @@ def _predictor(args: argparse.Namespace, task: str) -> Any:
 
 def eval_track(args: argparse.Namespace) -> int:
     """Instance model + Tracker over videos with ground-truth ids -> TrackEval metrics."""
-    from .._io import write_json
     from ..data.mots import open_tracking_sequences
     from ..eval.tracking import evaluate_sequences, ground_truth_tracks, track_predictor
     from ..tracking import Tracker, TrackerConfig
@@ -48,15 +47,12 @@ def eval_track(args: argparse.Namespace) -> int:
     for name, r in report["per_sequence"].items():
         print(f"  {name:<14} HOTA {r['HOTA']:.4f}  MOTA {r['MOTA']:.4f}  IDF1 {r['IDF1']:.4f}  "
               f"IDSW {r['IDSW']:<3d} sMOTSA {r['sMOTSA']:.4f}")
-    if args.json:
-        write_json(args.json, report)
-        print(f"report: {args.json}")
+    _write_report(args, report)
     return 0
 
 
 def eval_video(args: argparse.Namespace) -> int:
     """Semantic model (+ stabiliser) over the synthetic moving scene -> mIoU and flicker."""
-    from .._io import write_json
     from ..data.synthetic import video_frame
     from ..eval.tracking import VideoStability, stabilised_labels
     from ..tracking import make_stabiliser
@@ -80,7 +76,5 @@ def eval_video(args: argparse.Namespace) -> int:
                             "frames among those whose ground-truth class is valid and unchanged"}
     print(f"mIoU {report['miou']:.4f}  flicker {report['flicker'] * 100:.3f} %  "
           f"(temporal consistency {report['temporal_consistency']:.4f}; {n} frames, smoothing {report['smooth']})")
-    if args.json:
-        write_json(args.json, report)
-        print(f"report: {args.json}")
+    _write_report(args, report)
     return 0

@@ -10,7 +10,7 @@ from typing import Any
 
 from .. import defaults
 from ..errors import EdgesegError
-from ._common import _add_instance_options, _add_model_facts, _add_task, model_facts
+from ._common import _add_model_options, _add_task, model_facts
 
 
 def add_parser(sub: Any, fmt: Any) -> None:
@@ -54,8 +54,7 @@ def add_parser(sub: Any, fmt: Any) -> None:
     p.add_argument("--smooth", type=int, nargs="?", const=3, default=0, metavar="K",
                    help="temporal smoothing: per-pixel majority class over the last K frames; 0 = off")
     p.add_argument("--quiet", action="store_true", help="no progress line")
-    _add_instance_options(p)
-    _add_model_facts(p)
+    _add_model_options(p)
     p.set_defaults(func=cmd_batch)
 
 

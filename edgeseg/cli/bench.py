@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from ._common import _add_task, _size, add_foreign_facts, model_facts
+from ._common import _add_other_tool_facts, _add_task, _size, model_facts
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
@@ -43,7 +43,7 @@ def add_parser(sub: Any, fmt: Any) -> None:
                    help="inference threads (ONNX Runtime intra-op / torch); default: cores - 1, as edgeseg run")
     p.add_argument("--out", default="edgeseg_bench", help="output directory")
     p.add_argument("--quiet", action="store_true", help="no progress line")
-    add_foreign_facts(p.add_argument_group("models from other tools (an .onnx without edgeseg metadata)"))
+    _add_other_tool_facts(p)
     p.set_defaults(func=cmd_bench)
 
 

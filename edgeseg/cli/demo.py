@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from ._common import _add_task, _size, add_foreign_facts, model_facts
+from ._common import _add_other_tool_facts, _add_task, _size, model_facts
 
 
 def add_parser(sub: Any, fmt: Any) -> None:
@@ -20,7 +20,7 @@ def add_parser(sub: Any, fmt: Any) -> None:
     p.add_argument("--backend", default="auto", help="inference backend: auto, onnxruntime, torch")
     p.add_argument("--quiet", action="store_true", help="no progress line")
     _add_task(p, "which shipped model to show: semantic (class per pixel) or instance (one mask per object)")
-    add_foreign_facts(p.add_argument_group("models from other tools (an .onnx without edgeseg metadata)"))
+    _add_other_tool_facts(p)
     p.set_defaults(func=cmd_demo)
 
 

@@ -6,7 +6,7 @@ from typing import Any
 
 from .. import defaults
 from ..errors import EdgesegError
-from ._common import _add_model_facts, _add_instance_options, _load_predictor
+from ._common import _add_model_options, _load_predictor, _write_report
 
 
 def add_parser(sub: Any, fmt: Any) -> None:
@@ -37,13 +37,12 @@ def add_parser(sub: Any, fmt: Any) -> None:
                                                             "(synthetic: 60)")
     p.add_argument("--smooth", default="0", metavar="SPEC", help="--task video: K, mode:K, hysteresis:N, "
                                                                  "ema:A or flow-ema:A (as edgeseg run); 0 = off")
-    _add_instance_options(p, conf=defaults.EVAL_SCORE_THRESHOLD)
-    _add_model_facts(p)
+    _add_model_options(p, conf=defaults.EVAL_SCORE_THRESHOLD)
     p.set_defaults(func=cmd_eval)
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from .._io import check_writable, write_json
+    from .._io import check_writable
     from .._progress import track
     from ..data import open_dataset
     from ..eval.confusion import ConfusionMatrix
@@ -74,15 +73,12 @@ def cmd_eval(args: argparse.Namespace) -> int:
     print(f"mIoU {report['miou']:.4f}  pixel accuracy {report['pixel_acc']:.4f}  ({n} images)")
     for c, iou in report["per_class_iou"].items():
         print(f"  {c:<16} {'n/a' if iou is None else f'{iou:.4f}'}")
-    if args.json:
-        write_json(args.json, report)
-        print(f"report: {args.json}")
+    _write_report(args, report)
     return 0
 
 
 def _eval_instance(args: argparse.Namespace, predictor: Any) -> int:
     """Mask and box AP of an instance model through pycocotools' COCOeval."""
-    from .._io import write_json
     from ..data import open_instance_dataset
     from ..eval.coco import evaluate_predictor
 
@@ -104,7 +100,5 @@ def _eval_instance(args: argparse.Namespace, predictor: Any) -> int:
             print(f"{'mask' if kind == 'segm' else 'box '} AP {m['AP']:.4f}  AP50 {m['AP50']:.4f}  "
                   f"AP75 {m['AP75']:.4f}")
     print(f"({n} images, {n_dets} detections, COCOeval)")
-    if args.json:
-        write_json(args.json, report)
-        print(f"report: {args.json}")
+    _write_report(args, report)
     return 0

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import defaults
-from ._common import _add_model_facts, _add_task, _add_instance_options, _load_predictor
+from ._common import _add_model_options, _add_task, _load_predictor
 
 
 def add_parser(sub: Any, fmt: Any) -> None:
@@ -23,8 +23,7 @@ def add_parser(sub: Any, fmt: Any) -> None:
     p.add_argument("--alpha", type=float, default=defaults.OVERLAY_ALPHA, help="overlay colour weight")
     p.add_argument("--quiet", action="store_true", help="no progress line")
     _add_task(p)
-    _add_instance_options(p)
-    _add_model_facts(p)
+    _add_model_options(p)
     p.set_defaults(func=cmd_predict)
 
 

@@ -7,7 +7,7 @@ from typing import Any
 
 from .. import defaults
 from ..errors import EdgesegError
-from ._common import _add_model_facts, _add_task, _add_instance_options, _load_predictor
+from ._common import _add_model_options, _add_task, _load_predictor
 
 
 def add_parser(sub: Any, fmt: Any) -> None:
@@ -73,8 +73,7 @@ def add_parser(sub: Any, fmt: Any) -> None:
     p.add_argument("--reconnect-timeout", type=float, default=30.0,
                    help="live sources: give up after reconnecting fails for this many seconds")
     p.add_argument("--quiet", action="store_true", help="no start line on stderr")
-    _add_instance_options(p)
-    _add_model_facts(p)
+    _add_model_options(p)
     p.set_defaults(func=cmd_run)
 
 
