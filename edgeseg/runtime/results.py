@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -65,8 +65,39 @@ def draw_legend(image: np.ndarray, names: list[str], colors_bgr: np.ndarray) -> 
     return image
 
 
+class FrameResult:
+    """What the result of every kind of model shares: the frame, the model's ModelMeta and the
+    per-stage timings, and from them the class names, the size and the summary's framing."""
+
+    frame: np.ndarray
+    meta: ModelMeta
+    timings: dict[str, float]
+    #: The array whose first two axes give :attr:`shape`.
+    _sized_by: ClassVar[str] = "frame"
+
+    @property
+    def classes(self) -> list[str]:
+        return list(self.meta.classes)
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """(height, width) of the frame."""
+        a = getattr(self, self._sized_by)
+        return int(a.shape[0]), int(a.shape[1])
+
+    def _summary(self, task: str, **body: Any) -> dict[str, Any]:
+        """The JSON-able summary: task, size, ``body``, then the timings."""
+        h, w = self.shape
+        return {"task": task, "height": h, "width": w, **body,
+                "timings_ms": {k: round(float(v), 3) for k, v in self.timings.items()}}
+
+    def _repr(self, what: str) -> str:
+        t = ", ".join(f"{k}={v:.2f}ms" for k, v in self.timings.items())
+        return f"{type(self).__name__}({self.shape[0]}x{self.shape[1]}, {what}, {t})"
+
+
 @dataclass
-class SemanticResult:
+class SemanticResult(FrameResult):
     """Semantic segmentation of one frame.
 
     Attributes:
@@ -81,15 +112,7 @@ class SemanticResult:
     frame: np.ndarray
     meta: ModelMeta
     timings: dict[str, float] = field(default_factory=dict)
-
-    @property
-    def classes(self) -> list[str]:
-        return list(self.meta.classes)
-
-    @property
-    def shape(self) -> tuple[int, int]:
-        """(height, width) of the frame and of ``labels``."""
-        return int(self.labels.shape[0]), int(self.labels.shape[1])
+    _sized_by: ClassVar[str] = "labels"  # the same (height, width) as the frame
 
     def overlay(self, alpha: float = defaults.OVERLAY_ALPHA, out: np.ndarray | None = None,
                 legend: bool = False, palette: np.ndarray | None = None) -> np.ndarray:
@@ -123,18 +146,10 @@ class SemanticResult:
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-able summary: size, per-class pixel counts (non-zero only), timings."""
-        h, w = self.shape
-        return {
-            "task": "semantic",
-            "height": h,
-            "width": w,
-            "pixels": {k: v for k, v in self.class_histogram().items() if v},
-            "timings_ms": {k: round(float(v), 3) for k, v in self.timings.items()},
-        }
+        return self._summary("semantic", pixels={k: v for k, v in self.class_histogram().items() if v})
 
     def __repr__(self) -> str:
-        t = ", ".join(f"{k}={v:.2f}ms" for k, v in self.timings.items())
-        return f"SemanticResult({self.shape[0]}x{self.shape[1]}, {self.meta.num_classes} classes, {t})"
+        return self._repr(f"{self.meta.num_classes} classes")
 
 
 def instance_colors(n: int | np.ndarray) -> np.ndarray:
@@ -151,7 +166,7 @@ def instance_colors(n: int | np.ndarray) -> np.ndarray:
 
 
 @dataclass
-class InstanceResult:
+class InstanceResult(FrameResult):
     """Instance segmentation of one frame; detections ordered by descending score.
 
     Attributes:
@@ -175,15 +190,6 @@ class InstanceResult:
 
     def __len__(self) -> int:
         return int(len(self.scores))
-
-    @property
-    def classes(self) -> list[str]:
-        return list(self.meta.classes)
-
-    @property
-    def shape(self) -> tuple[int, int]:
-        """(height, width) of the frame."""
-        return int(self.frame.shape[0]), int(self.frame.shape[1])
 
     def class_names(self) -> list[str]:
         """The class name of each detection."""
@@ -265,7 +271,6 @@ class InstanceResult:
     def to_dict(self) -> dict[str, Any]:
         """A JSON-able summary: size, detections (class, score, box, mask area, and ``track_id``
         when tracked), timings."""
-        h, w = self.shape
         areas = self.masks.areas()
         dets = [{"class": self.meta.classes[int(c)], "score": round(float(s), 4),
                  "box": [round(float(v), 1) for v in b], "area": int(a)}
@@ -273,14 +278,7 @@ class InstanceResult:
         if self.track_ids is not None:
             for d, t in zip(dets, self.track_ids):
                 d["track_id"] = int(t)
-        return {
-            "task": "instance",
-            "height": h,
-            "width": w,
-            "detections": dets,
-            "timings_ms": {k: round(float(v), 3) for k, v in self.timings.items()},
-        }
+        return self._summary("instance", detections=dets)
 
     def __repr__(self) -> str:
-        t = ", ".join(f"{k}={v:.2f}ms" for k, v in self.timings.items())
-        return f"InstanceResult({self.shape[0]}x{self.shape[1]}, {len(self)} instances, {t})"
+        return self._repr(f"{len(self)} instances")
