@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+from dataclasses import dataclass, field
 import json
 import math
 import os
@@ -19,6 +20,7 @@ from typing import Any, Callable, Dict, Iterator, List, NoReturn, Optional, Sequ
 import numpy as np
 import torch
 
+from .. import defaults
 from ..errors import EdgesegError
 from ..meta import ModelMeta
 from ..models import is_model, list_models, model_task
@@ -35,13 +37,46 @@ C = TypeVar("C", bound="RunConfig")
 # ----------------------------------------------------------------------------------- config
 
 
+@dataclass
 class RunConfig:
-    """What the trainers' config dataclasses share: normalising, the checks of the fields they have
-    in common, and (de)serialisation. Subclasses are dataclasses with at least the fields model,
-    epochs, batch_size, lr, optimizer, warmup_iters, input_size, scale_range, workers, out_dir,
-    resume, init_from, device, val_every, val_batch_size and max_iters_per_epoch, and set
-    ``_name`` (the error-message prefix) and ``_task`` (the model task they train).
+    """What the trainers' config dataclasses share: the fields of every run (model, data,
+    optimisation, augmentation, the loop, validation), normalising, the checks of those fields,
+    and (de)serialisation. Subclasses are dataclasses that add their kind's fields, redeclare
+    ``model``, ``lr``, ``warmup_iters``, ``scale_range`` and ``out_dir`` with their own defaults,
+    and set ``_name`` (the error-message prefix) and ``_task`` (the model task they train).
     """
+
+    model: str = ""
+    model_kwargs: Dict[str, Any] = field(default_factory=dict)
+    data: str = "synthetic"
+    val_data: Optional[str] = None
+    data_kwargs: Dict[str, Any] = field(default_factory=dict)
+    epochs: int = 30
+    batch_size: int = 8
+    lr: float = 1e-3
+    optimizer: str = "adamw"
+    weight_decay: float = 1e-2
+    momentum: float = 0.9
+    warmup_iters: int = 100
+    poly_power: float = 0.9
+    input_size: Tuple[int, int] = defaults.SEMANTIC_INPUT_SIZE
+    scale_range: Tuple[float, float] = (0.75, 1.5)
+    hflip: bool = True
+    color_jitter: float = 0.25
+    workers: Optional[int] = None
+    seed: int = 0
+    out_dir: str = "runs"
+    resume: bool = False
+    init_from: Optional[str] = None
+    device: str = "auto"
+    amp: Optional[bool] = None
+    val_every: int = 1
+    val_batch_size: int = 8
+    max_iters_per_epoch: Optional[int] = None
+    max_val_samples: Optional[int] = None
+    num_threads: Optional[int] = None
+    progress: bool = True
+    sync_bn: bool = True
 
     _name = "training config"
     _task = "semantic"

@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, Optional, Sequence, Tuple
 
-from .. import defaults
 from ..eval.ap50 import AP50  # noqa: F401 (this module's API)
 from ..models import create_model
 from .common import STATE_FILE, lr_at  # noqa: F401 (this module's API)
@@ -45,25 +44,13 @@ class InstanceTrainConfig(RunConfig):
     """
 
     model: str = "yoloseg_n"
-    model_kwargs: Dict[str, Any] = field(default_factory=dict)
-    data: str = "synthetic"
-    val_data: Optional[str] = None
-    data_kwargs: Dict[str, Any] = field(default_factory=dict)
-    epochs: int = 30
-    batch_size: int = 8
     lr: float = 2e-3
-    optimizer: str = "adamw"
-    weight_decay: float = 1e-2
-    momentum: float = 0.9
     warmup_iters: int = 200
+    scale_range: Tuple[float, float] = (0.5, 1.5)
+    out_dir: str = "runs/instance"
     schedule: str = "cosine"
     min_lr_ratio: float = 0.05
-    poly_power: float = 0.9
     grad_clip: Optional[float] = 10.0
-    input_size: Tuple[int, int] = defaults.SEMANTIC_INPUT_SIZE
-    scale_range: Tuple[float, float] = (0.5, 1.5)
-    hflip: bool = True
-    color_jitter: float = 0.25
     loss_weights: Dict[str, float] = field(default_factory=dict)
     tal_topk: int = 10
     tal_alpha: float = 0.5
@@ -71,25 +58,11 @@ class InstanceTrainConfig(RunConfig):
     ema: bool = True
     ema_decay: float = 0.9998
     ema_tau: float = 500.0
-    workers: Optional[int] = None
-    seed: int = 0
-    out_dir: str = "runs/instance"
-    resume: bool = False
-    init_from: Optional[str] = None
-    device: str = "auto"
-    amp: Optional[bool] = None
-    val_every: int = 1
-    val_batch_size: int = 8
-    max_iters_per_epoch: Optional[int] = None
-    max_val_samples: Optional[int] = None
-    num_threads: Optional[int] = None
-    progress: bool = True
     score_threshold: float = 0.25
     iou_threshold: float = 0.5
     val_score_threshold: float = 0.01
     max_detections: int = 100
     evaluator: str = "auto"
-    sync_bn: bool = True
 
     _name = "instance training config"
     _task = "instance"

@@ -6,7 +6,7 @@ per-class IoU, lr and speed, and ``curve.png`` the loss and val mIoU vs epoch.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
@@ -48,39 +48,13 @@ class TrainConfig(RunConfig):
     """
 
     model: str = "liteseg_t"
-    model_kwargs: Dict[str, Any] = field(default_factory=dict)
-    data: str = "synthetic"
-    val_data: Optional[str] = None
-    data_kwargs: Dict[str, Any] = field(default_factory=dict)
-    epochs: int = 30
-    batch_size: int = 8
     lr: float = 4e-3
-    optimizer: str = "adamw"
-    weight_decay: float = 1e-2
-    momentum: float = 0.9
     warmup_iters: int = 100
-    poly_power: float = 0.9
+    scale_range: Tuple[float, float] = (0.75, 1.5)
+    out_dir: str = "runs/semantic"
     loss: str = "ce"
     class_weights: Optional[List[float]] = None
-    input_size: Tuple[int, int] = defaults.SEMANTIC_INPUT_SIZE
     crop_size: Optional[Tuple[int, int]] = None
-    scale_range: Tuple[float, float] = (0.75, 1.5)
-    hflip: bool = True
-    color_jitter: float = 0.25
-    workers: Optional[int] = None
-    seed: int = 0
-    out_dir: str = "runs/semantic"
-    resume: bool = False
-    init_from: Optional[str] = None
-    device: str = "auto"
-    amp: Optional[bool] = None
-    val_every: int = 1
-    val_batch_size: int = 8
-    max_iters_per_epoch: Optional[int] = None
-    max_val_samples: Optional[int] = None
-    num_threads: Optional[int] = None
-    progress: bool = True
-    sync_bn: bool = True
 
     _name = "training config"
     _task = "semantic"
