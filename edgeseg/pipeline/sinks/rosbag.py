@@ -21,11 +21,10 @@ from __future__ import annotations
 import os
 import shutil
 import time
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ...errors import EdgesegError
-from .base import Sink
+from .base import StagedSink
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..results import StreamResult
@@ -39,7 +38,7 @@ def _topic(namespace: str, name: str) -> str:
     return f"{ns}/{name}"
 
 
-class RosbagSink(Sink):
+class RosbagSink(StagedSink):
     """Write results into a ROS 2 recording (see the module docstring for topics and layout).
 
     Args:
@@ -52,6 +51,7 @@ class RosbagSink(Sink):
     """
 
     needs_image = False
+    kind = "rosbag"
 
     def __init__(self, path: str | os.PathLike, namespace: str = "/edgeseg", color: bool = False,
                  threshold: float = 0.0, compress: bool = True) -> None:
@@ -60,7 +60,7 @@ class RosbagSink(Sink):
         require_rosbags()
         from rosbags.rosbag2 import StoragePlugin, Writer
 
-        self.path = Path(path)
+        self._stage(path)
         self.namespace = namespace
         self.color = color
         self.threshold = float(threshold)
@@ -71,7 +71,6 @@ class RosbagSink(Sink):
         if self.single and self.path.is_dir():
             raise EdgesegError(f"{self.path} is a folder; give a file name or remove it")
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._tmp = self.path.with_name(f".{self.path.name}.partial")
         shutil.rmtree(self._tmp, ignore_errors=True)
         plugin = getattr(StoragePlugin, FILE_SUFFIXES.get(self.path.suffix.lower(), "MCAP"))
         self._kit = RosbagsKit()
@@ -120,14 +119,8 @@ class RosbagSink(Sink):
             self._write(name, msg, t)
         self.frames += 1
 
-    def describe(self) -> str:
-        return f"rosbag {self.path}"
-
     # ------------------------------------------------------------------------------ finishing
-    def close(self) -> Path | None:
-        if self._writer is None:
-            return self.path if self.path.exists() else None
-        writer, self._writer = self._writer, None
+    def _finish(self, writer: Any) -> None:
         writer.close()
         bag = self._tmp / "bag"
         if self.single:
@@ -138,11 +131,9 @@ class RosbagSink(Sink):
                 self.path.rmdir()  # empty (checked when opening)
             os.replace(bag, self.path)
         shutil.rmtree(self._tmp, ignore_errors=True)
-        return self.path
 
-    def abort(self) -> None:
-        if self._writer is not None:
-            writer, self._writer = self._writer, None
+    def _drop(self, writer: Any) -> None:
+        if writer is not None:
             try:
                 writer.close()
             except Exception:  # noqa: BLE001 - the partial output is dropped anyway
