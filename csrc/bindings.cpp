@@ -85,6 +85,31 @@ void check_writeable(const py::array& a, const char* fn, const char* name) {
   if (!a.writeable()) fail(std::string(fn) + ": " + name + " is read-only; pass a writeable array");
 }
 
+// A BGR frame: (H, W, 3) uint8, C-contiguous.
+void check_bgr_image(const py::array& image, const char* fn) {
+  check_ndim(image, fn, "image", "(H, W, 3)", {3});
+  if (image.shape(2) != 3)
+    fail(std::string(fn) + ": image must have shape (H, W, 3) (BGR), got shape " + shape_str(image));
+  if (!is_dtype(image, 'u', 1))
+    fail(std::string(fn) + ": image must be uint8, got " + dtype_str(image));
+  check_contiguous(image, fn, "image");
+}
+
+// The output and weight of an overlay blend: out a writeable uint8 array of the image's shape,
+// alpha in [0, 1]; returns alpha as the kernels' 16-bit fixed-point weight.
+uint32_t check_blend(const py::array& image, const py::array& out, double alpha, const char* fn) {
+  check_ndim(out, fn, "out", "(H, W, 3)", {3});
+  if (out.shape(0) != image.shape(0) || out.shape(1) != image.shape(1) || out.shape(2) != 3)
+    fail(std::string(fn) + ": out must have the image's shape " + shape_str(image) +
+         ", got shape " + shape_str(out));
+  if (!is_dtype(out, 'u', 1)) fail(std::string(fn) + ": out must be uint8, got " + dtype_str(out));
+  check_contiguous(out, fn, "out");
+  check_writeable(out, fn, "out");
+  if (!(alpha >= 0.0 && alpha <= 1.0))
+    fail(std::string(fn) + ": alpha must be in [0, 1], got " + std::to_string(alpha));
+  return static_cast<uint32_t>(alpha * 65536.0 + 0.5);
+}
+
 py::array make_labels(LabelType lt, std::vector<py::ssize_t> shape) {
   if (lt == LabelType::U8) return py::array_t<uint8_t>(shape);
   return py::array_t<int32_t>(shape);
@@ -141,11 +166,7 @@ void letterbox_py(const py::array& image, py::array& out, int64_t rh, int64_t rw
                   int64_t pad_left, std::array<float, 3> scale, std::array<float, 3> bias,
                   std::array<float, 3> pad) {
   const char* fn = "letterbox";
-  check_ndim(image, fn, "image", "(H, W, 3)", {3});
-  if (image.shape(2) != 3)
-    fail("letterbox: image must have shape (H, W, 3) (BGR), got shape " + shape_str(image));
-  if (!is_dtype(image, 'u', 1)) fail("letterbox: image must be uint8, got " + dtype_str(image));
-  check_contiguous(image, fn, "image");
+  check_bgr_image(image, fn);
   const int64_t H = image.shape(0), W = image.shape(1);
   if (H < 1 || W < 1) fail("letterbox: image must be non-empty, got shape " + shape_str(image));
 
@@ -172,11 +193,7 @@ void letterbox_py(const py::array& image, py::array& out, int64_t rh, int64_t rw
 void overlay_py(const py::array& image, const py::array& labels, const py::array& palette,
                 double alpha, py::array& out, const py::object& skip_obj) {
   const char* fn = "overlay";
-  check_ndim(image, fn, "image", "(H, W, 3)", {3});
-  if (image.shape(2) != 3)
-    fail("overlay: image must have shape (H, W, 3) (BGR), got shape " + shape_str(image));
-  if (!is_dtype(image, 'u', 1)) fail("overlay: image must be uint8, got " + dtype_str(image));
-  check_contiguous(image, fn, "image");
+  check_bgr_image(image, fn);
   const int64_t H = image.shape(0), W = image.shape(1);
 
   check_ndim(labels, fn, "labels", "(H, W)", {2});
@@ -198,16 +215,7 @@ void overlay_py(const py::array& image, const py::array& labels, const py::array
   if (!is_dtype(palette, 'u', 1)) fail("overlay: palette must be uint8, got " + dtype_str(palette));
   check_contiguous(palette, fn, "palette");
 
-  check_ndim(out, fn, "out", "(H, W, 3)", {3});
-  if (out.shape(0) != H || out.shape(1) != W || out.shape(2) != 3)
-    fail("overlay: out must have the image's shape " + shape_str(image) + ", got shape " +
-         shape_str(out));
-  if (!is_dtype(out, 'u', 1)) fail("overlay: out must be uint8, got " + dtype_str(out));
-  check_contiguous(out, fn, "out");
-  check_writeable(out, fn, "out");
-  if (!(alpha >= 0.0 && alpha <= 1.0))
-    fail("overlay: alpha must be in [0, 1], got " + std::to_string(alpha));
-  const uint32_t a16 = static_cast<uint32_t>(alpha * 65536.0 + 0.5);
+  const uint32_t a16 = check_blend(image, out, alpha, fn);
 
   const uint8_t* img = static_cast<const uint8_t*>(image.data());
   const void* lab = labels.data();
@@ -529,13 +537,7 @@ void overlay_instances_py(const py::array& image, const py::array& data,
                           const py::array& offsets, const py::array& regions,
                           const py::array& colors, double alpha, bool outline, py::array& out) {
   const char* fn = "overlay_instances";
-  check_ndim(image, fn, "image", "(H, W, 3)", {3});
-  if (image.shape(2) != 3)
-    fail("overlay_instances: image must have shape (H, W, 3) (BGR), got shape " +
-         shape_str(image));
-  if (!is_dtype(image, 'u', 1))
-    fail("overlay_instances: image must be uint8, got " + dtype_str(image));
-  check_contiguous(image, fn, "image");
+  check_bgr_image(image, fn);
   const int64_t H = image.shape(0), W = image.shape(1);
   const int64_t K = check_maskset(data, offsets, regions, H, W, fn);
   check_ndim(colors, fn, "colors", "(K, 3)", {2});
@@ -545,16 +547,7 @@ void overlay_instances_py(const py::array& image, const py::array& data,
   if (!is_dtype(colors, 'u', 1))
     fail("overlay_instances: colors must be uint8, got " + dtype_str(colors));
   check_contiguous(colors, fn, "colors");
-  check_ndim(out, fn, "out", "(H, W, 3)", {3});
-  if (out.shape(0) != H || out.shape(1) != W || out.shape(2) != 3)
-    fail("overlay_instances: out must have the image's shape " + shape_str(image) +
-         ", got shape " + shape_str(out));
-  if (!is_dtype(out, 'u', 1)) fail("overlay_instances: out must be uint8, got " + dtype_str(out));
-  check_contiguous(out, fn, "out");
-  check_writeable(out, fn, "out");
-  if (!(alpha >= 0.0 && alpha <= 1.0))
-    fail("overlay_instances: alpha must be in [0, 1], got " + std::to_string(alpha));
-  const uint32_t a16 = static_cast<uint32_t>(alpha * 65536.0 + 0.5);
+  const uint32_t a16 = check_blend(image, out, alpha, fn);
   const uint8_t* img = static_cast<const uint8_t*>(image.data());
   const uint8_t* d = static_cast<const uint8_t*>(data.data());
   const int64_t* o = static_cast<const int64_t*>(offsets.data());

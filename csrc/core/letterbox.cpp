@@ -69,27 +69,21 @@ void letterbox(const uint8_t* image, int64_t H, int64_t W, void* out, FloatType 
           }
           for (int c = 0; c < 3; ++c) {
             const int64_t row_off = c * plane + y * ow;
-            if (out_dtype == FloatType::F32) {
-              float* o = static_cast<float*>(out) + row_off;
+            // output row y of channel c, float32 or float16: padding, resized pixels, padding
+            auto write_row = [&](auto* o, auto pad_value) {
               if (!inside) {
-                fill_value(o, ow, pad[c]);
-                continue;
+                fill_value(o, ow, pad_value);
+                return;
               }
-              fill_value(o, pad_left, pad[c]);
+              fill_value(o, pad_left, pad_value);
               rows::lerp_affine(slot[s0] + c * rw, slot[s1] + c * rw, wa, wb, scale[c], bias[c],
                                 o + pad_left, rw);
-              fill_value(o + pad_left + rw, pad_right, pad[c]);
-            } else {
-              uint16_t* o = static_cast<uint16_t*>(out) + row_off;
-              if (!inside) {
-                fill_value(o, ow, pad_h[c]);
-                continue;
-              }
-              fill_value(o, pad_left, pad_h[c]);
-              rows::lerp_affine(slot[s0] + c * rw, slot[s1] + c * rw, wa, wb, scale[c], bias[c],
-                                o + pad_left, rw);
-              fill_value(o + pad_left + rw, pad_right, pad_h[c]);
-            }
+              fill_value(o + pad_left + rw, pad_right, pad_value);
+            };
+            if (out_dtype == FloatType::F32)
+              write_row(static_cast<float*>(out) + row_off, pad[c]);
+            else
+              write_row(static_cast<uint16_t*>(out) + row_off, pad_h[c]);
           }
         }
       },
