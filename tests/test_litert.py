@@ -13,31 +13,19 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("ai_edge_litert")
 pytest.importorskip("litert_torch")
 
+from converter_checks import (FAST, assert_maskrcnn_refused, assert_semantic_backend_matches_onnx_runtime,  # noqa: E402
+                              export_instance_model, export_with_cli)
 from edgeseg import defaults, load  # noqa: E402
 from edgeseg.cli import main  # noqa: E402
 from edgeseg.data import synthetic  # noqa: E402
-from edgeseg.errors import BackendError, ExportError  # noqa: E402
+from edgeseg.errors import ExportError  # noqa: E402
 from edgeseg.export import export_onnx  # noqa: E402
 from edgeseg.export.litert import export_litert  # noqa: E402
 from edgeseg.meta import ModelMeta  # noqa: E402
-from edgeseg.models import create_model, save_checkpoint  # noqa: E402
-from edgeseg.runtime import InstancePredictor, SemanticPredictor  # noqa: E402
-from edgeseg.runtime.backends import open_backend, resolve_backend  # noqa: E402
+from edgeseg.runtime import InstancePredictor  # noqa: E402
+from edgeseg.runtime.backends import resolve_backend  # noqa: E402
 from edgeseg.runtime.backends.litert_backend import IO_KEY, LiteRTBackend, read_metadata  # noqa: E402
-
-SIZE = (64, 64)
-FAST = dict(val_images=4, parity_images=2, verbose=False)
-
-
-def semantic_checkpoint(d: Path) -> Path:
-    g = torch.Generator().manual_seed(0)
-    model = create_model("liteseg_t", len(synthetic.CLASSES))
-    for m in model.modules():
-        if isinstance(m, torch.nn.Conv2d):
-            torch.nn.init.kaiming_normal_(m.weight, nonlinearity="relu", generator=g)
-    meta = ModelMeta(task="semantic", classes=list(synthetic.CLASSES), input_size=SIZE, arch="liteseg_t",
-                     palette=synthetic.PALETTE, output_stride=8)
-    return save_checkpoint(d, model.eval(), meta)
+from factories import SIZE, semantic_checkpoint  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -47,10 +35,7 @@ def ckpt(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def fp32(ckpt) -> Path:
-    out = ckpt.parent / "model.tflite"
-    assert main(["export", str(ckpt), "--format", "litert", "--out", str(out), "--val-images", "4",
-                 "--threads", "1"]) == 0
-    return out
+    return export_with_cli(ckpt, "litert", ckpt.parent / "model.tflite")
 
 
 def test_fp32_export_carries_meta_nhwc_and_passes_both_gates(fp32, ckpt):
@@ -74,19 +59,7 @@ def test_backend_and_load_match_onnx_runtime(fp32, ckpt, tmp_path):
     onnx_path = export_onnx(ckpt, tmp_path / "m.onnx", parity_images=0, verbose=False).onnx_path
     be = LiteRTBackend(fp32, threads=1)
     assert resolve_backend(fp32) is LiteRTBackend and be.provider == "litert-xnnpack-float"
-    assert be.input_specs[0].shape == (1, 3, 64, 64) and be.output_specs[0].shape == (1, 7, 8, 8)
-    x = np.random.default_rng(0).normal(size=(1, 3, 64, 64)).astype(np.float32)
-    ref = open_backend(onnx_path).infer({"images": x})["logits"]
-    got = be.infer({"images": x})["logits"]
-    assert got.shape == ref.shape and np.abs(got - ref).max() < 1e-3
-    frame = synthetic.generate(5, size=(90, 130)).image
-    p = load(fp32, threads=1)
-    assert isinstance(p, SemanticPredictor) and p.backend_name == "litert"
-    assert (p(frame).labels == load(onnx_path)(frame).labels).mean() > 0.999
-    with pytest.raises(BackendError, match="static shapes"):
-        be.infer({"images": np.zeros((1, 3, 32, 32), np.float32)})
-    with pytest.raises(BackendError, match="does not take option"):
-        open_backend(fp32, precision="f16")
+    assert_semantic_backend_matches_onnx_runtime("litert", be, fp32, onnx_path, wrong_size="static shapes")
 
 
 @pytest.mark.slow
@@ -112,20 +85,11 @@ def test_int8_is_full_integer_and_gated(ckpt, fp32, tmp_path):
 @pytest.mark.slow
 def test_instance_model_and_eval(tmp_path):
     """Single-stage instance model: 3-D outputs stay as they are, prototypes come back NCHW."""
-    torch.manual_seed(0)
-    model = create_model("yoloseg_n", len(synthetic.CLASSES) - 1).eval()
-    with torch.no_grad():
-        for head in model.heads:  # many detections above the thresholds
-            head.cls[-1].bias.fill_(-1.5)
-    meta = ModelMeta(task="instance", classes=list(synthetic.CLASSES[1:]), input_size=SIZE, arch="yoloseg_n",
-                     output_stride=4, output_names=list(model.output_names), extra={"score_threshold": 0.1})
-    ck = save_checkpoint(tmp_path / "inst", model, meta)
-    rep = export_litert(ck, tmp_path / "inst.tflite", **FAST)
-    assert rep.passed and rep.gate.accuracy.metric == "mask AP" and rep.gate.parity.passed
+    rep, output_names = export_instance_model(export_litert, tmp_path, "inst.tflite")
     be = LiteRTBackend(rep.path)
     io = json.loads(read_metadata(rep.path.read_bytes())[IO_KEY])
-    assert io["outputs"] == list(model.output_names) and io["nhwc"] == [False, False, False, True]
-    assert [s.name for s in be.output_specs] == list(model.output_names)
+    assert io["outputs"] == output_names and io["nhwc"] == [False, False, False, True]
+    assert [s.name for s in be.output_specs] == output_names
     p = load(rep.path)
     assert isinstance(p, InstancePredictor)
     res = p(synthetic.generate(3, size=SIZE).image)
@@ -143,13 +107,5 @@ def test_refusals(ckpt, tmp_path):
 
 
 def test_maskrcnn_is_refused_with_the_op_named(tmp_path, capsys):
-    torch.manual_seed(0)
-    model = create_model("maskrcnn", len(synthetic.CLASSES) - 1).eval()
-    meta = ModelMeta(task="instance", classes=list(synthetic.CLASSES[1:]), input_size=SIZE, arch="maskrcnn",
-                     output_stride=4, output_names=list(model.output_names), extra=dict(model.meta_extra()))
-    ck = save_checkpoint(tmp_path / "mrcnn", model, meta)
-    onnx_path = export_onnx(ck, tmp_path / "mrcnn.onnx", parity_images=0, verbose=False).onnx_path
-    assert main(["export", str(onnx_path), "--format", "litert", "--val-images", "1"]) == 2
-    err = capsys.readouterr().err
-    assert "RoiAlign" in err and "no equivalent" in err
+    assert_maskrcnn_refused(tmp_path, capsys, "litert")
     assert not list(tmp_path.glob("*.tflite"))

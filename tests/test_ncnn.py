@@ -12,32 +12,24 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("ncnn")
 pytest.importorskip("pnnx")
 
+from converter_checks import (FAST, assert_maskrcnn_refused, assert_semantic_backend_matches_onnx_runtime,  # noqa: E402
+                              export_instance_model, export_with_cli)
 from edgeseg import load  # noqa: E402
 from edgeseg.cli import main  # noqa: E402
 from edgeseg.data import synthetic  # noqa: E402
-from edgeseg.errors import BackendError, ExportError, ModelError  # noqa: E402
+from edgeseg.errors import ExportError, ModelError  # noqa: E402
 from edgeseg.export import export_onnx  # noqa: E402
 from edgeseg.export.ncnn import export_ncnn  # noqa: E402
 from edgeseg.meta import ModelMeta  # noqa: E402
-from edgeseg.models import create_model, save_checkpoint  # noqa: E402
-from edgeseg.runtime import InstancePredictor, SemanticPredictor  # noqa: E402
-from edgeseg.runtime.backends import open_backend, resolve_backend  # noqa: E402
+from edgeseg.runtime import InstancePredictor  # noqa: E402
+from edgeseg.runtime.backends import resolve_backend  # noqa: E402
 from edgeseg.runtime.backends.ncnn_backend import NcnnBackend  # noqa: E402
-
-SIZE = (64, 64)
-FAST = dict(val_images=4, parity_images=2, verbose=False)
+from factories import SIZE, semantic_checkpoint  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def ckpt(tmp_path_factory) -> Path:
-    g = torch.Generator().manual_seed(0)
-    model = create_model("liteseg_t", len(synthetic.CLASSES))
-    for m in model.modules():
-        if isinstance(m, torch.nn.Conv2d):
-            torch.nn.init.kaiming_normal_(m.weight, nonlinearity="relu", generator=g)
-    meta = ModelMeta(task="semantic", classes=list(synthetic.CLASSES), input_size=SIZE, arch="liteseg_t",
-                     palette=synthetic.PALETTE, output_stride=8)
-    return save_checkpoint(tmp_path_factory.mktemp("ncnn") / "ckpt", model.eval(), meta)
+    return semantic_checkpoint(tmp_path_factory.mktemp("ncnn") / "ckpt")
 
 
 @pytest.fixture(scope="module")
@@ -47,10 +39,7 @@ def onnx_model(ckpt) -> Path:
 
 @pytest.fixture(scope="module")
 def exported(onnx_model) -> Path:
-    out = onnx_model.parent / "m_ncnn"
-    assert main(["export", str(onnx_model), "--format", "ncnn", "--out", str(out), "--val-images", "4",
-                 "--threads", "1"]) == 0
-    return out
+    return export_with_cli(onnx_model, "ncnn", onnx_model.parent / "m_ncnn")
 
 
 def test_export_writes_param_bin_side_file_and_passes_both_gates(exported):
@@ -68,19 +57,7 @@ def test_export_writes_param_bin_side_file_and_passes_both_gates(exported):
 def test_backend_and_load_match_onnx_runtime(exported, onnx_model):
     assert resolve_backend(exported) is NcnnBackend  # the export directory resolves to ncnn
     be = NcnnBackend(exported / "model.ncnn.param", threads=1)
-    assert be.input_specs[0].shape == (1, 3, 64, 64) and be.output_specs[0].shape == (1, 7, 8, 8)
-    x = np.random.default_rng(0).normal(size=(1, 3, 64, 64)).astype(np.float32)
-    ref = open_backend(onnx_model).infer({"images": x})["logits"]
-    got = be.infer({"images": x})["logits"]
-    assert got.shape == ref.shape and np.abs(got - ref).max() < 1e-3
-    frame = synthetic.generate(5, size=(90, 130)).image
-    p = load(exported, threads=1)
-    assert isinstance(p, SemanticPredictor) and p.backend_name == "ncnn"
-    assert (p(frame).labels == load(onnx_model)(frame).labels).mean() > 0.999
-    with pytest.raises(BackendError, match="takes one"):
-        be.infer({"images": np.zeros((1, 3, 32, 32), np.float32)})
-    with pytest.raises(BackendError, match="does not take option"):
-        open_backend(exported, precision="f16")
+    assert_semantic_backend_matches_onnx_runtime("ncnn", be, exported, onnx_model, wrong_size="takes one")
 
 
 def test_bench_and_eval_commands(exported, tmp_path):
@@ -94,18 +71,9 @@ def test_bench_and_eval_commands(exported, tmp_path):
 
 
 def test_instance_model(tmp_path):
-    torch.manual_seed(0)
-    model = create_model("yoloseg_n", len(synthetic.CLASSES) - 1).eval()
-    with torch.no_grad():
-        for head in model.heads:  # many detections above the thresholds
-            head.cls[-1].bias.fill_(-1.5)
-    meta = ModelMeta(task="instance", classes=list(synthetic.CLASSES[1:]), input_size=SIZE, arch="yoloseg_n",
-                     output_stride=4, output_names=list(model.output_names), extra={"score_threshold": 0.1})
-    ck = save_checkpoint(tmp_path / "inst", model, meta)
-    rep = export_ncnn(ck, tmp_path / "inst_ncnn", **FAST)
-    assert rep.passed and rep.gate.accuracy.metric == "mask AP" and rep.gate.parity.passed
+    _, output_names = export_instance_model(export_ncnn, tmp_path, "inst_ncnn")
     be = NcnnBackend(tmp_path / "inst_ncnn")
-    assert [s.name for s in be.output_specs] == list(model.output_names)
+    assert [s.name for s in be.output_specs] == output_names
     assert be.output_specs[-1].shape[:2] == (1, 32)  # prototypes (1, K, h, w)
     p = load(tmp_path / "inst_ncnn")
     assert isinstance(p, InstancePredictor) and len(p(synthetic.generate(3, size=SIZE).image).scores) > 0
@@ -157,14 +125,5 @@ def test_refusals_and_damaged_files(exported, ckpt, tmp_path, capsys):
 @pytest.mark.slow
 def test_maskrcnn_is_refused_with_the_op_named(tmp_path, capsys):
     """As in test_litert (same converter check, run there by default)."""
-    torch.manual_seed(0)
-    model = create_model("maskrcnn", len(synthetic.CLASSES) - 1).eval()
-    meta = ModelMeta(task="instance", classes=list(synthetic.CLASSES[1:]), input_size=SIZE, arch="maskrcnn",
-                     output_stride=4, output_names=list(model.output_names), extra=dict(model.meta_extra()))
-    ck = save_checkpoint(tmp_path / "mrcnn", model, meta)
-    onnx_path = export_onnx(ck, tmp_path / "mrcnn.onnx", parity_images=0, verbose=False).onnx_path
-    assert main(["export", str(onnx_path), "--format", "ncnn", "--out", str(tmp_path / "out"),
-                 "--val-images", "1"]) == 2
-    err = capsys.readouterr().err
-    assert "RoiAlign" in err and "no equivalent" in err
+    assert_maskrcnn_refused(tmp_path, capsys, "ncnn", "--out", str(tmp_path / "out"))
     assert not (tmp_path / "out" / "model.ncnn.param").exists()

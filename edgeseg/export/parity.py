@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, NamedTuple, Sequence
 
 import numpy as np
 
@@ -137,6 +137,64 @@ def _network_sizes(meta: ModelMeta) -> list[tuple[int, int]]:
     return [(h, w), (h + 32, w + 64)] if meta.dynamic else [(h, w)]
 
 
+class _Frame(NamedTuple):
+    """One parity frame, letterboxed by the runtime's own preprocess."""
+
+    index: int
+    frame_hw: tuple[int, int]
+    input_hw: tuple[int, int]
+    x: np.ndarray  # the network input (1, 3, h, w)
+    info: Any  # its LetterboxInfo
+
+    def record(self, **stats: Any) -> dict[str, Any]:
+        """This frame's entry in :attr:`ParityReport.images`."""
+        return {"index": self.index, "frame_hw": list(self.frame_hw), "input_hw": list(self.input_hw), **stats}
+
+
+def _frames(meta: ModelMeta, n_images: int, seed: int, frame_sizes: Sequence[tuple[int, int]]) -> Iterator[_Frame]:
+    """``n_images`` synthetic scenes, cycling through ``frame_sizes`` and the network sizes of
+    :func:`_network_sizes` (ValueError at once when ``n_images`` < 1)."""
+    from ..data.synthetic import generate
+    from ..runtime.base import preprocess
+
+    if n_images < 1:
+        raise ValueError(f"n_images must be >= 1, got {n_images}")
+    sizes = _network_sizes(meta)
+
+    def frames() -> Iterator[_Frame]:
+        for i in range(n_images):
+            frame_hw = tuple(frame_sizes[i % len(frame_sizes)])
+            net_hw = sizes[i % len(sizes)]
+            x, info = preprocess(generate(i, seed=seed, size=frame_hw).image, meta, np.float32, input_size=net_hw)
+            yield _Frame(i, frame_hw, net_hw, x, info)
+
+    return frames()
+
+
+@dataclass
+class _Diffs:
+    """|candidate - reference| of raw outputs, accumulated over frames."""
+
+    max_abs: float = 0.0
+    max_ref: float = 0.0  # largest |reference| value (the scale of max_rel_diff)
+    abs_sum: float = 0.0
+    n_vals: int = 0
+
+    def add(self, diff: np.ndarray, ref: np.ndarray) -> float:
+        """Count ``diff`` (the |difference| of one output) and its reference ``ref``; returns its max."""
+        top = float(diff.max(initial=0.0))
+        self.max_abs = max(self.max_abs, top)
+        self.max_ref = max(self.max_ref, float(np.abs(ref).max(initial=0.0)))
+        self.abs_sum += float(diff.sum())
+        self.n_vals += diff.size
+        return top
+
+    def report(self, n_images: int, **agreements: Any) -> ParityReport:
+        """The ParityReport of these differences and ``agreements`` (see :meth:`ParityReport.from_stats`)."""
+        return ParityReport.from_stats(n_images=n_images, max_abs=self.max_abs, abs_sum=self.abs_sum,
+                                       n_vals=self.n_vals, max_ref=self.max_ref, **agreements)
+
+
 def check_parity(model: Any, candidate: Any, meta: ModelMeta, **options: Any) -> ParityReport:
     """Compare the reference ``model`` with the exported ``candidate`` on synthetic scenes from
     :func:`edgeseg.data.synthetic.generate`, with the comparer of the model's kind.
@@ -166,13 +224,10 @@ def check_semantic_parity(
 ) -> ParityReport:
     """Semantic-model parity: label agreement at logits and at frame resolution (see
     :func:`check_parity`)."""
-    from ..data.synthetic import generate
-    from ..runtime.base import preprocess
     from ..runtime.conventions import convention_of
     from ..runtime.semantic import postprocess
 
-    if n_images < 1:
-        raise ValueError(f"n_images must be >= 1, got {n_images}")
+    frames = _frames(meta, n_images, seed, frame_sizes)
     backend = _candidate_backend(candidate)
     run_ref = _reference_runner(model, meta)
     run_got = _backend_runner(backend, meta)
@@ -181,43 +236,25 @@ def check_semantic_parity(
     def adapt(first: np.ndarray) -> np.ndarray:
         return conv.adapt({meta.output_names[0]: first}, meta, ("output",))["output"]
 
-    sizes = _network_sizes(meta)
     images: list[dict[str, Any]] = []
     agree_l = total_l = agree_f = total_f = 0
-    max_abs = max_ref = abs_sum = 0.0
-    n_vals = 0
-    for i in range(n_images):
-        frame_hw = tuple(frame_sizes[i % len(frame_sizes)])
-        net_hw = sizes[i % len(sizes)]
-        frame = generate(i, seed=seed, size=frame_hw).image
-        x, info = preprocess(frame, meta, np.float32, input_size=net_hw)
-        raw_ref, raw_got = run_ref(x)[0], run_got(x)[0]
+    diffs = _Diffs()
+    for f in frames:
+        raw_ref, raw_got = run_ref(f.x)[0], run_got(f.x)[0]
         if raw_got.shape != raw_ref.shape:
             raise AssertionError(f"{backend.name} output shape {raw_got.shape} != reference {raw_ref.shape} "
-                                 f"at input {net_hw}")
+                                 f"at input {f.input_hw}")
         diff = np.abs(raw_got.astype(np.float64) - raw_ref)
         ref, got = adapt(raw_ref), adapt(raw_got)  # logits (N, C, h, w) or labels, as the runtime reads them
         lab_ref, lab_got = (ref[0].argmax(0), got[0].argmax(0)) if ref.dtype.kind == "f" else (ref[0], got[0])
-        fr_ref, fr_got = postprocess(ref[0], info), postprocess(got[0], info)
+        fr_ref, fr_got = postprocess(ref[0], f.info), postprocess(got[0], f.info)
         a_l, a_f = int((lab_ref == lab_got).sum()), int((fr_ref == fr_got).sum())
         agree_l, total_l = agree_l + a_l, total_l + lab_ref.size
         agree_f, total_f = agree_f + a_f, total_f + fr_ref.size
-        max_abs = max(max_abs, float(diff.max()))
-        max_ref = max(max_ref, float(np.abs(ref).max()))
-        abs_sum += float(diff.sum())
-        n_vals += diff.size
-        images.append({
-            "index": i,
-            "frame_hw": list(frame_hw),
-            "input_hw": list(net_hw),
-            "max_abs_diff": float(diff.max()),
-            "agreement_logits": a_l / lab_ref.size,
-            "agreement_frame": a_f / fr_ref.size,
-        })
-    return ParityReport.from_stats(
-        n_images=n_images, max_abs=max_abs, abs_sum=abs_sum, n_vals=n_vals, max_ref=max_ref,
-        agreement_logits=agree_l / total_l, agreement_frame=agree_f / total_f,
-        min_agreement=min_agreement, provider=backend.provider, images=images)
+        images.append(f.record(max_abs_diff=diffs.add(diff, ref), agreement_logits=a_l / lab_ref.size,
+                               agreement_frame=a_f / fr_ref.size))
+    return diffs.report(n_images, agreement_logits=agree_l / total_l, agreement_frame=agree_f / total_f,
+                        min_agreement=min_agreement, provider=backend.provider, images=images)
 
 
 #: Parity selects detections with a score threshold at most this low, so that an undertrained
@@ -271,52 +308,36 @@ def check_instance_parity(
     (assembled by the runtime's C++ code from each side's coefficients and prototypes). Gated on
     the worse of detection agreement and mask-pixel agreement. ``model`` and ``candidate`` as in
     :func:`check_parity`."""
-    from ..data.synthetic import generate
-    from ..runtime.base import preprocess
     from ..runtime.conventions import convention_of
     from ..runtime.instance import OUTPUTS, InstanceThresholds
 
-    if n_images < 1:
-        raise ValueError(f"n_images must be >= 1, got {n_images}")
+    frames = _frames(meta, n_images, seed, frame_sizes)
     backend = _candidate_backend(candidate)
     run_ref = _reference_runner(model, meta)
     run_got = _backend_runner(backend, meta)
     conv = convention_of(meta)
     thr = InstanceThresholds.for_model(meta)
     thr.score = min(thr.score, PARITY_SCORE_THRESHOLD)
-    sizes = _network_sizes(meta)
     images: list[dict[str, Any]] = []
     det_ok = det_n = pix_ok = pix_n = 0
-    max_abs = max_ref = abs_sum = 0.0
-    n_vals = 0
-    for i in range(n_images):
-        frame_hw = tuple(frame_sizes[i % len(frame_sizes)])
-        net_hw = sizes[i % len(sizes)]
-        frame = generate(i, seed=seed, size=frame_hw).image
-        x, info = preprocess(frame, meta, np.float32, input_size=net_hw)
-        raw_ref = dict(zip(meta.output_names, run_ref(x)))
-        raw_got = dict(zip(meta.output_names, run_got(x)))
+    diffs = _Diffs()
+    for f in frames:
+        raw_ref = dict(zip(meta.output_names, run_ref(f.x)))
+        raw_got = dict(zip(meta.output_names, run_got(f.x)))
         ref = {k: np.ascontiguousarray(v[0]) for k, v in conv.adapt(raw_ref, meta, OUTPUTS).items()}
         got = {k: np.ascontiguousarray(v[0]) for k, v in conv.adapt(raw_got, meta, OUTPUTS).items()}
         img_max = 0.0
         for k in OUTPUTS:
             if got[k].shape != ref[k].shape:
                 raise AssertionError(f"{backend.name} output {k!r} shape {got[k].shape} != reference "
-                                     f"{ref[k].shape} at input {net_hw}")
-            d = np.abs(got[k] - ref[k])
-            img_max = max(img_max, float(d.max(initial=0.0)))
-            max_ref = max(max_ref, float(np.abs(ref[k]).max(initial=0.0)))
-            abs_sum += float(d.sum())
-            n_vals += d.size
-        max_abs = max(max_abs, img_max)
-        d_ok, d_n, p_ok, p_n = _compare_detections(ref, got, info, thr)
+                                     f"{ref[k].shape} at input {f.input_hw}")
+            img_max = max(img_max, diffs.add(np.abs(got[k] - ref[k]), ref[k]))
+        d_ok, d_n, p_ok, p_n = _compare_detections(ref, got, f.info, thr)
         det_ok, det_n, pix_ok, pix_n = det_ok + d_ok, det_n + d_n, pix_ok + p_ok, pix_n + p_n
-        images.append({"index": i, "frame_hw": list(frame_hw), "input_hw": list(net_hw), "max_abs_diff": img_max,
-                       "detections": d_n, "detections_agreeing": d_ok,
-                       "mask_agreement": p_ok / p_n if p_n else 1.0})
-    return ParityReport.from_stats(
-        n_images=n_images, max_abs=max_abs, abs_sum=abs_sum, n_vals=n_vals, max_ref=max_ref,
-        agreement_logits=det_ok / det_n if det_n else 1.0, agreement_frame=pix_ok / pix_n if pix_n else 1.0,
+        images.append(f.record(max_abs_diff=img_max, detections=d_n, detections_agreeing=d_ok,
+                               mask_agreement=p_ok / p_n if p_n else 1.0))
+    return diffs.report(
+        n_images, agreement_logits=det_ok / det_n if det_n else 1.0, agreement_frame=pix_ok / pix_n if pix_n else 1.0,
         min_agreement=min_agreement, provider=backend.provider, images=images, task="instance")
 
 
@@ -344,14 +365,11 @@ def check_maskrcnn_parity(
     matched detections' masks pasted into the frame by the runtime's C++ ``paste_masks``. The
     differences are over matched detections (boxes, scores, mask probabilities). ``model`` and
     ``candidate`` as in :func:`check_parity`."""
-    from ..data.synthetic import generate
     from ..runtime.instance import InstanceThresholds
     from ..runtime.conventions.maskrcnn import output_roles
     from ..runtime.maskrcnn import postprocess_maskrcnn
-    from ..runtime.base import preprocess
 
-    if n_images < 1:
-        raise ValueError(f"n_images must be >= 1, got {n_images}")
+    frames = _frames(meta, n_images, seed, frame_sizes)
     backend = _candidate_backend(candidate)
     run_ref = _reference_runner(model, meta)
     roles = output_roles(backend.output_specs, meta.output_names)
@@ -361,22 +379,16 @@ def check_maskrcnn_parity(
     thr = InstanceThresholds.for_model(meta)
     keep_all = InstanceThresholds(score=0.0, iou=1.0, mask=thr.mask, max_detections=10**6, max_candidates=10**6)
     graph_thr = float(meta.extra.get("graph_score_threshold", 0.0))
-    sizes = _network_sizes(meta)
     images: list[dict[str, Any]] = []
     det_ok = det_n = 0
     inter_sum = union_sum = 0
-    max_abs = max_ref = abs_sum = 0.0
-    n_vals = 0
-    for i in range(n_images):
-        frame_hw = tuple(frame_sizes[i % len(frame_sizes)])
-        net_hw = sizes[i % len(sizes)]
-        frame = generate(i, seed=seed, size=frame_hw).image
-        x, info = preprocess(frame, meta, np.float32, input_size=net_hw)
-        ref = dict(zip(("boxes", "labels", "scores", "masks"), run_ref(x)))
-        raw = backend.infer({meta.input_name: x})
+    diffs = _Diffs()
+    for f in frames:
+        ref = dict(zip(("boxes", "labels", "scores", "masks"), run_ref(f.x)))
+        raw = backend.infer({meta.input_name: f.x})
         got = {k: np.asarray(raw[n]) for k, n in roles.items()}
         # the runtime's own decoding (shapes, batch axis, dets) at frame resolution, every detection kept
-        r, g = (postprocess_maskrcnn({**side, "labels": np.asarray(side["labels"]).astype(np.int64)}, info, keep_all)
+        r, g = (postprocess_maskrcnn({**side, "labels": np.asarray(side["labels"]).astype(np.int64)}, f.info, keep_all)
                 for side in (ref, got))
         rb, gb = (np.asarray(side["boxes"], np.float32) for side in (ref, got))
         rb, gb = rb.reshape(-1, rb.shape[-1])[:, :4], gb.reshape(-1, gb.shape[-1])[:, :4]
@@ -398,19 +410,13 @@ def check_maskrcnn_parity(
             ro, go = _raw_order(ref, ia), _raw_order(got, ib)
             for a, b in ((rb[ro], gb[go]), (_scores(ref)[ro], _scores(got)[go]),
                          (_masks(ref)[ro], _masks(got)[go])):
-                diff = np.abs(a.astype(np.float64) - b.astype(np.float64))
-                img_max = max(img_max, float(diff.max(initial=0.0)))
-                max_ref = max(max_ref, float(np.abs(a).max(initial=0.0)))
-                abs_sum += float(diff.sum())
-                n_vals += diff.size
+                img_max = max(img_max, diffs.add(np.abs(a.astype(np.float64) - b.astype(np.float64)), a))
         inter_sum, union_sum = inter_sum + img_inter, union_sum + img_union
-        max_abs = max(max_abs, img_max)
-        images.append({"index": i, "frame_hw": list(frame_hw), "input_hw": list(net_hw), "max_abs_diff": img_max,
-                       "detections": n_r, "candidate_detections": n_g, "detections_agreeing": len(pairs),
-                       "mask_iou": img_inter / img_union if img_union else 1.0})
-    return ParityReport.from_stats(
-        n_images=n_images, max_abs=max_abs, abs_sum=abs_sum, n_vals=n_vals, max_ref=max_ref,
-        agreement_logits=det_ok / det_n if det_n else 1.0, agreement_frame=inter_sum / union_sum if union_sum else 1.0,
+        images.append(f.record(max_abs_diff=img_max, detections=n_r, candidate_detections=n_g,
+                               detections_agreeing=len(pairs), mask_iou=img_inter / img_union if img_union else 1.0))
+    return diffs.report(
+        n_images, agreement_logits=det_ok / det_n if det_n else 1.0,
+        agreement_frame=inter_sum / union_sum if union_sum else 1.0,
         min_agreement=min_agreement, provider=backend.provider, images=images, task="instance")
 
 

@@ -29,7 +29,7 @@ import tempfile
 import time
 from collections import deque
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
@@ -126,8 +126,26 @@ def calibration_reader(frames: Iterable[np.ndarray], meta: ModelMeta,
 
 
 # ----------------------------------------------------------------------------- float layers
-def _producers(graph: Any) -> dict[str, Any]:
-    return {out: node for node in graph.node for out in node.output}
+def _nearest_weighted(start: Iterable[str], step: Callable[[str], Iterable[Any]],
+                      onward: Callable[[Any], Iterable[str]]) -> list[str]:
+    """Names of the weighted nodes met first on every path of a breadth-first walk: from the
+    tensors ``start``, ``step(tensor)`` gives the nodes to visit, and the walk goes on through
+    an unweighted node's tensors ``onward(node)``."""
+    queue = deque(start)
+    seen_t: set[str] = set()
+    found: list[str] = []
+    while queue:
+        t = queue.popleft()
+        if t in seen_t:
+            continue
+        seen_t.add(t)
+        for node in step(t):
+            if node.op_type in WEIGHTED_OPS:
+                if node.name not in found:
+                    found.append(node.name)
+            else:
+                queue.extend(onward(node))
+    return found
 
 
 def first_weighted_nodes(graph: Any) -> list[str]:
@@ -138,42 +156,16 @@ def first_weighted_nodes(graph: Any) -> list[str]:
         for name in node.input:
             consumers.setdefault(name, []).append(node)
     inits = {t.name for t in graph.initializer}
-    queue = deque(i.name for i in graph.input if i.name not in inits)
-    seen_t: set[str] = set()
-    found: list[str] = []
-    while queue:
-        t = queue.popleft()
-        if t in seen_t:
-            continue
-        seen_t.add(t)
-        for node in consumers.get(t, []):
-            if node.op_type in WEIGHTED_OPS:
-                if node.name not in found:
-                    found.append(node.name)
-            else:
-                queue.extend(node.output)
-    return found
+    return _nearest_weighted((i.name for i in graph.input if i.name not in inits),
+                             lambda t: consumers.get(t, []), lambda node: node.output)
 
 
 def head_weighted_nodes(graph: Any) -> list[str]:
     """Names of the weighted nodes that produce the graph outputs: walking back from each
     output through unweighted ops (decode, reshape, resize, ...), the first weighted node met."""
-    producers = _producers(graph)
-    queue = deque(o.name for o in graph.output)
-    seen_t: set[str] = set()
-    found: list[str] = []
-    while queue:
-        t = queue.popleft()
-        if t in seen_t or t not in producers:
-            continue
-        seen_t.add(t)
-        node = producers[t]
-        if node.op_type in WEIGHTED_OPS:
-            if node.name not in found:
-                found.append(node.name)
-        else:
-            queue.extend(node.input)
-    return found
+    producers = {out: node for node in graph.node for out in node.output}
+    return _nearest_weighted((o.name for o in graph.output), lambda t: [producers[t]] if t in producers else [],
+                             lambda node: node.input)
 
 
 def resolve_keep_float(model: Any, keep: Sequence[str] | str | None) -> list[str]:
