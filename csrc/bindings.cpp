@@ -367,19 +367,25 @@ void check_boxes_f32(const py::array& boxes, const char* fn, int64_t K, const ch
   check_contiguous(boxes, fn, "boxes");
 }
 
-// Offsets (prefix sums of region areas) and the data buffer for a mask set.
-py::tuple allocate_maskset(std::vector<int32_t>& regions, int64_t K, py::array_t<int64_t>& offs,
-                           py::array_t<uint8_t>& data, py::array_t<int32_t>& regs) {
-  offs = py::array_t<int64_t>(K + 1);
+// A mask set (data, offsets, regions) over K pixel regions: offsets are the prefix sums of the
+// region areas; fill(offsets, data) writes the bitmaps, with the GIL released.
+template <typename Fill>
+py::tuple build_maskset(const std::vector<int32_t>& regions, int64_t K, Fill&& fill) {
+  py::array_t<int64_t> offs(K + 1);
   int64_t* o = offs.mutable_data();
   o[0] = 0;
   for (int64_t k = 0; k < K; ++k) {
     const int32_t* r = regions.data() + 4 * k;
     o[k + 1] = o[k] + static_cast<int64_t>(r[2] - r[0]) * (r[3] - r[1]);
   }
-  data = py::array_t<uint8_t>(o[K]);
-  regs = py::array_t<int32_t>({K, static_cast<int64_t>(4)});
+  py::array_t<uint8_t> data(o[K]);
+  py::array_t<int32_t> regs({K, static_cast<int64_t>(4)});
   if (K) std::memcpy(regs.mutable_data(), regions.data(), regions.size() * sizeof(int32_t));
+  uint8_t* dst = data.mutable_data();
+  {
+    py::gil_scoped_release release;
+    fill(static_cast<const int64_t*>(o), dst);
+  }
   return py::make_tuple(data, offs, regs);
 }
 
@@ -421,20 +427,12 @@ py::tuple assemble_masks_py(const py::array& coeffs, const py::array& protos,
   const float* bx = static_cast<const float*>(boxes.data());
   std::vector<int32_t> regions(static_cast<size_t>(4 * K));
   assemble_regions(bx, K, H, W, regions.data());
-  py::array_t<int64_t> offs;
-  py::array_t<uint8_t> data;
-  py::array_t<int32_t> regs;
-  py::tuple out = allocate_maskset(regions, K, offs, data, regs);
   const float* cf = static_cast<const float*>(coeffs.data());
   const void* pr = protos.data();
-  uint8_t* dst = data.mutable_data();
-  const int64_t* o = offs.data();
-  {
-    py::gil_scoped_release release;
+  return build_maskset(regions, K, [&](const int64_t* o, uint8_t* dst) {
     assemble_masks(cf, K, Mc, pr, pt, Hp, Wp, regions.data(), o, dst, my, mx, logit_threshold,
                    fast);
-  }
-  return out;
+  });
 }
 
 py::tuple paste_masks_py(const py::array& masks, const py::array& boxes, int64_t H, int64_t W,
@@ -452,18 +450,10 @@ py::tuple paste_masks_py(const py::array& masks, const py::array& boxes, int64_t
   const float* bx = static_cast<const float*>(boxes.data());
   std::vector<int32_t> regions(static_cast<size_t>(4 * N));
   paste_regions(bx, N, H, W, regions.data());
-  py::array_t<int64_t> offs;
-  py::array_t<uint8_t> data;
-  py::array_t<int32_t> regs;
-  py::tuple out = allocate_maskset(regions, N, offs, data, regs);
   const void* src = masks.data();
-  uint8_t* dst = data.mutable_data();
-  const int64_t* o = offs.data();
-  {
-    py::gil_scoped_release release;
+  return build_maskset(regions, N, [&](const int64_t* o, uint8_t* dst) {
     paste_masks(src, ft, N, Mh, Mw, bx, regions.data(), o, dst, threshold);
-  }
-  return out;
+  });
 }
 
 // Checks a mask set's three arrays against each other and the frame (O(K)); returns K.
