@@ -18,7 +18,7 @@ import numpy as np
 
 from ... import defaults
 from ...errors import BackendError, InputFileError, ModelError
-from . import register_backend
+from .registry import register_backend
 from .base import CPUBackend, TensorSpec, positive_threads, stored_meta
 
 #: Flatbuffer metadata entry holding the layout of the edgeseg interface (see :func:`io_record`).

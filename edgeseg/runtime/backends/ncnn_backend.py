@@ -15,7 +15,7 @@ import numpy as np
 
 from ...errors import BackendError, ModelError
 from ...meta import ModelMeta
-from . import register_backend
+from .registry import register_backend
 from .base import CPUBackend, TensorSpec, find_model_file, positive_threads, stored_meta
 
 PARAM_SUFFIX = ".ncnn.param"

@@ -10,7 +10,7 @@ import numpy as np
 from ... import defaults
 from ...errors import BackendError, ModelError
 from ...meta import ModelMeta
-from . import register_backend
+from .registry import register_backend
 from .base import Backend, TensorSpec, positive_threads, stored_meta
 
 CPU = "CPUExecutionProvider"

@@ -13,7 +13,7 @@ import numpy as np
 
 from ...errors import BackendError, ModelError
 from ...meta import ModelMeta
-from . import register_backend
+from .registry import register_backend
 from .base import Backend, TensorSpec, find_model_file, positive_threads, stored_meta
 
 #: Where export writes the ModelMeta JSON inside the IR's rt_info.
@@ -52,7 +52,7 @@ class OpenVINOBackend(Backend):
 
     name = "openvino"
     suffixes = (".xml",)
-    #: An export directory holding one model.xml resolves here (see backends._suffix_key).
+    #: An export directory holding one model.xml resolves here (see backends.registry._suffix_key).
     opens_directories = True
     options = ("device", "threads", "precision", "fp16", "hint")
     install_hint = "pip install openvino (or pip install 'edgeseg[openvino]')"

@@ -37,7 +37,7 @@ import numpy as np
 from ..._io import atomic_write_bytes
 from ...errors import BackendError, InputFileError, ModelError
 from ...meta import ModelMeta
-from . import register_backend
+from .registry import register_backend
 from .base import Backend, TensorSpec
 
 MAGIC = b"EDGESEG-TRT\n"

@@ -12,7 +12,7 @@ import numpy as np
 
 from ...errors import BackendError, ModelError
 from ...meta import ModelMeta
-from . import DIRECTORY, register_backend
+from .registry import DIRECTORY, register_backend
 from .base import Backend, TensorSpec, positive_threads
 
 
