@@ -189,10 +189,10 @@ class _Diffs:
         self.n_vals += diff.size
         return top
 
-    def report(self, n_images: int, **agreements: Any) -> ParityReport:
-        """The ParityReport of these differences and ``agreements`` (see :meth:`ParityReport.from_stats`)."""
-        return ParityReport.from_stats(n_images=n_images, max_abs=self.max_abs, abs_sum=self.abs_sum,
-                                       n_vals=self.n_vals, max_ref=self.max_ref, **agreements)
+
+#: One model kind's comparison: (candidate backend, reference runner, meta, frames, diffs) ->
+#: (agreement_logits, agreement_frame, per-frame records); raw-output differences go into ``diffs``.
+Comparer = Callable[[Any, Runner, ModelMeta, Iterator[_Frame], _Diffs], tuple[float, float, list[dict[str, Any]]]]
 
 
 def check_parity(model: Any, candidate: Any, meta: ModelMeta, **options: Any) -> ParityReport:
@@ -213,23 +213,13 @@ def check_parity(model: Any, candidate: Any, meta: ModelMeta, **options: Any) ->
     return kind_of_meta(meta).load("parity")(model, candidate, meta, **options)
 
 
-def check_semantic_parity(
-    model: Any,
-    candidate: Any,
-    meta: ModelMeta,
-    n_images: int = defaults.PARITY_IMAGES,
-    min_agreement: float = defaults.PARITY_MIN_AGREEMENT,
-    seed: int = 0,
-    frame_sizes: Sequence[tuple[int, int]] = FRAME_SIZES,
-) -> ParityReport:
+def _compare_semantic(backend: Any, run_ref: Runner, meta: ModelMeta, frames: Iterator[_Frame],
+                      diffs: _Diffs) -> tuple[float, float, list[dict[str, Any]]]:
     """Semantic-model parity: label agreement at logits and at frame resolution (see
     :func:`check_parity`)."""
     from ..runtime.conventions import convention_of
     from ..runtime.semantic import postprocess
 
-    frames = _frames(meta, n_images, seed, frame_sizes)
-    backend = _candidate_backend(candidate)
-    run_ref = _reference_runner(model, meta)
     run_got = _backend_runner(backend, meta)
     conv = convention_of(meta)
 
@@ -238,7 +228,6 @@ def check_semantic_parity(
 
     images: list[dict[str, Any]] = []
     agree_l = total_l = agree_f = total_f = 0
-    diffs = _Diffs()
     for f in frames:
         raw_ref, raw_got = run_ref(f.x)[0], run_got(f.x)[0]
         if raw_got.shape != raw_ref.shape:
@@ -253,8 +242,7 @@ def check_semantic_parity(
         agree_f, total_f = agree_f + a_f, total_f + fr_ref.size
         images.append(f.record(max_abs_diff=diffs.add(diff, ref), agreement_logits=a_l / lab_ref.size,
                                agreement_frame=a_f / fr_ref.size))
-    return diffs.report(n_images, agreement_logits=agree_l / total_l, agreement_frame=agree_f / total_f,
-                        min_agreement=min_agreement, provider=backend.provider, images=images)
+    return agree_l / total_l, agree_f / total_f, images
 
 
 #: Parity selects detections with a score threshold at most this low, so that an undertrained
@@ -293,15 +281,8 @@ def _compare_detections(ref: dict[str, np.ndarray], got: dict[str, np.ndarray], 
     return det_ok, len(idx), int((a == b).sum()), int(a.size)
 
 
-def check_instance_parity(
-    model: Any,
-    candidate: Any,
-    meta: ModelMeta,
-    n_images: int = defaults.PARITY_IMAGES,
-    min_agreement: float = defaults.PARITY_MIN_AGREEMENT,
-    seed: int = 0,
-    frame_sizes: Sequence[tuple[int, int]] = FRAME_SIZES,
-) -> ParityReport:
+def _compare_instance(backend: Any, run_ref: Runner, meta: ModelMeta, frames: Iterator[_Frame],
+                      diffs: _Diffs) -> tuple[float, float, list[dict[str, Any]]]:
     """Instance-model parity: raw head outputs (max abs difference), then the detections the
     runtime's decode + NMS selects from the reference outputs, compared with the candidate's
     outputs at the same anchors (class, score, box) and their box-local masks at frame resolution
@@ -311,16 +292,12 @@ def check_instance_parity(
     from ..runtime.conventions import convention_of
     from ..runtime.instance import OUTPUTS, InstanceThresholds
 
-    frames = _frames(meta, n_images, seed, frame_sizes)
-    backend = _candidate_backend(candidate)
-    run_ref = _reference_runner(model, meta)
     run_got = _backend_runner(backend, meta)
     conv = convention_of(meta)
     thr = InstanceThresholds.for_model(meta)
     thr.score = min(thr.score, PARITY_SCORE_THRESHOLD)
     images: list[dict[str, Any]] = []
     det_ok = det_n = pix_ok = pix_n = 0
-    diffs = _Diffs()
     for f in frames:
         raw_ref = dict(zip(meta.output_names, run_ref(f.x)))
         raw_got = dict(zip(meta.output_names, run_got(f.x)))
@@ -336,9 +313,7 @@ def check_instance_parity(
         det_ok, det_n, pix_ok, pix_n = det_ok + d_ok, det_n + d_n, pix_ok + p_ok, pix_n + p_n
         images.append(f.record(max_abs_diff=img_max, detections=d_n, detections_agreeing=d_ok,
                                mask_agreement=p_ok / p_n if p_n else 1.0))
-    return diffs.report(
-        n_images, agreement_logits=det_ok / det_n if det_n else 1.0, agreement_frame=pix_ok / pix_n if pix_n else 1.0,
-        min_agreement=min_agreement, provider=backend.provider, images=images, task="instance")
+    return det_ok / det_n if det_n else 1.0, pix_ok / pix_n if pix_n else 1.0, images
 
 
 # ----------------------------------------------------------------------- Mask R-CNN parity
@@ -348,15 +323,8 @@ MASKRCNN_MATCH_IOU = 0.9
 _BORDERLINE = 1e-3
 
 
-def check_maskrcnn_parity(
-    model: Any,
-    candidate: Any,
-    meta: ModelMeta,
-    n_images: int = defaults.PARITY_IMAGES,
-    min_agreement: float = defaults.PARITY_MIN_AGREEMENT,
-    seed: int = 0,
-    frame_sizes: Sequence[tuple[int, int]] = FRAME_SIZES,
-) -> ParityReport:
+def _compare_maskrcnn(backend: Any, run_ref: Runner, meta: ModelMeta, frames: Iterator[_Frame],
+                      diffs: _Diffs) -> tuple[float, float, list[dict[str, Any]]]:
     """Parity of a Mask R-CNN style graph (post-NMS boxes, labels, scores, RoI masks; see
     :mod:`edgeseg.runtime.maskrcnn`). Each image's detections are matched one to one (same class,
     box IoU >= 0.9); ``agreement_logits`` is the fraction matched (of the larger side, leaving out
@@ -369,9 +337,6 @@ def check_maskrcnn_parity(
     from ..runtime.conventions.maskrcnn import output_roles
     from ..runtime.maskrcnn import postprocess_maskrcnn
 
-    frames = _frames(meta, n_images, seed, frame_sizes)
-    backend = _candidate_backend(candidate)
-    run_ref = _reference_runner(model, meta)
     roles = output_roles(backend.output_specs, meta.output_names)
     if roles is None:
         raise AssertionError(f"{backend.name}: outputs {[s.name for s in backend.output_specs]} do not follow the "
@@ -382,7 +347,6 @@ def check_maskrcnn_parity(
     images: list[dict[str, Any]] = []
     det_ok = det_n = 0
     inter_sum = union_sum = 0
-    diffs = _Diffs()
     for f in frames:
         ref = dict(zip(("boxes", "labels", "scores", "masks"), run_ref(f.x)))
         raw = backend.infer({meta.input_name: f.x})
@@ -414,10 +378,7 @@ def check_maskrcnn_parity(
         inter_sum, union_sum = inter_sum + img_inter, union_sum + img_union
         images.append(f.record(max_abs_diff=img_max, detections=n_r, candidate_detections=n_g,
                                detections_agreeing=len(pairs), mask_iou=img_inter / img_union if img_union else 1.0))
-    return diffs.report(
-        n_images, agreement_logits=det_ok / det_n if det_n else 1.0,
-        agreement_frame=inter_sum / union_sum if union_sum else 1.0,
-        min_agreement=min_agreement, provider=backend.provider, images=images, task="instance")
+    return det_ok / det_n if det_n else 1.0, inter_sum / union_sum if union_sum else 1.0, images
 
 
 def _scores(side: dict[str, np.ndarray]) -> np.ndarray:
@@ -437,6 +398,33 @@ def _raw_order(side: dict[str, np.ndarray], kept: np.ndarray) -> np.ndarray:
     """Raw output rows of the post-processed detections ``kept`` (the post-processing keeps every
     detection, ordered by descending score, lower index first on ties - a stable sort)."""
     return np.argsort(-_scores(side), kind="stable")[kept]
+
+
+def _parity_check(task: str, compare: Comparer) -> Callable[..., ParityReport]:
+    """A model kind's parity check, as :func:`check_parity` calls it (see
+    :mod:`edgeseg.runtime.kinds`): ``check(model, candidate, meta, n_images, min_agreement, seed,
+    frame_sizes)`` runs ``compare`` on the synthetic frames and reports for ``task``; ``model`` and
+    ``candidate`` as in :func:`check_parity`."""
+
+    def check(model: Any, candidate: Any, meta: ModelMeta, n_images: int = defaults.PARITY_IMAGES,
+              min_agreement: float = defaults.PARITY_MIN_AGREEMENT, seed: int = 0,
+              frame_sizes: Sequence[tuple[int, int]] = FRAME_SIZES) -> ParityReport:
+        frames = _frames(meta, n_images, seed, frame_sizes)
+        backend = _candidate_backend(candidate)
+        diffs = _Diffs()
+        logits, frame, images = compare(backend, _reference_runner(model, meta), meta, frames, diffs)
+        return ParityReport.from_stats(
+            n_images=n_images, max_abs=diffs.max_abs, abs_sum=diffs.abs_sum, n_vals=diffs.n_vals,
+            max_ref=diffs.max_ref, agreement_logits=logits, agreement_frame=frame, min_agreement=min_agreement,
+            provider=backend.provider, images=images, task=task)
+
+    check.__doc__ = compare.__doc__
+    return check
+
+
+check_semantic_parity = _parity_check("semantic", _compare_semantic)
+check_instance_parity = _parity_check("instance", _compare_instance)
+check_maskrcnn_parity = _parity_check("instance", _compare_maskrcnn)
 
 
 def write_report(path: str | Path, report: ParityReport, **context: Any) -> Path:
