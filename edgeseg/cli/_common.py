@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from typing import Any
 
 from .. import defaults
@@ -87,6 +88,16 @@ def _write_report(args: argparse.Namespace, report: dict) -> None:
 
         write_json(args.json, report)
         print(f"report: {args.json}")
+
+
+def _report_unreadable(failed: list) -> int:
+    """List the (path, reason) inputs a source skipped on stderr; the exit status (1 if any)."""
+    if not failed:
+        return 0
+    print(f"{len(failed)} input(s) could not be read and were skipped:", file=sys.stderr)
+    for path, reason in failed:
+        print(f"  {path}: {reason}", file=sys.stderr)
+    return 1
 
 
 def _load_predictor(args: argparse.Namespace, **overrides: Any):

@@ -2,12 +2,11 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 from typing import Any
 
 from .. import defaults
-from ._common import _add_model_options, _add_task, _load_predictor
+from ._common import _add_model_options, _add_task, _load_predictor, _report_unreadable
 
 
 def add_parser(sub: Any, fmt: Any) -> None:
@@ -60,10 +59,4 @@ def cmd_predict(args: argparse.Namespace) -> int:
               f"(COCO results format, RLE masks) to {out}/detections.json")
     else:
         print(f"wrote {n} overlays and label maps to {out}/")
-    failed = getattr(source, "failed", [])
-    if failed:
-        print(f"{len(failed)} input(s) could not be read and were skipped:", file=sys.stderr)
-        for path, reason in failed:
-            print(f"  {path}: {reason}", file=sys.stderr)
-        return 1
-    return 0
+    return _report_unreadable(getattr(source, "failed", []))

@@ -7,7 +7,7 @@ from typing import Any
 
 from .. import defaults
 from ..errors import EdgesegError
-from ._common import _add_model_options, _add_task, _load_predictor
+from ._common import _add_model_options, _add_task, _load_predictor, _report_unreadable
 
 
 def add_parser(sub: Any, fmt: Any) -> None:
@@ -176,9 +176,4 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.stats:
         write_json(args.stats, summary)
         print(f"stats: {args.stats}")
-    if failed:
-        print(f"{len(failed)} input(s) could not be read and were skipped:", file=sys.stderr)
-        for path, reason in failed:
-            print(f"  {path}: {reason}", file=sys.stderr)
-        return 1
-    return 0
+    return _report_unreadable(failed)
