@@ -194,6 +194,33 @@ def test_masks_in_frame_samples_protos_through_the_letterbox():
     assert m2[0].sum() == 10 * 4 and m2[0, 5:9, 10:20].all()  # cropped to the box, pixel centres inside
 
 
+def test_validation_decode_is_the_runtime_decode_and_equals_the_torch_steps():
+    """predict_instances decodes through the runtime's postprocess_instances; the torch
+    postprocess + masks_in_frame give exactly the same detections (boxes, scores, classes, masks)."""
+    from edgeseg.data.synthetic import generate
+    from edgeseg.train.dataset import letterbox, to_chw_rgb
+
+    torch.manual_seed(0)
+    model = create_model("yoloseg_n", num_classes=3).eval()  # untrained: many low, near-equal scores
+    frames = [generate(i, seed=3, size=hw).image for i, hw in enumerate([(96, 160), (97, 131), (150, 64)])]
+    boxed = [letterbox(f, (128, 128)) for f in frames]
+    x = torch.stack([to_chw_rgb(im) for im, _ in boxed])
+    infos = [info for _, info in boxed]
+    dets = predict_instances(model, x, infos, 0.01)
+    with torch.no_grad():
+        boxes, scores, coeffs, protos = model(normalize(x))
+    ref = postprocess(boxes, scores, 0.01, 0.5, 100)
+    kp, hp, wp = protos.shape[1:]
+    assert sum(len(d["scores"]) for d in dets) > 100
+    for i, (d, r, info) in enumerate(zip(dets, ref, infos)):
+        fb = info.to_frame(r["boxes"].numpy())
+        logits = (coeffs[i][r["index"]] @ protos[i].reshape(kp, hp * wp)).view(-1, hp, wp)
+        np.testing.assert_array_equal(d["boxes"], fb)
+        np.testing.assert_array_equal(d["scores"], r["scores"].numpy())
+        np.testing.assert_array_equal(d["classes"], r["classes"].numpy())
+        np.testing.assert_array_equal(d["masks"], masks_in_frame(logits, fb, info))
+
+
 # ------------------------------------------------------------------------------------ AP50
 def _random_case(rng, n_img=8, h=40, w=50, n_cls=3):
     gts, dts = [], []

@@ -22,6 +22,14 @@ from .instance_eval import InstanceScores, score_instances, summarize_instances,
 from .plotting import plot_curves
 
 
+def frame_detections(result: Dict[str, Any]) -> Dict[str, np.ndarray]:
+    """A runtime post-processing result (``postprocess_instances`` / ``postprocess_maskrcnn``) as
+    validation scores it: ``{"boxes" (K,4) float32, "scores" (K,), "classes" (K,) int64,
+    "masks" (K,h,w) bool}``."""
+    return {"boxes": result["boxes"], "scores": result["scores"], "classes": result["class_ids"].astype(np.int64),
+            "masks": result["masks"].to_dense()}
+
+
 def plot_instance_history(history: Sequence[dict], path: Union[str, Path]) -> Path:
     """Loss (total and parts) and val box/mask AP50 per epoch, as a PNG (written atomically)."""
     parts = [k[5:] for k in history[0] if k.startswith("loss_")] if history else []

@@ -2,8 +2,8 @@
 
 Its losses come from :mod:`edgeseg.train.maskrcnn_losses` (proposals and RoI sampling happen
 between the stages, so the loss calls the stage methods), it predicts post-NMS detections itself
-(``model.detect``: boxes, labels, scores, 28x28 masks, pasted into the frame here by the C++
-``paste_masks`` as the runtime does), wants full-resolution mask targets
+(``model.detect``: boxes, labels, scores, 28x28 masks, taken to the frame by the runtime's own
+post-processing, :func:`edgeseg.runtime.maskrcnn.postprocess_maskrcnn`), wants full-resolution mask targets
 (``model.mask_target_stride``) and describes its graph for the metadata (``model.meta_extra()``).
 """
 from __future__ import annotations
@@ -13,9 +13,9 @@ from typing import Any, Dict, List, Sequence, Tuple
 import numpy as np
 import torch
 
-from ..geometry import LetterboxInfo, clip_boxes
+from ..geometry import LetterboxInfo
 from .dataset import normalize
-from .hooks_instance import InstanceHooks
+from .hooks_instance import InstanceHooks, frame_detections
 from .maskrcnn_losses import PARTS, MaskRCNNLoss, MaskRCNNLossWeights
 
 
@@ -52,16 +52,13 @@ class MaskRCNNHooks(InstanceHooks):
     def predict(model: Any, images: torch.Tensor, letterboxes: Sequence[LetterboxInfo],
                 score_threshold: float, iou_threshold: float, max_detections: int, mean: Sequence[float],
                 std: Sequence[float]) -> List[Dict[str, np.ndarray]]:
-        from .. import ops
+        from ..runtime.instance import InstanceThresholds
+        from ..runtime.maskrcnn import postprocess_maskrcnn
 
         dets = model.detect(normalize(images, mean, std), score_threshold=score_threshold, nms_iou=iou_threshold,
                             max_detections=max_detections)
-        out = []
-        for d, info in zip(dets, letterboxes):
-            # unclipped: the mask was predicted over the whole box
-            fb = info.to_frame(d["boxes"].float().cpu().numpy(), clip=False)
-            masks = ops.paste_masks(np.ascontiguousarray(d["masks"].float().cpu().numpy()), fb, info.src_hw).to_dense()
-            clip_boxes(fb, info.src_hw)
-            out.append({"boxes": fb, "scores": d["scores"].float().cpu().numpy(),
-                        "classes": d["labels"].cpu().numpy().astype(np.int64), "masks": masks.astype(bool)})
-        return out
+        t = InstanceThresholds(score=score_threshold, iou=iou_threshold, max_detections=max_detections)
+        return [frame_detections(postprocess_maskrcnn(
+                    {k: d[k].cpu().numpy() if k == "labels" else d[k].float().cpu().numpy()
+                     for k in ("boxes", "labels", "scores", "masks")}, info, t, graph_iou=iou_threshold))
+                for d, info in zip(dets, letterboxes)]

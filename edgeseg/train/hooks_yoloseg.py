@@ -1,9 +1,10 @@
 """Training hooks of single-stage instance models (YOLOSeg): TAL-assigned class, box and
 prototype-mask losses, and their deployed post-processing for validation.
 
-Post-processing as deployed: per anchor best class, score threshold, top-k, class-aware NMS,
-masks ``sigmoid(coeffs . protos) > 0.5`` sampled bilinearly at each frame pixel inside its box
-(the mapping of ``edgeseg.ops.assemble_masks``).
+Validation decodes the model's raw outputs with the runtime's own post-processing
+(:func:`edgeseg.runtime.instance.postprocess_instances`: per anchor best class, score threshold,
+top-k, class-aware NMS, box-local masks ``sigmoid(coeffs . protos) > 0.5`` at frame resolution).
+:func:`postprocess` and :func:`masks_in_frame` are the same steps in torch.
 """
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ import torch.nn.functional as F
 
 from ..geometry import LetterboxInfo
 from .dataset import normalize
-from .hooks_instance import InstanceHooks
+from .hooks_instance import InstanceHooks, frame_detections
 from .instance_losses import PARTS, InstanceLoss, LossWeights
 
 
@@ -148,15 +149,9 @@ class YoloSegHooks(InstanceHooks):
     def predict(model: torch.nn.Module, images: torch.Tensor, letterboxes: Sequence[LetterboxInfo],
                 score_threshold: float, iou_threshold: float, max_detections: int, mean: Sequence[float],
                 std: Sequence[float]) -> List[Dict[str, np.ndarray]]:
-        x = normalize(images, mean, std)
-        boxes, scores, coeffs, protos = model(x)
-        dets = postprocess(boxes, scores, score_threshold, iou_threshold, max_detections)
-        out = []
-        for i, (d, info) in enumerate(zip(dets, letterboxes)):
-            b = info.to_frame(d["boxes"].cpu().numpy())
-            kp, hp, wp = protos.shape[1:]
-            logits = (coeffs[i][d["index"]].float() @ protos[i].float().reshape(kp, hp * wp)).view(-1, hp, wp)
-            masks = masks_in_frame(logits, b, info)
-            out.append({"boxes": b, "scores": d["scores"].cpu().numpy(),
-                        "classes": d["classes"].cpu().numpy().astype(np.int64), "masks": masks})
-        return out
+        from ..runtime.instance import OUTPUTS, InstanceThresholds, postprocess_instances
+
+        outputs = [o.float().cpu().numpy() for o in model(normalize(images, mean, std))]
+        t = InstanceThresholds(score=score_threshold, iou=iou_threshold, max_detections=max_detections)
+        return [frame_detections(postprocess_instances({k: o[i] for k, o in zip(OUTPUTS, outputs)}, info, t))
+                for i, info in enumerate(letterboxes)]

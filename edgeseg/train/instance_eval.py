@@ -1,5 +1,6 @@
-"""Instance validation as deployed: letterbox to the input size, the kind's own post-processing
-(through its training hooks), masks at frame resolution, then COCO scores.
+"""Instance validation as deployed: letterbox to the input size, the torch model's outputs decoded
+by the runtime's post-processing of its kind (through its training hooks; the functions
+``edgeseg eval`` and the predictors run), masks at frame resolution, then COCO scores.
 
 Scores come from pycocotools' COCOeval through :mod:`edgeseg.eval.coco` (box and mask AP50, and
 AP over IoU 0.5:0.95) when pycocotools is installed; :class:`~edgeseg.eval.ap50.AP50` computes
