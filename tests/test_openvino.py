@@ -3,6 +3,7 @@ gate (real OpenVINO Runtime, tiny 64x64 models)."""
 from __future__ import annotations
 
 import json
+import stat
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +13,7 @@ torch = pytest.importorskip("torch")
 ov = pytest.importorskip("openvino")
 
 from edgeseg import load  # noqa: E402
+from edgeseg._io import FILE_MODE  # noqa: E402
 from edgeseg.cli import main  # noqa: E402
 from edgeseg.data import synthetic  # noqa: E402
 from edgeseg.errors import BackendError, ExportError, ModelError  # noqa: E402
@@ -40,6 +42,7 @@ def ir(ckpt, tmp_path_factory):
 def test_fp32_ir_carries_meta_and_passes_both_gates(ir, ckpt):
     out = ir.path.parent
     assert sorted(p.name for p in out.iterdir()) == ["model.bin", "model.parity.json", "model.xml"]
+    assert {stat.S_IMODE(p.stat().st_mode) for p in out.iterdir()} == {FILE_MODE}  # not mkstemp's 0600
     stored = ov.Core().read_model(str(ir.path)).get_rt_info(["edgeseg", "meta"]).astype(str)
     meta = ModelMeta.from_json(stored)
     _, ck_meta, _ = load_checkpoint(ckpt)

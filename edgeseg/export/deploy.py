@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 from .. import __version__
-from .._io import write_json
+from .._io import FILE_MODE, write_json
 from ..errors import ExportError
 from ..geometry import parse_size
 from ..meta import ModelMeta
@@ -180,6 +180,7 @@ def finish(source: Source, candidate: Any, gate: GateSettings, files: Sequence[t
     write_json(rep.report_path, rep.to_dict())
     passed = rep.passed
     for tmp, final, rejected in files:
+        os.chmod(tmp, FILE_MODE)  # as any file the user writes (mkstemp made it private)
         os.replace(tmp, final if passed else rejected)
     if verbose:
         print(rep.summary())
