@@ -11,7 +11,7 @@ variable instance counts to a batch.
 """
 from __future__ import annotations
 
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -19,7 +19,7 @@ from torch.utils.data import Dataset
 
 from ..errors import DataError
 from ..geometry import LetterboxInfo
-from .dataset import letterbox, to_chw_rgb
+from .dataset import EvalDataset, eval_collate, letterbox, to_chw_rgb
 
 
 class InstanceTrainDataset(Dataset):
@@ -78,16 +78,8 @@ def instance_collate(batch: Sequence[Tuple[torch.Tensor, Dict[str, torch.Tensor]
     return images, {"boxes": boxes, "classes": classes, "valid": valid, "masks": masks}
 
 
-class InstanceEvalDataset(Dataset):
+class InstanceEvalDataset(EvalDataset):
     """Letterboxed samples for evaluation: ``(RGB uint8 3xhxw, sample, LetterboxInfo)``."""
-
-    def __init__(self, dataset: Any, input_size: Tuple[int, int], limit: Optional[int] = None) -> None:
-        self.dataset = dataset
-        self.input_size = (int(input_size[0]), int(input_size[1]))
-        self.n = len(dataset) if limit is None else min(len(dataset), int(limit))
-
-    def __len__(self) -> int:
-        return self.n
 
     def __getitem__(self, i: int):
         smp = self.dataset.sample(i)
@@ -97,5 +89,4 @@ class InstanceEvalDataset(Dataset):
 
 def instance_eval_collate(batch) -> Tuple[torch.Tensor, List[Any], List[LetterboxInfo]]:
     """Stack images; keep samples and LetterboxInfos as lists."""
-    images, samples, infos = zip(*batch)
-    return torch.stack(images), list(samples), list(infos)
+    return eval_collate(batch)
