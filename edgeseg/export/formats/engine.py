@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from ... import defaults
-from . import ExportFormat, calib_kwargs, register_format, stem_of
+from .base import ExportFormat, calib_kwargs, register_format, stem_of
 
 
 def _default_out(source: Path, precision: str) -> Path:

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from . import ExportFormat, calib_kwargs, register_format
+from .base import ExportFormat, calib_kwargs, register_format
 
 
 def _default_out(source: Path, precision: str) -> Path:

@@ -8,7 +8,7 @@ from typing import Any
 
 from ... import defaults
 from ...errors import EdgesegError
-from . import ExportFormat, calib_kwargs, register_format
+from .base import ExportFormat, calib_kwargs, register_format
 
 
 def _default_out(source: Path, precision: str) -> Path:

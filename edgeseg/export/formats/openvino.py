@@ -5,7 +5,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from . import ExportFormat, register_format, stem_of
+from .base import ExportFormat, register_format, stem_of
 
 
 def _default_out(source: Path, precision: str) -> Path:
