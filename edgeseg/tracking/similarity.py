@@ -13,25 +13,22 @@ from .. import ops
 from ..errors import EdgesegError
 from ..geometry import box_iou
 from ..masks import MaskSet
+from ..registry import Registry
 
 Similarity = Callable[..., np.ndarray]
 
 #: name -> function(track_boxes, track_masks, shift, det_boxes, det_masks) -> IoU matrix
-SIMILARITIES: dict[str, Similarity] = {}
+SIMILARITIES: Registry[Similarity] = Registry("track matching")
 
 
 def register_similarity(name: str) -> Callable[[Similarity], Similarity]:
-    def deco(fn: Similarity) -> Similarity:
-        SIMILARITIES[name] = fn
-        return fn
-    return deco
+    """Decorator: register a similarity function under ``name`` (``--track NAME``)."""
+    return lambda fn: SIMILARITIES.add(name, fn)
 
 
 def get_similarity(name: str) -> Similarity:
-    try:
-        return SIMILARITIES[name]
-    except KeyError:
-        raise EdgesegError(f"unknown track matching {name!r}; choose one of {sorted(SIMILARITIES)}") from None
+    """The similarity registered as ``name``; EdgesegError listing the valid names otherwise."""
+    return SIMILARITIES.lookup(name)
 
 
 @register_similarity("box")

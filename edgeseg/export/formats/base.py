@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from ...errors import EdgesegError
+from ...registry import Registry
 
 #: Precisions, in the order the CLI flags name them (--fp16, --int8; no flag is fp32).
 PRECISIONS = ("fp32", "fp16", "int8")
@@ -57,23 +58,17 @@ class ExportFormat:
 
 
 #: name -> ExportFormat, in registration order (the order --help lists them)
-FORMATS: dict[str, ExportFormat] = {}
+FORMATS: Registry[ExportFormat] = Registry("export format")
 
 
 def register_format(fmt: ExportFormat) -> ExportFormat:
     """Add ``fmt`` to the registry (a name may be registered once)."""
-    if fmt.name in FORMATS and FORMATS[fmt.name] is not fmt:
-        raise ValueError(f"export format {fmt.name!r} is already registered")
-    FORMATS[fmt.name] = fmt
-    return fmt
+    return FORMATS.add(fmt.name, fmt)
 
 
 def get_format(name: str) -> ExportFormat:
     """The registered format ``name``; EdgesegError listing the valid names otherwise."""
-    try:
-        return FORMATS[name]
-    except KeyError:
-        raise EdgesegError(f"unknown export format {name!r}; valid formats: {', '.join(FORMATS)}") from None
+    return FORMATS.lookup(name)
 
 
 def stem_of(source: Path) -> Path:

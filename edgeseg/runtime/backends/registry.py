@@ -5,10 +5,11 @@ from pathlib import Path
 from typing import Any
 
 from ...errors import BackendError, InputFileError, ModelError
+from ...registry import Registry
 from .base import Backend
 
 #: name -> Backend subclass
-BACKENDS: dict[str, type[Backend]] = {}
+BACKENDS: Registry[type[Backend]] = Registry("backend", BackendError, hint="(or 'auto')")
 #: suffix (".onnx", ".safetensors") or DIRECTORY -> backend name
 SUFFIXES: dict[str, str] = {}
 #: Key in SUFFIXES standing for "the path is a directory" (a checkpoint directory).
@@ -17,11 +18,7 @@ DIRECTORY = "<dir>"
 
 def register_backend(cls: type[Backend]) -> type[Backend]:
     """Class decorator: add a Backend subclass to the registry under ``cls.name``."""
-    if not cls.name:
-        raise ValueError(f"{cls.__name__} has no 'name'")
-    if cls.name in BACKENDS and BACKENDS[cls.name] is not cls:
-        raise ValueError(f"backend name {cls.name!r} is already registered")
-    BACKENDS[cls.name] = cls
+    BACKENDS.add(cls.name, cls)
     for s in cls.suffixes:
         SUFFIXES.setdefault(s.lower(), cls.name)
     return cls
@@ -39,12 +36,7 @@ def available_backends() -> dict[str, bool]:
 
 def get_backend(name: str) -> type[Backend]:
     """The Backend class registered under ``name``; BackendError listing valid names otherwise."""
-    try:
-        return BACKENDS[name]
-    except KeyError:
-        raise BackendError(
-            f"unknown backend {name!r}; valid backends: {list_backends()} (or 'auto')"
-        ) from None
+    return BACKENDS.lookup(name)
 
 
 def _suffix_key(path: Path) -> str:
