@@ -19,13 +19,18 @@ from edgeseg.data import open_instance_dataset  # noqa: E402
 from edgeseg.train.instance_dataset import InstanceTrainDataset, instance_collate  # noqa: E402
 from edgeseg.train.instance_losses import InstanceLoss, giou_loss, mask_losses  # noqa: E402
 from edgeseg.eval import AP50  # noqa: E402
-from edgeseg.train.instance_trainer import (InstanceTrainConfig, lr_at, masks_in_frame, nms,  # noqa: E402
-                                            postprocess, predict_instances, train_instance)
+from edgeseg.train.instance_trainer import InstanceTrainConfig, lr_at, predict_instances, train_instance  # noqa: E402
 
 try:  # tests/ may or may not be a package
     from .reference import ref_nms
+    from .reference_torch import torch_masks_in_frame as masks_in_frame
+    from .reference_torch import torch_nms as nms
+    from .reference_torch import torch_postprocess as postprocess
 except ImportError:
     from reference import ref_nms
+    from reference_torch import torch_masks_in_frame as masks_in_frame
+    from reference_torch import torch_nms as nms
+    from reference_torch import torch_postprocess as postprocess
 
 torch.set_num_threads(1)
 
@@ -160,7 +165,7 @@ def test_train_samples_and_collate_pad_variable_counts():
     assert not torch.equal(a[1][0], b[1][0])
 
 
-# ------------------------------------------------------------------------- post-processing
+# -------------------------------------- post-processing (the torch reference of the runtime decode)
 def test_nms_matches_a_brute_force_greedy_loop():
     g = torch.Generator().manual_seed(1)
     for _ in range(5):

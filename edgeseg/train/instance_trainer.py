@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, Optional, Sequence, Tuple
 
+from .. import defaults
 from ..eval.ap50 import AP50  # noqa: F401 (this module's API)
 from ..models import create_model
 from .common import STATE_FILE, lr_at  # noqa: F401 (this module's API)
@@ -20,7 +21,6 @@ from .common import RunConfig
 from .ema import ModelEMA  # noqa: F401 (this module's API)
 from .hooks import hooks_for_model
 from .hooks_instance import plot_instance_history  # noqa: F401 (this module's API)
-from .hooks_yoloseg import box_iou, masks_in_frame, nms, postprocess  # noqa: F401 (this module's API)
 from .instance_eval import EVALUATORS, evaluate_instances, predict_instances  # noqa: F401 (this module's API)
 from .instance_losses import PARTS
 from .loop import run_training
@@ -58,10 +58,10 @@ class InstanceTrainConfig(RunConfig):
     ema: bool = True
     ema_decay: float = 0.9998
     ema_tau: float = 500.0
-    score_threshold: float = 0.25
-    iou_threshold: float = 0.5
+    score_threshold: float = defaults.SCORE_THRESHOLD
+    iou_threshold: float = defaults.IOU_THRESHOLD
     val_score_threshold: float = 0.01
-    max_detections: int = 100
+    max_detections: int = defaults.MAX_DETECTIONS
     evaluator: str = "auto"
 
     _name = "instance training config"
