@@ -75,7 +75,7 @@ class ReplaySource(SyntheticSource):
     itself would not keep up. Each frame is a fresh copy, as a camera driver delivers it.
     """
 
-    def __init__(self, frames: Sequence[np.ndarray], fps: float = 30.0, **live_options: Any) -> None:
+    def __init__(self, frames: Sequence[np.ndarray], fps: float = defaults.VIDEO_FPS, **live_options: Any) -> None:
         frames = list(frames)
         if not frames:
             raise EdgesegError("ReplaySource needs at least one frame")
@@ -241,7 +241,7 @@ def _summarise(samples: dict[str, list[float]]) -> dict[str, dict[str, float]]:
     return stats.summary()["stages_ms"]
 
 
-def measure_sequential(predictor: Any, frames: Sequence[np.ndarray], runs: int, warmup: int = 10,
+def measure_sequential(predictor: Any, frames: Sequence[np.ndarray], runs: int, warmup: int = defaults.BENCH_WARMUP,
                        progress: Progress | None = None) -> tuple[dict[str, Any], dict[str, list[float]]]:
     """Time ``pre``, ``infer``, ``post`` and their sum for ``runs`` frames, one at a time.
 
@@ -313,8 +313,9 @@ def _load(target: Target, task: str, policy: ThreadPolicy, facts: dict[str, Any]
 
 
 def run_bench(models: Sequence[str | Path | None] | None = None, *, task: str = "semantic",
-              backend: str = "auto", frame_size: tuple[int, int] | None = None, runs: int = 100,
-              warmup: int = 10, threads: int | None = None, pipeline_frames: int | None = None,
+              backend: str = "auto", frame_size: tuple[int, int] | None = None,
+              runs: int = defaults.BENCH_RUNS, warmup: int = defaults.BENCH_WARMUP, threads: int | None = None,
+              pipeline_frames: int | None = None,
               out_dir: str | Path | None = "edgeseg_bench", progress: bool = True, seed: int = 0,
               log: Callable[[str], None] | None = None, facts: dict[str, Any] | None = None) -> dict[str, Any]:
     """Benchmark each model on each chosen backend; write bench.json / .md / .png to ``out_dir``.

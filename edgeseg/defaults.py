@@ -24,6 +24,8 @@ META_KEY: str = "edgeseg.meta"
 DEFAULT_SEMANTIC_MODEL: str = "semantic_default.onnx"
 #: Synthetic frames compared between PyTorch and the exported model after every export.
 PARITY_IMAGES: int = 4
+#: One-channel (binary) models: a pixel is foreground when its probability is above this.
+BINARY_THRESHOLD: float = 0.5
 
 # ---- instance segmentation
 #: Network input size (height, width) of instance models unless told otherwise.
@@ -40,6 +42,8 @@ MAX_CANDIDATES: int = 1000
 MAX_DETECTIONS: int = 100
 #: Detection score threshold used for COCO evaluation (low: AP integrates over all scores).
 EVAL_SCORE_THRESHOLD: float = 0.001
+#: COCO's maxDets: detections per image (and class) that AP counts, as COCOeval does.
+COCO_MAX_DETS: int = 100
 #: The default instance model shipped inside the package (relative to edgeseg/assets/).
 DEFAULT_INSTANCE_MODEL: str = "instance_default.onnx"
 
@@ -73,6 +77,13 @@ GATE_VAL_DATA: str = "synthetic"
 GATE_MATCH_IOU: float = 0.5
 #: Calibration images of INT8 exports.
 CALIB_IMAGES: int = 32
+#: Seed of synthetic calibration scenes: a stream of its own (the synthetic splits use 0, 1_000_003
+#: and 2_000_003), so the gate never scores on images the quantiser calibrated on.
+CALIB_SEED: int = 7_000_003
+#: Layers an ONNX Runtime INT8 export keeps in float (see :mod:`edgeseg.export.quantize`).
+INT8_KEEP_FLOAT: tuple[str, ...] = ("first",)
+#: Op types an ONNX Runtime INT8 export quantises (see :mod:`edgeseg.export.quantize`).
+INT8_OP_TYPES: tuple[str, ...] = ("Conv", "Relu", "Clip", "MaxPool")
 #: TensorRT builder workspace limit (MB), and the largest batch of a dynamic engine.
 TRT_WORKSPACE_MB: int = 1024
 TRT_MAX_BATCH: int = 4
@@ -82,8 +93,14 @@ TRT_MAX_BATCH: int = 4
 BENCH_FRAME_SIZE: tuple[int, int] = (720, 1280)
 #: Distinct synthetic frames cycled through by benchmarks.
 BENCH_DISTINCT_FRAMES: int = 8
+#: Timed frames per model and backend, and untimed frames before them.
+BENCH_RUNS: int = 100
+BENCH_WARMUP: int = 10
+
 #: Environment variable that lets ONNX models with operators from custom domains load (=1).
 ALLOW_CUSTOM_OPS_ENV: str = "EDGESEG_ALLOW_CUSTOM_OPS"
+#: Most tensor bytes (inline + external) an ONNX model may declare (4 GiB).
+MODEL_BYTES_BUDGET: int = 4 << 30
 #: Largest image (width x height) edgeseg decodes; EDGESEG_MAX_IMAGE_PIXELS overrides it.
 MAX_IMAGE_PIXELS: int = 1 << 28
 MAX_IMAGE_PIXELS_ENV: str = "EDGESEG_MAX_IMAGE_PIXELS"
@@ -97,3 +114,24 @@ def max_image_pixels() -> int:
     return int(text) if text.isdigit() and int(text) > 0 else MAX_IMAGE_PIXELS
 #: Most threads edgeseg starts for one pool (ONNX Runtime intra-op, the C++ core).
 MAX_THREADS: int = 256
+
+# ---- real-time pipeline
+#: Frame rate of a written video, a synthetic or replayed live source, when nothing else sets it.
+VIDEO_FPS: float = 30.0
+#: Frame size (height, width) of the live synthetic source.
+SYNTHETIC_SOURCE_SIZE: tuple[int, int] = (360, 640)
+#: Live sources: seconds without a frame before the device counts as lost, and seconds of failed
+#: reopening before giving up.
+LIVE_READ_TIMEOUT: float = 5.0
+LIVE_RECONNECT_TIMEOUT: float = 30.0
+#: Live sources: first wait between reopen attempts (seconds, doubling each attempt) and its cap.
+LIVE_BACKOFF: float = 0.25
+LIVE_BACKOFF_MAX: float = 4.0
+#: Web view: viewers served at once (more get 503), and the JPEG quality of its MJPEG stream.
+WEB_MAX_CLIENTS: int = 8
+WEB_JPEG_QUALITY: int = 80
+#: Semantic smoothing, when a kind is named without its value: mode-filter window (frames),
+#: hysteresis streak (frames), weight of the newest frame in the (flow-)EMA.
+SMOOTH_MODE_FRAMES: int = 3
+SMOOTH_HYSTERESIS_FRAMES: int = 2
+SMOOTH_EMA_WEIGHT: float = 0.5

@@ -27,10 +27,10 @@ def run_demo(out_dir: str | Path = "edgeseg_demo", frames: int = 300, size: tupl
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    video = make_video(out / "input.mp4", n_frames=frames, size=size, fps=30.0, seed=seed)
+    video = make_video(out / "input.mp4", n_frames=frames, size=size, fps=defaults.VIDEO_FPS, seed=seed)
     predictor = load(model, backend=backend, task=task, **(facts or {}))
     stats = LatencyStats()
-    with VideoFileSource(video) as source, VideoSink(out / "overlay.mp4", fps=source.fps or 30.0) as sink:
+    with VideoFileSource(video) as source, VideoSink(out / "overlay.mp4", fps=source.fps or defaults.VIDEO_FPS) as sink:
         bar = track(source, total=getattr(source, "frame_count", None), desc="demo", enabled=progress)
         for frame in bar:
             result = predictor(frame.image)

@@ -171,7 +171,7 @@ class RecordingWorker:
         sinks: list = []
         try:
             if s.video:
-                sinks.append(VideoSink(stage / f"overlay{s.video}", fps=source.fps or 30.0))
+                sinks.append(VideoSink(stage / f"overlay{s.video}", fps=source.fps or defaults.VIDEO_FPS))
             if s.jsonl:
                 sinks.append(JsonlSink(stage / RESULTS_JSONL))
         except BaseException:

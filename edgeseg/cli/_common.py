@@ -53,7 +53,7 @@ def add_foreign_facts(g: Any) -> None:
     g.add_argument("--binary-output", choices=["logits", "probabilities"],
                    help="one-channel models: what the output holds (default: read from the graph's final op)")
     g.add_argument("--binary-threshold", type=float,
-                   help="one-channel models: foreground probability threshold (default 0.5)")
+                   help=f"one-channel models: foreground probability threshold (default {defaults.BINARY_THRESHOLD})")
 
 
 def _add_task(p: argparse.ArgumentParser, what: str = "which shipped model runs when no model is given") -> None:

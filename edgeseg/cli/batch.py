@@ -51,7 +51,7 @@ def add_parser(sub: Any, fmt: Any) -> None:
     p.add_argument("--no-json", action="store_true", help="do not write results.jsonl")
     p.add_argument("--alpha", type=float, default=defaults.OVERLAY_ALPHA, help="overlay colour weight")
     p.add_argument("--hud", action="store_true", help="draw FPS / latency on the overlay frames")
-    p.add_argument("--smooth", type=int, nargs="?", const=3, default=0, metavar="K",
+    p.add_argument("--smooth", type=int, nargs="?", const=defaults.SMOOTH_MODE_FRAMES, default=0, metavar="K",
                    help="temporal smoothing: per-pixel majority class over the last K frames; 0 = off")
     p.add_argument("--quiet", action="store_true", help="no progress line")
     _add_model_options(p)

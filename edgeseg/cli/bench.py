@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from .. import defaults
 from ._common import _add_other_tool_facts, _add_task, _size, model_facts
 
 
@@ -34,9 +35,10 @@ def add_parser(sub: Any, fmt: Any) -> None:
                    help="auto (per model), all (every installed backend that reads the model's format), "
                         "or backend name(s), comma-separated: onnxruntime, torch, ...")
     p.add_argument("--imgsz", type=_size, default=None,
-                   help="synthetic frame size HxW, height first (default 720x1280: 720p landscape)")
-    p.add_argument("--runs", type=int, default=100, help="timed frames per model and backend")
-    p.add_argument("--warmup", type=int, default=10, help="untimed frames first")
+                   help="synthetic frame size HxW, height first "
+                        f"(default {defaults.BENCH_FRAME_SIZE[0]}x{defaults.BENCH_FRAME_SIZE[1]}: 720p landscape)")
+    p.add_argument("--runs", type=int, default=defaults.BENCH_RUNS, help="timed frames per model and backend")
+    p.add_argument("--warmup", type=int, default=defaults.BENCH_WARMUP, help="untimed frames first")
     p.add_argument("--pipeline-frames", type=int, default=None,
                    help="frames through the threaded pipeline (default: --runs; 0 = skip)")
     p.add_argument("--threads", type=int, default=None,

@@ -45,10 +45,11 @@ def add_parser(sub: Any, fmt: Any) -> None:
     g.add_argument("--calib-method", default=None, choices=["minmax", "entropy", "percentile"],
                    help="onnx --int8: activation range calibration (default minmax)")
     g.add_argument("--keep-float", default=None, metavar="LIST",
-                   help="layers left in float: first, head, none and/or node names, comma-separated (default: first)")
+                   help="layers left in float: first, head, none and/or node names, comma-separated "
+                        f"(default: {','.join(defaults.INT8_KEEP_FLOAT)})")
     g.add_argument("--int8-ops", default=None, metavar="LIST",
                    help="onnx --int8: ONNX op types to quantise, comma-separated, or all "
-                        "(default: Conv,Relu,Clip,MaxPool, the fastest with ONNX Runtime)")
+                        f"(default: {','.join(defaults.INT8_OP_TYPES)}, the fastest with ONNX Runtime)")
     g = p.add_argument_group("accuracy gate")
     g.add_argument("--val", default=None, metavar="DATA",
                    help=f"labelled validation data: voc:PATH, cityscapes:PATH, coco:PATH (default {defaults.GATE_VAL_DATA})")

@@ -52,9 +52,10 @@ def add_parser(sub: Any, fmt: Any) -> None:
                                                          "classes in view (top-right corner)")
     p.add_argument("--alpha", type=float, default=defaults.OVERLAY_ALPHA, help="overlay colour weight")
     p.add_argument("--realtime", action="store_true", help="pace video files at their FPS (like a camera)")
-    p.add_argument("--smooth", nargs="?", const="3", default="0", metavar="SPEC",
+    p.add_argument("--smooth", nargs="?", const=str(defaults.SMOOTH_MODE_FRAMES), default="0", metavar="SPEC",
                    help="semantic temporal smoothing: K or mode:K (per-pixel majority class over the last "
-                        "K frames; K=3 without a value), hysteresis:N (a pixel changes class after N frames "
+                        f"K frames; K={defaults.SMOOTH_MODE_FRAMES} without a value), "
+                        "hysteresis:N (a pixel changes class after N frames "
                         "in a row), ema:A (moving average of the class log-probabilities at the model's "
                         "output resolution, newest frame weight A), flow-ema:A (the same, motion-compensated "
                         "by optical flow); 0 = off")
@@ -62,15 +63,18 @@ def add_parser(sub: Any, fmt: Any) -> None:
                    help="instance models: give detections ids that persist across frames (ByteTrack-style "
                         "association with a Kalman filter), matched by mask IoU (default) or box IoU; ids "
                         "appear in the overlay, --json and the COCO output")
-    p.add_argument("--width", type=int, help="camera: requested width; synthetic: frame width (640)")
-    p.add_argument("--height", type=int, help="camera: requested height; synthetic: frame height (360)")
-    p.add_argument("--fps", type=float, help="camera: requested FPS; synthetic: frames per second (30)")
+    p.add_argument("--width", type=int,
+                   help=f"camera: requested width; synthetic: frame width ({defaults.SYNTHETIC_SOURCE_SIZE[1]})")
+    p.add_argument("--height", type=int,
+                   help=f"camera: requested height; synthetic: frame height ({defaults.SYNTHETIC_SOURCE_SIZE[0]})")
+    p.add_argument("--fps", type=float,
+                   help=f"camera: requested FPS; synthetic: frames per second ({defaults.VIDEO_FPS:g})")
     p.add_argument("--threads", type=int, default=None,
                    help="ONNX Runtime intra-op threads (default: cores - 1; the C++ core uses 1-2, "
                         "or $EDGESEG_NUM_THREADS)")
-    p.add_argument("--read-timeout", type=float, default=5.0,
+    p.add_argument("--read-timeout", type=float, default=defaults.LIVE_READ_TIMEOUT,
                    help="live sources: seconds without a frame before the source counts as lost")
-    p.add_argument("--reconnect-timeout", type=float, default=30.0,
+    p.add_argument("--reconnect-timeout", type=float, default=defaults.LIVE_RECONNECT_TIMEOUT,
                    help="live sources: give up after reconnecting fails for this many seconds")
     p.add_argument("--quiet", action="store_true", help="no start line on stderr")
     _add_model_options(p)
@@ -112,7 +116,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     spec: object = args.source
     if args.camera is not None:
         spec = int(args.camera) if args.camera.isdigit() else args.camera
-    size = (args.height or 360, args.width or 640)
+    size = (args.height or defaults.SYNTHETIC_SOURCE_SIZE[0], args.width or defaults.SYNTHETIC_SOURCE_SIZE[1])
     candidates = dict(read_timeout=args.read_timeout, reconnect_timeout=args.reconnect_timeout, width=args.width,
                       height=args.height, fps=args.fps, size=size, topic=args.topic)
     options = {k: v for k, v in candidates.items() if v is not None}
@@ -129,7 +133,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         if isinstance(source, LiveSource):
             source.start()  # fail fast (missing camera, bad URL) and learn the real FPS
         if args.save:
-            sinks.append(VideoSink(args.save, fps=source.fps or 30.0))
+            sinks.append(VideoSink(args.save, fps=source.fps or defaults.VIDEO_FPS))
         if args.save_dir:
             sinks.append(ImageDirSink(args.save_dir))
         if args.json:

@@ -20,6 +20,7 @@ from typing import Iterator, Sequence, Union
 import cv2
 import numpy as np
 
+from .. import defaults
 from ..errors import DataError, InputFileError
 from ..geometry import parse_size
 from ..meta import default_palette
@@ -473,7 +474,7 @@ def video_frame(t: int, size: Union[int, Sequence[int]] = (256, 256), seed: int 
 
 
 def make_video(path: PathLike, n_frames: int, size: Union[int, Sequence[int]] = (256, 256),
-               fps: float = 30.0, seed: int = 0) -> Path:
+               fps: float = defaults.VIDEO_FPS, seed: int = 0) -> Path:
     """Write a video of a moving synthetic scene; return the path actually written.
 
     Tries mp4v into ``path`` (.mp4); if that writer cannot open, writes MJPG into ``path`` with

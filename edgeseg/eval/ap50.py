@@ -10,6 +10,7 @@ from typing import Optional
 
 import numpy as np
 
+from .. import defaults
 from ..geometry import box_iou
 
 
@@ -27,7 +28,7 @@ class AP50:
     """COCO-style AP at IoU 0.5 (area "all", ``max_dets`` per image and class), accumulated image by
     image so no masks are kept. ``iou_type`` is "bbox" or "segm"."""
 
-    def __init__(self, num_classes: int, iou_type: str = "bbox", max_dets: int = 100) -> None:
+    def __init__(self, num_classes: int, iou_type: str = "bbox", max_dets: int = defaults.COCO_MAX_DETS) -> None:
         if iou_type not in ("bbox", "segm"):
             raise ValueError(f"iou_type must be 'bbox' or 'segm', got {iou_type!r}")
         self.num_classes, self.iou_type, self.max_dets = int(num_classes), iou_type, int(max_dets)

@@ -24,7 +24,7 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 
-from .. import ops
+from .. import defaults, ops
 from ..errors import EdgesegError
 from ..masks import MaskSet
 
@@ -173,7 +173,7 @@ class VideoStability:
     (see the module docstring for the definitions). ``ignore_index`` pixels are skipped."""
 
     num_classes: int
-    ignore_index: int = 255
+    ignore_index: int = defaults.IGNORE_INDEX
     confusion: np.ndarray = field(init=False)
     changed: int = field(default=0, init=False)
     stable: int = field(default=0, init=False)

@@ -44,9 +44,9 @@ from .parity import FRAME_SIZES
 
 #: Seed of synthetic calibration scenes: a stream of its own (train uses 0, val 1_000_003,
 #: test 2_000_003), so the gate never scores on images the quantiser calibrated on.
-CALIB_SEED = 7_000_003
+CALIB_SEED = defaults.CALIB_SEED
 #: Layers kept in float by default (see the module docstring).
-DEFAULT_KEEP_FLOAT: tuple[str, ...] = ("first",)
+DEFAULT_KEEP_FLOAT: tuple[str, ...] = defaults.INT8_KEEP_FLOAT
 #: Op types an ONNX Runtime INT8 export quantises by default: convolutions with the activations
 #: ONNX Runtime fuses into them, and max pooling. Full-window average pools are quantised as
 #: depthwise convolutions (:func:`avgpools_to_depthwise`), and concats of quantised inputs are
@@ -54,7 +54,7 @@ DEFAULT_KEEP_FLOAT: tuple[str, ...] = ("first",)
 #: Quantize/DequantizeLinear pairs around ops that ONNX Runtime runs no faster in INT8; on the
 #: shipped semantic model "all" now runs level with this set (1.37-1.41x FP32 both,
 #: benchmarks/RESULTS.md). "all" selects every op.
-DEFAULT_OP_TYPES: tuple[str, ...] = ("Conv", "Relu", "Clip", "MaxPool")
+DEFAULT_OP_TYPES: tuple[str, ...] = defaults.INT8_OP_TYPES
 #: Special --keep-float words; anything else is a node name.
 KEEP_FLOAT_WORDS = ("first", "head", "none")
 METHODS = ("minmax", "entropy", "percentile")

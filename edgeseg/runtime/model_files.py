@@ -25,7 +25,7 @@ from .onnx_graph import _fields
 STANDARD_DOMAINS = frozenset({"", "ai.onnx", "ai.onnx.ml", "ai.onnx.preview", "ai.onnx.preview.training",
                               "ai.onnx.training", "com.microsoft", "com.microsoft.nchwc", "com.microsoft.experimental"})
 #: Most tensor bytes (inline + external) a model may declare, unless told otherwise.
-DEFAULT_BUDGET = 4 << 30
+DEFAULT_BUDGET = defaults.MODEL_BYTES_BUDGET
 #: Bytes per element of ONNX TensorProto.DataType values.
 _ITEMSIZE = {1: 4, 2: 1, 3: 1, 4: 2, 5: 2, 6: 4, 7: 8, 9: 1, 10: 2, 11: 8, 12: 4, 13: 8, 14: 8, 15: 16, 16: 2,
              17: 1, 18: 1, 19: 1, 20: 1}

@@ -30,6 +30,7 @@ from typing import Any, Callable, Optional, Union
 
 import numpy as np
 
+from .. import defaults
 from ..errors import EdgesegError
 
 
@@ -70,7 +71,7 @@ class ModeFilter(Stabiliser):
 
     name = "mode"
 
-    def __init__(self, k: int = 3) -> None:
+    def __init__(self, k: int = defaults.SMOOTH_MODE_FRAMES) -> None:
         if k < 2:
             raise ValueError(f"ModeFilter needs k >= 2 frames, got {k}")
         self.k = k
@@ -113,7 +114,7 @@ class Hysteresis(Stabiliser):
 
     name = "hysteresis"
 
-    def __init__(self, n: int = 2) -> None:
+    def __init__(self, n: int = defaults.SMOOTH_HYSTERESIS_FRAMES) -> None:
         if n < 1 or n > 255:
             raise ValueError(f"Hysteresis needs 1 <= n <= 255 frames, got {n}")
         self.n = n
@@ -155,7 +156,7 @@ class ProbabilityEMA(Stabiliser):
     name = "ema"
     uses_scores = True
 
-    def __init__(self, a: float = 0.5) -> None:
+    def __init__(self, a: float = defaults.SMOOTH_EMA_WEIGHT) -> None:
         if not 0.0 < a <= 1.0:
             raise ValueError(f"ProbabilityEMA needs 0 < a <= 1, got {a}")
         self.a = float(a)
@@ -201,7 +202,7 @@ class FlowEMA(ProbabilityEMA):
     #: Width (pixels) of the grey frame the flow is computed on.
     FLOW_WIDTH = 160
 
-    def __init__(self, a: float = 0.5) -> None:
+    def __init__(self, a: float = defaults.SMOOTH_EMA_WEIGHT) -> None:
         super().__init__(a)
         self._grey: Optional[np.ndarray] = None
         self._dis: Any = None
@@ -278,10 +279,10 @@ class Chain(Stabiliser):
 
 #: name -> (constructor from the spec's argument, default argument)
 STABILISERS: dict[str, tuple[Callable[[str], Stabiliser], str]] = {
-    "mode": (lambda v: ModeFilter(int(v)), "3"),
-    "hysteresis": (lambda v: Hysteresis(int(v)), "2"),
-    "ema": (lambda v: ProbabilityEMA(float(v)), "0.5"),
-    "flow-ema": (lambda v: FlowEMA(float(v)), "0.5"),
+    "mode": (lambda v: ModeFilter(int(v)), str(defaults.SMOOTH_MODE_FRAMES)),
+    "hysteresis": (lambda v: Hysteresis(int(v)), str(defaults.SMOOTH_HYSTERESIS_FRAMES)),
+    "ema": (lambda v: ProbabilityEMA(float(v)), str(defaults.SMOOTH_EMA_WEIGHT)),
+    "flow-ema": (lambda v: FlowEMA(float(v)), str(defaults.SMOOTH_EMA_WEIGHT)),
 }
 
 

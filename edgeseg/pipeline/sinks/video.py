@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from ... import defaults
 from ...errors import InputFileError, OutputError
 from .base import Sink, _public_mode
 
@@ -32,7 +33,7 @@ def _frame_count(path: Path) -> int:
 class VideoSink(Sink):
     """Write BGR frames to a video file (codec chosen by suffix: .mp4 -> mp4v, .avi -> MJPG)."""
 
-    def __init__(self, path: str | os.PathLike, fps: float = 30.0) -> None:
+    def __init__(self, path: str | os.PathLike, fps: float = defaults.VIDEO_FPS) -> None:
         self.path = Path(path)
         suffix = self.path.suffix.lower()
         if suffix not in _FOURCC:

@@ -28,6 +28,7 @@ from urllib.parse import parse_qs
 
 import numpy as np
 
+from ... import defaults
 from ...errors import EdgesegError
 from .base import Sink
 
@@ -35,7 +36,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from ..results import StreamResult
 
 #: Viewers (MJPEG streams + stats event streams) served at once; more get 503.
-DEFAULT_MAX_CLIENTS = 8
+DEFAULT_MAX_CLIENTS = defaults.WEB_MAX_CLIENTS
 #: Seconds between two stats updates on /events.
 STATS_PERIOD = 0.5
 #: Seconds a client may take to send its request or to accept data before it is dropped.
@@ -283,7 +284,7 @@ class WebSink(Sink):
     needs_image = True
 
     def __init__(self, address: str | int | tuple[str, int] = "127.0.0.1:8080", *, token: str | None = None,
-                 max_clients: int = DEFAULT_MAX_CLIENTS, quality: int = 80,
+                 max_clients: int = DEFAULT_MAX_CLIENTS, quality: int = defaults.WEB_JPEG_QUALITY,
                  info: dict[str, Any] | None = None) -> None:
         host, port = address if isinstance(address, tuple) else parse_address(address)
         if max_clients < 1:

@@ -27,6 +27,7 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 
+from ... import defaults
 from ...errors import SourceError
 from ..queues import END
 from .base import Frame, Source
@@ -66,8 +67,9 @@ class LiveSource(Source):
 
     live = True
 
-    def __init__(self, *, read_timeout: float = 5.0, reconnect_timeout: float = 30.0,
-                 backoff: float = 0.25, backoff_max: float = 4.0,
+    def __init__(self, *, read_timeout: float = defaults.LIVE_READ_TIMEOUT,
+                 reconnect_timeout: float = defaults.LIVE_RECONNECT_TIMEOUT,
+                 backoff: float = defaults.LIVE_BACKOFF, backoff_max: float = defaults.LIVE_BACKOFF_MAX,
                  log: Callable[[str], None] | None = None) -> None:
         if read_timeout <= 0 or reconnect_timeout < 0 or backoff <= 0 or backoff_max < backoff:
             raise SourceError("need read_timeout > 0, reconnect_timeout >= 0 and 0 < backoff <= backoff_max")

@@ -6,6 +6,7 @@ from typing import Any
 
 import numpy as np
 
+from ... import defaults
 from ...errors import SourceError
 from .live import LIVE_OPTIONS, LiveSource
 from .registry import register_source
@@ -16,7 +17,8 @@ class SyntheticSource(LiveSource):
     at ``fps`` frames per second (like a camera: frame ``t`` is the one due at wall-clock tick
     ``t``; if generation falls behind, ticks are skipped, not queued). Needs no hardware."""
 
-    def __init__(self, size: int | tuple[int, int] = (360, 640), fps: float = 30.0, seed: int = 0,
+    def __init__(self, size: int | tuple[int, int] = defaults.SYNTHETIC_SOURCE_SIZE,
+                 fps: float = defaults.VIDEO_FPS, seed: int = 0,
                  **live_options: Any) -> None:
         super().__init__(**live_options)
         if fps <= 0:

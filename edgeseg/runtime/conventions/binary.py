@@ -10,6 +10,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from ... import defaults
 from ...errors import ModelError
 from ...meta import ModelMeta
 from ..backends import TensorSpec
@@ -19,7 +20,7 @@ from .base import GraphView, ImageInput
 #: Classes of a one-channel model unless the user names them.
 CLASSES = ["background", "foreground"]
 #: Default probability threshold.
-THRESHOLD = 0.5
+THRESHOLD = defaults.BINARY_THRESHOLD
 HOW_OUTPUT = "binary_output='logits' or 'probabilities' (CLI: --binary-output logits|probabilities)"
 
 
