@@ -135,3 +135,8 @@ WEB_JPEG_QUALITY: int = 80
 SMOOTH_MODE_FRAMES: int = 3
 SMOOTH_HYSTERESIS_FRAMES: int = 2
 SMOOTH_EMA_WEIGHT: float = 0.5
+#: ``edgeseg batch``: times a recording is retried on a fresh worker after its worker died.
+BATCH_RETRIES: int = 2
+#: ``edgeseg demo``: frames and frame size (height, width) of the generated video.
+DEMO_FRAMES: int = 300
+DEMO_FRAME_SIZE: tuple[int, int] = (480, 480)

@@ -13,7 +13,8 @@ from .pipeline.sources import VideoFileSource
 from .pipeline.stats import LatencyStats
 
 
-def run_demo(out_dir: str | Path = "edgeseg_demo", frames: int = 300, size: tuple[int, int] = (480, 480),
+def run_demo(out_dir: str | Path = "edgeseg_demo", frames: int = defaults.DEMO_FRAMES,
+             size: tuple[int, int] = defaults.DEMO_FRAME_SIZE,
              model: str | Path | None = None, backend: str = "auto", seed: int = 0,
              alpha: float = defaults.OVERLAY_ALPHA, progress: bool = True,
              task: str = "semantic", facts: dict[str, Any] | None = None) -> dict[str, Any]:

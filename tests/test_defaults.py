@@ -104,6 +104,9 @@ READS_DEFAULTS = [
     ("edgeseg.tracking.semantic", "Hysteresis", {"n": "SMOOTH_HYSTERESIS_FRAMES"}),
     ("edgeseg.tracking.semantic", "ProbabilityEMA", {"a": "SMOOTH_EMA_WEIGHT"}),
     ("edgeseg.tracking.semantic", "FlowEMA", {"a": "SMOOTH_EMA_WEIGHT"}),
+    ("edgeseg.batch.runner", "run_batch", {"retries": "BATCH_RETRIES"}),
+    ("edgeseg.integrations.ray.runner", "RayRunner", {"retries": "BATCH_RETRIES"}),
+    ("edgeseg.demo", "run_demo", {"frames": "DEMO_FRAMES", "size": "DEMO_FRAME_SIZE"}),
 ]
 
 
@@ -145,6 +148,9 @@ def test_cli_options_default_to_the_package_defaults(capsys):
     assert (run.read_timeout, run.reconnect_timeout) == (defaults.LIVE_READ_TIMEOUT, defaults.LIVE_RECONNECT_TIMEOUT)
     batch = parser.parse_args(["batch", "m.onnx", "in.mp4", "--out", "o", "--smooth"])
     assert batch.smooth == defaults.SMOOTH_MODE_FRAMES
+    assert batch.retries == defaults.BATCH_RETRIES
+    demo = parser.parse_args(["demo"])
+    assert (demo.frames, demo.size) == (defaults.DEMO_FRAMES, defaults.DEMO_FRAME_SIZE)
     bench = parser.parse_args(["bench"])
     assert (bench.runs, bench.warmup) == (defaults.BENCH_RUNS, defaults.BENCH_WARMUP)
 

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Iterable, Protocol, Sequence
 
-from .. import __version__
+from .. import __version__, defaults
 from .._io import write_json
 from .._progress import Progress
 from ..errors import EdgesegError
@@ -100,7 +100,7 @@ def ray_available() -> bool:
 
 def run_batch(settings: BatchSettings, inputs: Iterable[str], out: str | Path, *, use_ray: bool | None = None,
               workers: int | None = None, cpus_per_worker: int | None = None, ray_address: str | None = None,
-              threads: int | None = None, retries: int = 2, force: bool = False,
+              threads: int | None = None, retries: int = defaults.BATCH_RETRIES, force: bool = False,
               runtime_env: dict[str, Any] | None = None, progress: bool = True,
               log: Callable[[str], None] = _stderr) -> dict[str, Any]:
     """Run ``settings.model`` over every recording of ``inputs`` into ``out``; returns the summary

@@ -42,7 +42,7 @@ def add_parser(sub: Any, fmt: Any) -> None:
     p.add_argument("--no-ray", action="store_true", help="run the recordings one after another in this process")
     p.add_argument("--threads", type=int, default=None,
                    help="ONNX Runtime intra-op threads per worker (default: from its CPUs)")
-    p.add_argument("--retries", type=int, default=2, help="times a recording is retried after its worker died")
+    p.add_argument("--retries", type=int, default=defaults.BATCH_RETRIES, help="times a recording is retried after its worker died")
     p.add_argument("--force", action="store_true", help="redo recordings whose outputs are up to date")
     p.add_argument("--topic", help="ROS 2 recordings: the image topic to read")
     p.add_argument("--frames", type=int, default=None, help="stop each recording after N frames")

@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from .. import defaults
 from ._common import _add_other_tool_facts, _add_task, _size, model_facts
 
 
@@ -13,8 +14,8 @@ def add_parser(sub: Any, fmt: Any) -> None:
                        description="Generate a synthetic video, segment every frame with the shipped model (or "
                                    "--model), write OUT/overlay.mp4 and OUT/latency.json (p50/p90/p99 per stage).")
     p.add_argument("--out", default="edgeseg_demo", help="output directory")
-    p.add_argument("--frames", type=int, default=300, help="length of the generated video")
-    p.add_argument("--size", type=_size, default=(480, 480),
+    p.add_argument("--frames", type=int, default=defaults.DEMO_FRAMES, help="length of the generated video")
+    p.add_argument("--size", type=_size, default=defaults.DEMO_FRAME_SIZE,
                    help="video frame size HxW (the shipped model was trained on square scenes)")
     p.add_argument("--model", default=None, help="model to use instead of the shipped one")
     p.add_argument("--backend", default="auto", help="inference backend: auto, onnxruntime, torch")

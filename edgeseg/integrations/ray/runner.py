@@ -19,6 +19,7 @@ from collections import deque
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
+from ... import defaults
 from ...batch.inputs import Recording
 from ...batch.worker import BatchSettings, RecordingWorker
 from ...errors import EdgesegError
@@ -94,7 +95,8 @@ class RayRunner:
 
     def __init__(self, settings: BatchSettings, out: Path, *, workers: int | None = None,
                  cpus_per_worker: int | None = None, address: str | None = None, threads: int | None = None,
-                 retries: int = 2, runtime_env: dict[str, Any] | None = None, jobs: int | None = None,
+                 retries: int = defaults.BATCH_RETRIES, runtime_env: dict[str, Any] | None = None,
+                 jobs: int | None = None,
                  log: Callable[[str], None] = lambda _msg: None) -> None:
         import ray
 
