@@ -150,6 +150,7 @@ def export_litert(
     input_size: int | tuple[int, int] | None = None,
     dynamic: bool | None = None,
     opset: int | None = None,
+    *,
     threads: int | None = None,
     verbose: bool = True,
     **gate: Any,

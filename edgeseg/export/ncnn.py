@@ -123,6 +123,7 @@ def export_ncnn(
     input_size: int | tuple[int, int] | None = None,
     dynamic: bool | None = None,
     opset: int | None = None,
+    *,
     threads: int | None = None,
     verbose: bool = True,
     **gate: Any,

@@ -52,6 +52,7 @@ def export_openvino(
     input_size: int | tuple[int, int] | None = None,
     dynamic: bool | None = None,
     opset: int | None = None,
+    *,
     verbose: bool = True,
     **gate: Any,
 ) -> DeployReport:

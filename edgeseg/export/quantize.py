@@ -395,6 +395,7 @@ def export_onnx_int8(
     input_size: int | tuple[int, int] | None = None,
     dynamic: bool | None = None,
     opset: int | None = None,
+    *,
     verbose: bool = True,
     **gate: Any,
 ) -> DeployReport:

@@ -408,6 +408,7 @@ def export_engine(
     input_size: int | tuple[int, int] | None = None,
     opset: int | None = None,
     device: str = "cuda",
+    *,
     verbose: bool = True,
     **gate: Any,
 ) -> DeployReport:
