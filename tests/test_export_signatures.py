@@ -44,3 +44,13 @@ def test_positional_argument_past_the_keyword_only_marker_is_refused(module, nam
     args = [str(tmp_path / "missing"), str(tmp_path / "out"), *before]
     with pytest.raises(TypeError, match="positional argument"):
         fn(*args, "synthetic")  # once ``val`` (openvino, int8, litert, ncnn) or ``verbose`` (engine)
+
+
+def test_deploy_report_is_still_importable_from_accuracy():
+    """Exporter docs named edgeseg.export.accuracy.DeployReport as their return type."""
+    from edgeseg.export import deploy
+    from edgeseg.export.accuracy import DeployReport, Source, is_checkpoint
+
+    assert (DeployReport, Source, is_checkpoint) == (deploy.DeployReport, deploy.Source, deploy.is_checkpoint)
+    with pytest.raises(AttributeError):
+        importlib.import_module("edgeseg.export.accuracy").no_such_name

@@ -276,3 +276,15 @@ def run_gate(source: Source, candidate: Any, precision: str, settings: GateSetti
     acc = accuracy_gate(source.reference, candidate, source.meta, data=settings.val, n_images=settings.val_images,
                         max_drop=settings.max_drop)
     return GateResult(parity, acc, parity_gated=precision == "fp32")
+
+
+#: Names that lived here before :mod:`edgeseg.export.deploy` held them (same objects).
+_MOVED_TO_DEPLOY = ("DeployReport", "Source", "is_checkpoint")
+
+
+def __getattr__(name: str) -> Any:
+    if name in _MOVED_TO_DEPLOY:
+        from . import deploy
+
+        return getattr(deploy, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
