@@ -50,7 +50,7 @@ class FrameTracks:
 
 
 def _similarity(gt: FrameTracks, pr: FrameTracks, kind: str) -> np.ndarray:
-    from ..tracking.similarity import box_iou
+    from ..geometry import box_iou
 
     if kind == "mask":
         if gt.masks is None or pr.masks is None:
